@@ -1,0 +1,49 @@
+"""The functional API: depthwise_conv2d, a drop-in for F.conv2d(..., groups=C)."""
+from typing import Optional
+
+import torch
+
+from ._args import conv_args
+
+
+def has_kernel(device: torch.device) -> bool:
+    """Whether dsconv has compiled kernels for this device type (meta is always handled)."""
+    dtype = torch.device(device).type
+    if dtype in ("cpu", "meta"):
+        return True
+    key = {"cuda": "CUDA"}.get(dtype)
+    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key("dsconv::depthwise_conv2d", key)
+
+
+def depthwise_conv2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    stride=1,
+    padding=0,
+    dilation=1,
+) -> torch.Tensor:
+    """Same result, shape and memory format as
+    ``F.conv2d(input, weight, bias, stride, padding, dilation, groups=input.shape[-3])``.
+
+    input: (N, C, H, W) or unbatched (C, H, W), any strides. weight: (C*m, 1, kH, kW) for a channel
+    multiplier m >= 1. padding: int, pair, 'same' or 'valid'.
+    """
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"dsconv: input must be a Tensor, got {type(input).__name__}")
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"dsconv: weight must be a Tensor, got {type(weight).__name__}")
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        raise TypeError(f"dsconv: bias must be a Tensor or None, got {type(bias).__name__}")
+    if input.dim() not in (3, 4):
+        raise ValueError(
+            f"dsconv: expected a 3-D (unbatched) or 4-D (batched) input, got {input.dim()}-D with shape {tuple(input.shape)}"
+        )
+    if weight.dim() != 4:
+        raise ValueError(
+            f"dsconv: expected a 4-D weight (C*multiplier, 1, kH, kW), got {weight.dim()}-D with shape {tuple(weight.shape)}"
+        )
+    s, p, d = conv_args(weight.shape, stride, padding, dilation)
+    if input.dim() == 3:
+        return torch.ops.dsconv.depthwise_conv2d(input.unsqueeze(0), weight, bias, s, p, d).squeeze(0)
+    return torch.ops.dsconv.depthwise_conv2d(input, weight, bias, s, p, d)

@@ -1,0 +1,80 @@
+"""Build dsconv_ext with torch.utils.cpp_extension against the torch already installed.
+
+    pip install --no-build-isolation -e .
+
+Environment:
+  DSCONV_CUDA=0   build the CPU extension only
+  DSCONV_CUDA=1   CUDA sources are required: fail loudly when no CUDA toolkit / CUDA torch
+  (unset)         add the CUDA sources when a CUDA toolkit and a CUDA build of torch are present
+  TORCH_CUDA_ARCH_LIST, MAX_JOBS, CUDA_HOME are honoured as in torch.utils.cpp_extension.
+"""
+import glob
+import os
+import sys
+
+# torch guesses CUDA_HOME from `which nvcc`; a wrapper script on PATH makes that guess wrong
+# (/usr/local instead of /usr/local/cuda). Prefer the standard prefix when it exists. This must
+# happen before torch.utils.cpp_extension is imported, which reads CUDA_HOME once.
+if "CUDA_HOME" not in os.environ and "CUDA_PATH" not in os.environ and os.path.isdir("/usr/local/cuda"):
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+import torch  # noqa: E402
+from setuptools import find_packages, setup  # noqa: E402
+from torch.utils import cpp_extension  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def want_cuda() -> bool:
+    flag = os.environ.get("DSCONV_CUDA", "").strip()
+    have_toolkit = cpp_extension.CUDA_HOME is not None and os.path.exists(
+        os.path.join(cpp_extension.CUDA_HOME, "bin", "nvcc")
+    )
+    have_torch = torch.version.cuda is not None
+    if flag == "0":
+        return False
+    if flag == "1":
+        if not (have_toolkit and have_torch):
+            sys.exit(
+                "DSCONV_CUDA=1 but CUDA can't be built: "
+                f"CUDA toolkit {'found at ' + str(cpp_extension.CUDA_HOME) if have_toolkit else 'not found (set CUDA_HOME)'}, "
+                f"torch {torch.__version__} is {'a CUDA build' if have_torch else 'a CPU-only build'}"
+            )
+        return True
+    if flag:
+        sys.exit(f"DSCONV_CUDA must be 0 or 1, got {flag!r}")
+    return have_toolkit and have_torch
+
+
+def rel(pattern):
+    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern)))
+
+
+def extension():
+    sources = rel("csrc/*.cpp") + rel("csrc/cpu/*.cpp")
+    cxx = ["-O3", "-fno-math-errno"]
+    if sys.platform.startswith("linux"):
+        cxx.append("-fdiagnostics-color=always")
+    if not want_cuda():
+        return cpp_extension.CppExtension("dsconv_ext._C", sources, extra_compile_args={"cxx": cxx})
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        # No GPU to ask: build for Ampere and Hopper rather than every arch torch knows.
+        os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
+    sources += rel("csrc/cuda/*.cpp") + rel("csrc/cuda/*.cu")
+    nvcc = ["-O3", "-lineinfo", "--expt-relaxed-constexpr"]
+    return cpp_extension.CUDAExtension(
+        "dsconv_ext._C", sources, extra_compile_args={"cxx": cxx + ["-DDSCONV_WITH_CUDA"], "nvcc": nvcc}
+    )
+
+
+setup(
+    name="dsconv_ext",
+    version="0.1.0",
+    description="Fast depthwise and depthwise-separable convolution for PyTorch (CPU and CUDA)",
+    packages=find_packages(include=["dsconv_ext", "dsconv_ext.*"]),
+    ext_modules=[extension()],
+    cmdclass={"build_ext": cpp_extension.BuildExtension},
+    python_requires=">=3.9",
+    install_requires=["torch"],
+    zip_safe=False,
+)
