@@ -53,17 +53,29 @@ def rel(pattern):
 def extension():
     sources = rel("csrc/*.cpp") + rel("csrc/cpu/*.cpp")
     cxx = ["-O3", "-fno-math-errno"]
+    link = []
     if sys.platform.startswith("linux"):
         cxx.append("-fdiagnostics-color=always")
+    if torch._C.has_openmp and not sys.platform.startswith("win"):
+        # at::parallel_for is a header template that only runs in parallel when the including file
+        # is compiled with OpenMP (ATen/ParallelOpenMP.h checks _OPENMP). Linking -fopenmp records
+        # libgomp.so.1, which resolves to the copy torch already loaded: one shared thread pool.
+        cxx.append("-fopenmp")
+        link.append("-fopenmp")
     if not want_cuda():
-        return cpp_extension.CppExtension("dsconv_ext._C", sources, extra_compile_args={"cxx": cxx})
+        return cpp_extension.CppExtension(
+            "dsconv_ext._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link
+        )
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         # No GPU to ask: build for Ampere and Hopper rather than every arch torch knows.
         os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
     sources += rel("csrc/cuda/*.cpp") + rel("csrc/cuda/*.cu")
     nvcc = ["-O3", "-lineinfo", "--expt-relaxed-constexpr"]
     return cpp_extension.CUDAExtension(
-        "dsconv_ext._C", sources, extra_compile_args={"cxx": cxx + ["-DDSCONV_WITH_CUDA"], "nvcc": nvcc}
+        "dsconv_ext._C",
+        sources,
+        extra_compile_args={"cxx": cxx + ["-DDSCONV_WITH_CUDA"], "nvcc": nvcc},
+        extra_link_args=link,
     )
 
 
