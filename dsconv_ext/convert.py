@@ -1,6 +1,4 @@
 """convert(): swap a model's depthwise nn.Conv2d layers for DepthwiseConv2d, in place."""
-import copy
-
 from torch import nn
 
 from .modules import DepthwiseConv2d
@@ -17,32 +15,15 @@ def is_convertible(module: nn.Module) -> bool:
     )
 
 
-def to_depthwise(conv: nn.Conv2d) -> DepthwiseConv2d:
-    """A DepthwiseConv2d holding the very same Parameter objects (so optimizers that reference them
-    keep working), buffers, hooks, training flag and attributes; nothing is re-initialised."""
-    new = DepthwiseConv2d.__new__(DepthwiseConv2d)
-    # Copy the per-module containers (parameter/buffer/hook dicts), share what they hold.
-    new.__dict__.update({k: copy.copy(v) if isinstance(v, (dict, list)) else v for k, v in conv.__dict__.items()})
-    return new
-
-
 def convert(module: nn.Module) -> nn.Module:
-    """Replace, in place, every depthwise nn.Conv2d inside `module` by a DepthwiseConv2d with the
-    same parameters, and return `module` (or the replacement, if `module` itself is one).
-    A module reached twice (shared) is replaced by one shared DepthwiseConv2d."""
-    memo = {}
+    """Turn, in place, every depthwise nn.Conv2d inside `module` (and `module` itself, if it is
+    one) into a DepthwiseConv2d, and return `module`.
 
-    def visit(parent: nn.Module) -> None:
-        for name, child in list(parent.named_children()):
-            if is_convertible(child):
-                if id(child) not in memo:
-                    memo[id(child)] = to_depthwise(child)
-                setattr(parent, name, memo[id(child)])
-            elif id(child) not in memo:
-                memo[id(child)] = child
-                visit(child)
-
-    if is_convertible(module):
-        return to_depthwise(module)
-    visit(module)
+    The layer object itself changes class: DepthwiseConv2d adds no state to nn.Conv2d, so the same
+    Parameter objects (optimizers keep working), buffers, hooks and their handles, training flag and
+    state_dict keys carry over, and a layer shared between several places stays shared.
+    """
+    for m in module.modules():
+        if is_convertible(m):
+            m.__class__ = DepthwiseConv2d
     return module

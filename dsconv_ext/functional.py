@@ -15,6 +15,20 @@ def has_kernel(device: torch.device) -> bool:
     return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key("dsconv::depthwise_conv2d", key)
 
 
+def _autocast(input, weight, bias):
+    """Under torch.autocast, run in the autocast dtype as F.conv2d does (conv is a lower-precision op
+    on both CPU and CUDA), so converted models keep working in mixed precision."""
+    device_type = input.device.type
+    if device_type not in ("cpu", "cuda") or not torch.is_autocast_enabled(device_type):
+        return input, weight, bias
+    dtype = torch.get_autocast_dtype(device_type)
+
+    def cast(t):
+        return t.to(dtype) if t is not None and t.is_floating_point() and t.device.type == device_type else t
+
+    return cast(input), cast(weight), cast(bias)
+
+
 def depthwise_conv2d(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -44,6 +58,7 @@ def depthwise_conv2d(
             f"dsconv: expected a 4-D weight (C*multiplier, 1, kH, kW), got {weight.dim()}-D with shape {tuple(weight.shape)}"
         )
     s, p, d = conv_args(weight.shape, stride, padding, dilation)
+    input, weight, bias = _autocast(input, weight, bias)
     if input.dim() == 3:
         return torch.ops.dsconv.depthwise_conv2d(input.unsqueeze(0), weight, bias, s, p, d).squeeze(0)
     return torch.ops.dsconv.depthwise_conv2d(input, weight, bias, s, p, d)
