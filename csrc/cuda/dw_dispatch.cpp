@@ -43,6 +43,7 @@ bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>
 // pixel-group count within int.
 bool nhwc_ok(const DwParams& p, int64_t DH, int64_t DW, int64_t src_sc, int64_t dst_sc) {
   if (!(p.M == 1 && p.C > 1 && src_sc == 1 && dst_sc == 1)) return false;
+  if (ceil_div(p.C, 64) > 65535) return false;  // channel blocks go on grid.y
   return p.N * DH * ceil_div(DW, kNhwcR) < (int64_t(1) << 31) - 256;
 }
 
