@@ -4,6 +4,8 @@
     y = dsconv_ext.depthwise_conv2d(x, weight, bias, stride=1, padding=1)
     model = dsconv_ext.convert(model)   # swap nn.Conv2d(groups=C) layers in place
 """
+import torch  # noqa: F401  (first: loads libc10 / libtorch, which _C links against without an rpath)
+
 from . import _C  # noqa: F401  (loads the compiled ops into torch.ops.dsconv)
 from . import _autograd, _fake  # noqa: F401  (register fake kernels and autograd for the ops)
 from .convert import convert

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# One-shot GPU check of dsconv_ext's CUDA kernels, run from the repository root on a machine with
+# an NVIDIA GPU and a CUDA build of torch already installed (nothing is fetched):
+#
+#     bash bench/gpu_check.sh            # results under $OUT if set, else bench/results/
+#
+# Steps, each under `timeout` and a global deadline (DSCONV_DEADLINE_S, default 540 s), so one hang
+# cannot eat the budget; a failed step is recorded and the script goes on where that makes sense:
+#   1. build:  pip install --no-build-isolation --no-deps --no-index -e .  (DSCONV_CUDA=1,
+#              TORCH_CUDA_ARCH_LIST = this GPU), falling back to setup.py build_ext --inplace
+#   2. tests:  pytest tests/test_cuda.py, then the CPU test files
+#   3. compute-sanitizer memcheck (and racecheck if time allows) over bench/sanitize_kernels.py
+#   4. bench:  bench/gpu_bench.py (ours vs F.conv2d) -> results.md / results.json
+# Files written to $OUT: gpu_check.log (everything), checks.txt, results.md, results.json,
+# pytest_cuda.txt, sanitizer.txt.
+set -u
+cd "$(dirname "$0")/.."
+OUT="${OUT:-bench/results}"
+mkdir -p "$OUT"
+LOG="$OUT/gpu_check.log"
+CHECKS="$OUT/checks.txt"
+: >"$LOG"
+: >"$CHECKS"
+exec > >(tee -a "$LOG") 2>&1
+
+START=$(date +%s)
+DEADLINE=${DSCONV_DEADLINE_S:-540}
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
+export PATH="$PATH:$CUDA_HOME/bin"
+
+# seconds a step may take: min(step_max, time left - reserve for the steps after it)
+budget() {
+  local max=$1 reserve=$2 left
+  left=$((DEADLINE - ($(date +%s) - START) - reserve))
+  ((left < max)) && max=$left
+  ((max < 10)) && max=10
+  echo "$max"
+}
+check() { echo "$*" | tee -a "$CHECKS"; }
+section() { echo; echo "=== $* ($(($(date +%s) - START)) s)"; }
+
+section "environment"
+date -u
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true
+$PY -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'device', torch.cuda.get_device_name(0))"
+COMMIT=$(git rev-parse HEAD 2>/dev/null || echo "${DSCONV_COMMIT:-unknown}")
+if git rev-parse HEAD >/dev/null 2>&1 && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  COMMIT="$COMMIT (+ uncommitted changes)"
+fi
+export DSCONV_COMMIT="$COMMIT"
+check "commit: $COMMIT"
+check "card: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+
+section "build"
+ARCH=$($PY -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())")
+export TORCH_CUDA_ARCH_LIST="$ARCH" DSCONV_CUDA=1 MAX_JOBS=$(nproc)
+rm -f dsconv_ext/_C*.so
+T0=$(date +%s)
+timeout "$(budget 300 240)" $PY -m pip install --no-build-isolation --no-deps --no-index -e . >"$OUT/build.txt" 2>&1
+PIP_RC=$?
+if ! $PY -c "import dsconv_ext, torch; assert dsconv_ext.has_kernel('cuda')" 2>/dev/null; then
+  echo "pip install -e . (rc $PIP_RC) left no importable CUDA extension here; building in place"
+  tail -20 "$OUT/build.txt"
+  timeout "$(budget 300 240)" $PY setup.py build_ext --inplace >>"$OUT/build.txt" 2>&1
+fi
+BUILD_S=$(($(date +%s) - T0))
+if $PY -c "import dsconv_ext, torch; assert dsconv_ext.has_kernel('cuda')"; then
+  check "build: ok in ${BUILD_S} s (sm_${ARCH/./}, pip rc $PIP_RC)"
+else
+  check "build: FAILED after ${BUILD_S} s"
+  grep -iE "error" "$OUT/build.txt" | head -30
+  tail -30 "$OUT/build.txt"
+  exit 1
+fi
+rm -f "$OUT/build.txt"  # keep the file count low; the log has the interesting parts
+
+section "tests/test_cuda.py"
+timeout "$(budget 240 200)" $PY -m pytest tests/test_cuda.py -q -p no:cacheprovider --tb=short -rfE \
+  >"$OUT/pytest_cuda.txt" 2>&1
+RC=$?
+tail -40 "$OUT/pytest_cuda.txt"
+check "tests/test_cuda.py: $(tail -1 "$OUT/pytest_cuda.txt" | sed 's/=//g;s/^ *//') (rc $RC)"
+
+section "CPU tests"
+CPU_TESTS=$(ls tests/test_*.py 2>/dev/null | grep -v test_cuda.py | tr '\n' ' ')
+if [ -n "$CPU_TESTS" ]; then
+  timeout "$(budget 90 190)" $PY -m pytest $CPU_TESTS -q -p no:cacheprovider --tb=short -x >"$OUT/pytest_cpu.txt" 2>&1
+  RC=$?
+  tail -5 "$OUT/pytest_cpu.txt"
+  check "CPU tests ($CPU_TESTS): $(tail -1 "$OUT/pytest_cpu.txt" | sed 's/=//g;s/^ *//') (rc $RC)"
+  rm -f "$OUT/pytest_cpu.txt"
+fi
+
+section "compute-sanitizer"
+SAN=$(command -v compute-sanitizer || echo "$CUDA_HOME/bin/compute-sanitizer")
+if [ -x "$SAN" ]; then
+  # Without the caching allocator every tensor is its own allocation, so memcheck sees overruns.
+  PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$(budget 150 150)" "$SAN" --tool memcheck --error-exitcode 9 \
+    --print-limit 20 $PY bench/sanitize_kernels.py >"$OUT/sanitizer.txt" 2>&1
+  RC=$?
+  tail -25 "$OUT/sanitizer.txt"
+  check "memcheck: rc $RC, $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer.txt" | tail -1), $(grep -E 'cases within tolerance' "$OUT/sanitizer.txt" | tail -1)"
+  if (($(budget 999 130) > 100)); then
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$(budget 120 130)" "$SAN" --tool racecheck --error-exitcode 9 \
+      --print-limit 20 $PY bench/sanitize_kernels.py >>"$OUT/sanitizer.txt" 2>&1
+    RC=$?
+    check "racecheck: rc $RC, $(grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$OUT/sanitizer.txt" | tail -1)"
+  else
+    check "racecheck: skipped (time)"
+  fi
+else
+  check "compute-sanitizer: not found"
+fi
+
+section "benchmark"
+LEFT=$(budget 240 20)
+BENCH_BUDGET=$((LEFT - 40))
+((BENCH_BUDGET < 20)) && BENCH_BUDGET=20
+timeout "$LEFT" $PY bench/gpu_bench.py --out "$OUT" --budget-s "$BENCH_BUDGET" --checks "$CHECKS"
+check "bench: rc $? (budget ${BENCH_BUDGET} s)"
+
+section "summary"
+cat "$CHECKS"
+[ -f "$OUT/results.md" ] && sed -n '/^| layer/,$p' "$OUT/results.md"
+echo "total $(($(date +%s) - START)) s; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
