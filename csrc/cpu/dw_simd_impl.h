@@ -91,6 +91,33 @@ inline void widen_copy(float* d, const T* s, int64_t n) {
   }
 }
 
+// Copies n contiguous elements with non-temporal stores where dst is vector-aligned (large outputs:
+// no read-for-ownership of lines that are overwritten anyway, and no cache pollution).
+template <class T>
+inline void stream_copy(T* dst, const T* src, int64_t n) {
+  constexpr int64_t VB = L * 4;  // bytes per float vector
+  int64_t i = 0;
+  const int64_t mis = reinterpret_cast<uintptr_t>(dst) % VB;
+  if (mis % sizeof(T) != 0) {
+    std::memcpy(dst, src, n * sizeof(T));
+    return;
+  }
+  if (mis != 0) {
+    i = imin(n, static_cast<int64_t>((VB - mis) / sizeof(T)));
+    std::memcpy(dst, src, i * sizeof(T));
+  }
+  char* d = reinterpret_cast<char*>(dst + i);
+  const char* s = reinterpret_cast<const char*>(src + i);
+  const int64_t nb = (n - i) * static_cast<int64_t>(sizeof(T));
+  int64_t b = 0;
+  for (; b + VB <= nb; b += VB)
+    Vec::stream(reinterpret_cast<float*>(d + b), Vec::load(reinterpret_cast<const float*>(s + b)));
+  if (b < nb) std::memcpy(d + b, s + b, nb - b);
+}
+
+// Outputs larger than this are written with non-temporal stores (they can't stay in the L3).
+constexpr int64_t kStreamBytes = 16ll << 20;
+
 // d[x] = s[(x - pad) * ss] where 0 <= x - pad < n, 0 elsewhere, for x in [0, len).
 template <class T>
 inline void copy_padded(float* d, int64_t len, const T* s, int64_t ss, int64_t n, int64_t pad) {
@@ -389,9 +416,13 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
   const int64_t rows_max = (B - 1) * g.sh + win;
   const int64_t taps = p.KH * p.KW, C = p.C, M = p.M;
   const int64_t sh = g.sh;
+  // Large outputs with contiguous planes: compute a band into a staging buffer, stream it out.
+  const bool nt = p.N * p.OC() * p.OH * p.OW * static_cast<int64_t>(sizeof(T)) >= kStreamBytes &&
+                  p.out_sh == p.OW && p.out_sw == 1;
   at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
     Buf scratch(rows_max * g.RS * 4 + 64);
     Buf tmp((sw > 1 ? sw * g.PWp : 1) * 4 + 64);
+    Buf stage(nt ? B * p.OW * static_cast<int64_t>(sizeof(T)) + 64 : 64);
     float* sc = scratch.as<float>();
     for (int64_t t = begin; t < end; ++t) {
       const int64_t band = t % nbands, nc = t / nbands, c = nc % C, n = nc / C;
@@ -406,10 +437,17 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
       for (int64_t m = 0; m < M; ++m) {
         const int64_t oc = c * M + m;
         const float* wp = w32 + oc * taps;
-        plane_rows<T>(g, sc, Y0, 0, &wp, 1, b32 ? b32[oc] : 0.f, out + n * p.out_sn + oc * p.out_sc, p.out_sh,
-                      o0, o1);
+        T* op = out + n * p.out_sn + oc * p.out_sc;
+        if (nt) {
+          T* st = stage.as<T>() - o0 * p.OW;
+          plane_rows<T>(g, sc, Y0, 0, &wp, 1, b32 ? b32[oc] : 0.f, st, p.OW, o0, o1);
+          stream_copy<T>(op + o0 * p.OW, st + o0 * p.OW, (o1 - o0) * p.OW);
+        } else {
+          plane_rows<T>(g, sc, Y0, 0, &wp, 1, b32 ? b32[oc] : 0.f, op, p.out_sh, o0, o1);
+        }
       }
     }
+    if (nt) _mm_sfence();
   });
   return true;
 }
@@ -649,6 +687,348 @@ void pix_engine(const PixGeom& g, int kind, int64_t N, int64_t OHe, int64_t OWe,
 }
 
 // ---------------------------------------------------------------------------------------------
+// Grad input, planes: the forward engine on the zero-inserted, padded grad_output.
+
+// Scratch row of the virtual input: dst[X] = g[(X - pad) / s] where divisible and in range.
+template <class T>
+void prep_bwd_row(float* dst, const T* g, int64_t gsw, int64_t OW, int64_t pad, int64_t s, int64_t PWp) {
+  if (!g) {
+    zero_floats(dst, PWp);
+    return;
+  }
+  if (s == 1) {
+    copy_padded(dst, PWp, g, gsw, OW, pad);
+    return;
+  }
+  zero_floats(dst, PWp);
+  // ow with 0 <= pad + ow*s < PWp
+  const int64_t lo = pad >= 0 ? 0 : cdiv(-pad, s);
+  const int64_t hi = imin(OW, pad + (OW - 1) * s < PWp ? OW : (PWp - 1 - pad) / s + 1);
+  int64_t ow = lo;
+  if (s == 2 && gsw == 1)
+    for (; ow + L <= hi && pad + 2 * (ow + L) <= PWp; ow += L) {
+      V a, b;
+      Vec::zero_insert2(Vec::load(g + ow), &a, &b);
+      Vec::store(dst + pad + 2 * ow, a);
+      Vec::store(dst + pad + 2 * ow + L, b);
+    }
+  for (; ow < hi; ++ow) dst[pad + ow * s] = to_f32(g[ow * gsw]);
+}
+
+template <class T>
+bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* gin) {
+  PlaneGeom g;
+  g.OH = p.H;
+  g.OW = p.W;
+  g.KH = p.KH;
+  g.KW = p.KW;
+  g.sh = 1;
+  g.dh = p.dil_h;
+  g.NV = cdiv(p.W, L);
+  g.tail = static_cast<int>(p.W - (g.NV - 1) * L);
+  g.kind = plane_kind(p.KH, p.KW, 1, 1, p.dil_h, p.dil_w);
+  g.PWp = rup(g.NV * L + (p.KW - 1) * p.dil_w + 1, L);
+  g.RS = g.PWp;
+  Buf koffb(p.KW * 8);
+  int64_t* koff = koffb.as<int64_t>();
+  for (int64_t kw = 0; kw < p.KW; ++kw) koff[kw] = kw * p.dil_w;
+  g.koff = koff;
+  const AxisMap rows{(p.KH - 1) * p.dil_h - p.pad_t, p.stride_h, p.OH};
+  const int64_t padc = (p.KW - 1) * p.dil_w - p.pad_l;
+
+  const int64_t M = p.M, C = p.C, taps = p.taps();
+  const int64_t win = (p.KH - 1) * p.dil_h + 1;
+  const int64_t B = band_rows(p.H, 1, win, g.RS, M);
+  const int64_t nbands = cdiv(p.H, B);
+  const int64_t rows_max = B - 1 + win;
+  const int64_t src_stride = rows_max * g.RS;
+  const bool nt = p.N * C * p.H * p.W * static_cast<int64_t>(sizeof(T)) >= kStreamBytes && p.in_sh == p.W &&
+                  p.in_sw == 1;
+  at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
+    Buf scratch(M * src_stride * 4 + 64);
+    Buf wsb(M * 8 + 64);
+    Buf stage(nt ? B * p.W * static_cast<int64_t>(sizeof(T)) + 64 : 64);
+    float* sc = scratch.as<float>();
+    const float** ws = wsb.as<const float*>();
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t band = t % nbands, nc = t / nbands, c = nc % C, n = nc / C;
+      const int64_t o0 = band * B, o1 = imin(p.H, o0 + B);
+      const int64_t Y0 = o0, Y1 = o1 - 1 + win;
+      for (int64_t m = 0; m < M; ++m) {
+        const int64_t oc = c * M + m;
+        const T* gp = gout + n * p.out_sn + oc * p.out_sc;
+        for (int64_t Y = Y0; Y < Y1; ++Y) {
+          const int64_t oh = rows(Y);
+          prep_bwd_row<T>(sc + m * src_stride + (Y - Y0) * g.RS, oh >= 0 ? gp + oh * p.out_sh : nullptr, p.out_sw,
+                          p.OW, padc, p.stride_w, g.PWp);
+        }
+        ws[m] = wflip + oc * taps;
+      }
+      T* op = gin + n * p.in_sn + c * p.in_sc;
+      if (nt) {
+        T* st = stage.as<T>() - o0 * p.W;
+        plane_rows<T>(g, sc, Y0, src_stride, ws, static_cast<int>(M), 0.f, st, p.W, o0, o1);
+        stream_copy<T>(op + o0 * p.W, st + o0 * p.W, (o1 - o0) * p.W);
+      } else {
+        plane_rows<T>(g, sc, Y0, src_stride, ws, static_cast<int>(M), 0.f, op, p.in_sh, o0, o1);
+      }
+    }
+    if (nt) _mm_sfence();
+  });
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grad weight and bias, planes. One task = (output channel, fixed batch chunk); tap blocks of
+// up to kNT vector accumulators stay in registers over a band of rows, then add into per-tap
+// vector totals in a fixed order.
+
+constexpr int kNT = L == 16 ? 24 : 12;
+
+template <class T, int NT>
+void gw_plane_block(const float* srow0, int64_t rstep, const int64_t* toff, const T* g0, int64_t gsh, int64_t nrows,
+                    int64_t NV, int tail, V* tot, V* btot) {
+  V acc[NT];
+#pragma GCC unroll 32
+  for (int t = 0; t < NT; ++t) acc[t] = Vec::zero();
+  V bacc = Vec::zero();
+  const Mask tm = Vec::mask(tail);
+  for (int64_t r = 0; r < nrows; ++r) {
+    const float* srow = srow0 + r * rstep;
+    const T* grow = g0 + r * gsh;
+    for (int64_t v = 0; v < NV; ++v) {
+      const V gv = (v == NV - 1 && tail < L) ? Vec::load(grow + v * L, tm) : Vec::load(grow + v * L);
+      if (btot) bacc = Vec::add(bacc, gv);
+      const float* sv = srow + v * L;
+#pragma GCC unroll 32
+      for (int t = 0; t < NT; ++t) acc[t] = Vec::fmadd(gv, Vec::load(sv + toff[t]), acc[t]);
+    }
+  }
+#pragma GCC unroll 32
+  for (int t = 0; t < NT; ++t) tot[t] = Vec::add(tot[t], acc[t]);
+  if (btot) *btot = Vec::add(*btot, bacc);
+}
+
+template <class T>
+void gw_plane_dispatch(int nt, const float* srow0, int64_t rstep, const int64_t* toff, const T* g0, int64_t gsh,
+                       int64_t nrows, int64_t NV, int tail, V* tot, V* btot) {
+  switch (nt) {
+#define DSCONV_NT(n) \
+  case n: if constexpr (n <= kNT) gw_plane_block<T, n>(srow0, rstep, toff, g0, gsh, nrows, NV, tail, tot, btot); break;
+    DSCONV_NT(1) DSCONV_NT(2) DSCONV_NT(3) DSCONV_NT(4) DSCONV_NT(5) DSCONV_NT(6) DSCONV_NT(7) DSCONV_NT(8)
+    DSCONV_NT(9) DSCONV_NT(10) DSCONV_NT(11) DSCONV_NT(12) DSCONV_NT(13) DSCONV_NT(14) DSCONV_NT(15) DSCONV_NT(16)
+    DSCONV_NT(17) DSCONV_NT(18) DSCONV_NT(19) DSCONV_NT(20) DSCONV_NT(21) DSCONV_NT(22) DSCONV_NT(23) DSCONV_NT(24)
+#undef DSCONV_NT
+    default: break;
+  }
+}
+
+// Fixed, shape-derived chunking of a reduction over `n` items for `tasks` independent tasks, so
+// that small channel counts still use every thread and the order never depends on threads.
+int64_t reduction_chunks(int64_t tasks, int64_t n) { return tasks >= 64 ? 1 : imin(n, cdiv(64, tasks)); }
+
+template <class T>
+void store_scalar(T* d, float v) {
+  if constexpr (sizeof(T) == 4) {
+    *d = v;
+  } else {
+    // Round to nearest even, NaN -> 0x7FC0 (as c10::BFloat16).
+    uint32_t u;
+    __builtin_memcpy(&u, &v, 4);
+    *d = (v != v) ? uint16_t(0x7FC0) : static_cast<uint16_t>((u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16);
+  }
+}
+
+template <class T>
+bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
+  const int64_t sw = p.stride_w, dw = p.dil_w, sh = p.stride_h;
+  const int64_t NV = cdiv(p.OW, L);
+  const int tail = static_cast<int>(p.OW - (NV - 1) * L);
+  const int64_t maxoff = ((p.KW - 1) * dw) / sw;
+  const int64_t PWp = rup(NV * L + maxoff + 1, L), RS = sw * PWp;
+  const int64_t taps = p.taps(), OC = p.OC();
+  Buf toffb(taps * 8);
+  int64_t* toff = toffb.as<int64_t>();
+  for (int64_t kh = 0; kh < p.KH; ++kh)
+    for (int64_t kw = 0; kw < p.KW; ++kw)
+      toff[kh * p.KW + kw] = kh * p.dil_h * RS + ((kw * dw) % sw) * PWp + (kw * dw) / sw;
+  const int64_t nblocks = cdiv(taps, kNT), ntb = cdiv(taps, nblocks);
+  const int64_t win = (p.KH - 1) * p.dil_h + 1;
+  const int64_t B = band_rows(p.OH, sh, win, RS, 1);
+  const int64_t nbands = cdiv(p.OH, B);
+  const int64_t rows_max = (B - 1) * sh + win;
+  const int64_t nchunk = reduction_chunks(OC, p.N), nper = cdiv(p.N, nchunk);
+  Buf part(nchunk > 1 ? OC * nchunk * (taps + 1) * 4 : 64);
+  float* pt = part.as<float>();
+  at::parallel_for(0, OC * nchunk, 1, [&](int64_t begin, int64_t end) {
+    Buf scratch(rows_max * RS * 4 + 64);
+    Buf tmp((sw > 1 ? sw * PWp : 1) * 4 + 64);
+    Buf totb((taps + 1) * L * 4 + 64);
+    float* sc = scratch.as<float>();
+    V* tot = totb.as<V>();
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t oc = task / nchunk, chunk = task % nchunk, c = oc / p.M;
+      for (int64_t t = 0; t <= taps; ++t) tot[t] = Vec::zero();
+      for (int64_t n = chunk * nper; n < imin(p.N, (chunk + 1) * nper); ++n) {
+        const T* ip = in + n * p.in_sn + c * p.in_sc;
+        const T* gp = gout + n * p.out_sn + oc * p.out_sc;
+        for (int64_t band = 0; band < nbands; ++band) {
+          const int64_t o0 = band * B, o1 = imin(p.OH, o0 + B);
+          const int64_t Y0 = o0 * sh, Y1 = (o1 - 1) * sh + win;
+          for (int64_t Y = Y0; Y < Y1; ++Y) {
+            const int64_t ih = Y - p.pad_t;
+            prep_fwd_row<T>(sc + (Y - Y0) * RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
+                            p.pad_l, sw, PWp, tmp.as<float>());
+          }
+          for (int64_t t0 = 0; t0 < taps; t0 += ntb) {
+            const int nt = static_cast<int>(imin(ntb, taps - t0));
+            gw_plane_dispatch<T>(nt, sc, sh * RS, toff + t0, gp + o0 * p.out_sh, p.out_sh, o1 - o0, NV, tail,
+                                 tot + t0, (gb && t0 == 0) ? tot + taps : nullptr);
+          }
+        }
+      }
+      if (nchunk == 1) {
+        if (gw)
+          for (int64_t t = 0; t < taps; ++t) store_scalar(gw + oc * taps + t, Vec::hsum(tot[t]));
+        if (gb) store_scalar(gb + oc, Vec::hsum(tot[taps]));
+      } else {
+        float* d = pt + task * (taps + 1);
+        for (int64_t t = 0; t <= taps; ++t) d[t] = Vec::hsum(tot[t]);
+      }
+    }
+  });
+  if (nchunk > 1)
+    for (int64_t oc = 0; oc < OC; ++oc)
+      for (int64_t t = 0; t <= taps; ++t) {
+        float s = 0.f;
+        for (int64_t ch = 0; ch < nchunk; ++ch) s += pt[(oc * nchunk + ch) * (taps + 1) + t];
+        if (t < taps && gw) store_scalar(gw + oc * taps + t, s);
+        if (t == taps && gb) store_scalar(gb + oc, s);
+      }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grad weight and bias, pixels (channels_last). One task = a fixed group of output rows; per
+// row a table of column pointers (zero buffer outside the input), per channel block and tap
+// block the accumulators are loaded from the task's partial sums, updated over the row, stored.
+// Partial sums of the groups are then added in group order.
+
+template <class T, int NT, bool MSK>
+void gw_pix_block(const T* const* const* tp, int64_t sw, const T* g, int64_t gsw, int64_t OW, int64_t c0, Mask cm,
+                  float* accp, float* bp) {
+  V acc[NT];
+#pragma GCC unroll 32
+  for (int t = 0; t < NT; ++t) acc[t] = Vec::load(accp + t * L);
+  V bacc = bp ? Vec::load(bp) : Vec::zero();
+  const T* const* tpl[NT];
+#pragma GCC unroll 32
+  for (int t = 0; t < NT; ++t) tpl[t] = tp[t];
+  for (int64_t ow = 0; ow < OW; ++ow) {
+    const V gv = MSK ? Vec::load(g + ow * gsw + c0, cm) : Vec::load(g + ow * gsw + c0);
+    if (bp) bacc = Vec::add(bacc, gv);
+#pragma GCC unroll 32
+    for (int t = 0; t < NT; ++t) {
+      const T* x = tpl[t][ow * sw] + c0;
+      acc[t] = Vec::fmadd(gv, MSK ? Vec::load(x, cm) : Vec::load(x), acc[t]);
+    }
+  }
+#pragma GCC unroll 32
+  for (int t = 0; t < NT; ++t) Vec::store(accp + t * L, acc[t]);
+  if (bp) Vec::store(bp, bacc);
+}
+
+template <class T, bool MSK>
+void gw_pix_dispatch(int nt, const T* const* const* tp, int64_t sw, const T* g, int64_t gsw, int64_t OW, int64_t c0,
+                     Mask cm, float* accp, float* bp) {
+  switch (nt) {
+#define DSCONV_NT(n) \
+  case n: if constexpr (n <= kNT) gw_pix_block<T, n, MSK>(tp, sw, g, gsw, OW, c0, cm, accp, bp); break;
+    DSCONV_NT(1) DSCONV_NT(2) DSCONV_NT(3) DSCONV_NT(4) DSCONV_NT(5) DSCONV_NT(6) DSCONV_NT(7) DSCONV_NT(8)
+    DSCONV_NT(9) DSCONV_NT(10) DSCONV_NT(11) DSCONV_NT(12) DSCONV_NT(13) DSCONV_NT(14) DSCONV_NT(15) DSCONV_NT(16)
+    DSCONV_NT(17) DSCONV_NT(18) DSCONV_NT(19) DSCONV_NT(20) DSCONV_NT(21) DSCONV_NT(22) DSCONV_NT(23) DSCONV_NT(24)
+#undef DSCONV_NT
+    default: break;
+  }
+}
+
+template <class T>
+bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
+  const int64_t C = p.OC(), CB = cdiv(C, L), taps = p.taps();
+  const int ctail = static_cast<int>(C - (CB - 1) * L);
+  const Mask cm = Vec::mask(ctail);
+  const int64_t NR = p.N * p.OH;
+  const int64_t per_group = CB * (taps + 1) * L;  // floats of partial sums per group
+  const int64_t gmax = imax(1, (16ll << 20) / (per_group * 4));
+  const int64_t G = imax(1, imin(imin(NR, 64), gmax));
+  const int64_t GR = cdiv(NR, G);
+  const int64_t ncols = (p.OW - 1) * p.stride_w + (p.KW - 1) * p.dil_w + 1;
+  const int64_t nblocks = cdiv(taps, kNT), ntb = cdiv(taps, nblocks);
+  Buf part(G * per_group * 4 + 64), zb((C + 2 * L) * sizeof(T));
+  std::memset(zb.p, 0, (C + 2 * L) * sizeof(T));
+  const T* zero = zb.as<T>();
+  float* pt = part.as<float>();
+  at::parallel_for(0, G, 1, [&](int64_t begin, int64_t end) {
+    Buf ptrb(p.KH * ncols * 8 + 64), colb(ncols * 8 + 64), tpb(taps * 8 + 64);
+    const T** ptrs = ptrb.as<const T*>();
+    int64_t* coloff = colb.as<int64_t>();
+    const T* const** tp = tpb.as<const T* const*>();
+    for (int64_t j = 0; j < ncols; ++j) {
+      const int64_t iw = j - p.pad_l;
+      coloff[j] = (iw >= 0 && iw < p.W) ? iw * p.in_sw : -1;
+    }
+    for (int64_t grp = begin; grp < end; ++grp) {
+      float* acc = pt + grp * per_group;
+      for (int64_t i = 0; i < per_group; ++i) acc[i] = 0.f;
+      for (int64_t r = grp * GR; r < imin(NR, (grp + 1) * GR); ++r) {
+        const int64_t n = r / p.OH, o = r % p.OH;
+        for (int64_t kh = 0; kh < p.KH; ++kh) {
+          const int64_t ih = o * p.stride_h - p.pad_t + kh * p.dil_h;
+          const T** pr = ptrs + kh * ncols;
+          if (ih < 0 || ih >= p.H) {
+            for (int64_t j = 0; j < ncols; ++j) pr[j] = zero;
+          } else {
+            const T* rp = in + n * p.in_sn + ih * p.in_sh;
+            for (int64_t j = 0; j < ncols; ++j) pr[j] = coloff[j] >= 0 ? rp + coloff[j] : zero;
+          }
+        }
+        for (int64_t t = 0; t < taps; ++t) tp[t] = ptrs + (t / p.KW) * ncols + (t % p.KW) * p.dil_w;
+        const T* g = gout + n * p.out_sn + o * p.out_sh;
+        for (int64_t cb = 0; cb < CB; ++cb) {
+          float* a = acc + cb * (taps + 1) * L;
+          const bool msk = cb == CB - 1 && ctail < L;
+          for (int64_t t0 = 0; t0 < taps; t0 += ntb) {
+            const int nt = static_cast<int>(imin(ntb, taps - t0));
+            float* bp = (gb && t0 == 0) ? a + taps * L : nullptr;
+            if (msk)
+              gw_pix_dispatch<T, true>(nt, tp + t0, p.stride_w, g, p.out_sw, p.OW, cb * L, cm, a + t0 * L, bp);
+            else
+              gw_pix_dispatch<T, false>(nt, tp + t0, p.stride_w, g, p.out_sw, p.OW, cb * L, cm, a + t0 * L, bp);
+          }
+        }
+      }
+    }
+  });
+  // Reduce the groups in order, parallel over channel blocks (each output has one owner).
+  at::parallel_for(0, CB, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t cb = begin; cb < end; ++cb) {
+      for (int64_t t = 0; t <= taps; ++t) {
+        V s = Vec::load(pt + cb * (taps + 1) * L + t * L);
+        for (int64_t grp = 1; grp < G; ++grp) s = Vec::add(s, Vec::load(pt + grp * per_group + cb * (taps + 1) * L + t * L));
+        alignas(64) float sv[L];
+        Vec::store(sv, s);
+        for (int64_t l = 0; l < L && cb * L + l < C; ++l) {
+          const int64_t oc = cb * L + l;
+          if (t < taps && gw) store_scalar(gw + oc * taps + t, sv[l]);
+          if (t == taps && gb) store_scalar(gb + oc, sv[l]);
+        }
+      }
+    }
+  });
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Entry points
 
 template <class T>
@@ -691,6 +1071,51 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
   return fwd_planes<T>(p, in, w32.as<float>(), b ? b32.as<float>() : nullptr, out);
 }
 
+template <class T>
+bool backward_input_t(const DwParams& p, const T* gout, const T* w, T* gin) {
+  const int64_t OC = p.OC(), taps = p.taps();
+  const bool pixel_order = p.in_sc == 1 && p.C > 1;
+  if (pixel_order) {
+    if (p.out_sc != 1 || p.M != 1) return false;
+    PixGeom g;
+    g.KH = p.KH;
+    g.KW = p.KW;
+    g.sw = 1;
+    g.dw = p.dil_w;
+    g.C = p.C;
+    g.CB = cdiv(p.C, L);
+    g.taps = taps;
+    g.osw = p.in_sw;
+    g.ctail = static_cast<int>(p.C - (g.CB - 1) * L);
+    const int kind = pix_kind(p.KW, 1, p.dil_w);
+    g.ncols = (tile_p(kind) - 1) + (g.KW - 1) * g.dw + 1;
+    Buf wpk(g.CB * taps * L * 4), zb((OC + 2 * L) * sizeof(T));
+    pack_weights_cl(w, OC, taps, true, wpk.as<float>());
+    std::memset(zb.p, 0, (OC + 2 * L) * sizeof(T));
+    const AxisMap rows{(p.KH - 1) * p.dil_h - p.pad_t, p.stride_h, p.OH};
+    const AxisMap cols{(p.KW - 1) * p.dil_w - p.pad_l, p.stride_w, p.OW};
+    pix_engine<T>(g, kind, p.N, p.H, p.W, 1, p.dil_h, rows, cols, gout, p.out_sn, p.out_sh, p.out_sw,
+                  wpk.as<float>(), nullptr, gin, p.in_sn, p.in_sh, zb.as<T>());
+    return true;
+  }
+  if (p.in_sw != 1) return false;
+  Buf wf(OC * taps * 4);
+  for (int64_t oc = 0; oc < OC; ++oc)
+    for (int64_t t = 0; t < taps; ++t) wf.as<float>()[oc * taps + t] = to_f32(w[oc * taps + taps - 1 - t]);
+  return bwd_input_planes<T>(p, gout, wf.as<float>(), gin);
+}
+
+template <class T>
+bool backward_weight_bias_t(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
+  const bool pixel_order = p.out_sc == 1 && p.OC() > 1;
+  if (pixel_order) {
+    if (p.in_sc != 1 || p.M != 1) return false;
+    return gw_pixels<T>(p, gout, in, gw, gb);
+  }
+  if (p.out_sw != 1) return false;
+  return gw_planes<T>(p, gout, in, gw, gb);
+}
+
 }  // namespace
 
 bool forward(const DwParams& p, Dt dt, const void* in, const void* w, const void* b, void* out) {
@@ -701,9 +1126,21 @@ bool forward(const DwParams& p, Dt dt, const void* in, const void* w, const void
                            static_cast<const bf16_t*>(b), static_cast<bf16_t*>(out));
 }
 
-bool backward_input(const DwParams&, Dt, const void*, const void*, void*) { return false; }
+bool backward_input(const DwParams& p, Dt dt, const void* gout, const void* w, void* gin) {
+  if (dt == Dt::f32)
+    return backward_input_t<float>(p, static_cast<const float*>(gout), static_cast<const float*>(w),
+                                   static_cast<float*>(gin));
+  return backward_input_t<bf16_t>(p, static_cast<const bf16_t*>(gout), static_cast<const bf16_t*>(w),
+                                  static_cast<bf16_t*>(gin));
+}
 
-bool backward_weight_bias(const DwParams&, Dt, const void*, const void*, void*, void*) { return false; }
+bool backward_weight_bias(const DwParams& p, Dt dt, const void* gout, const void* in, void* gw, void* gb) {
+  if (dt == Dt::f32)
+    return backward_weight_bias_t<float>(p, static_cast<const float*>(gout), static_cast<const float*>(in),
+                                         static_cast<float*>(gw), static_cast<float*>(gb));
+  return backward_weight_bias_t<bf16_t>(p, static_cast<const bf16_t*>(gout), static_cast<const bf16_t*>(in),
+                                        static_cast<bf16_t*>(gw), static_cast<bf16_t*>(gb));
+}
 
 }  // namespace DSCONV_SIMD_NS
 }  // namespace simd

@@ -39,6 +39,8 @@ struct Vec {
 
   static inline void store(float* p, V v) { _mm512_storeu_ps(p, v); }
   static inline void store(float* p, V v, Mask m) { _mm512_mask_storeu_ps(p, m, v); }
+  // Non-temporal store of one vector (p aligned to the vector size).
+  static inline void stream(float* p, V v) { _mm512_stream_ps(p, v); }
   static inline __m512i round_bf16(V v) {
     const __m512i u = _mm512_castps_si512(v);
     const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
@@ -105,6 +107,7 @@ struct Vec {
 
   static inline void store(float* p, V v) { _mm256_storeu_ps(p, v); }
   static inline void store(float* p, V v, Mask m) { _mm256_maskstore_ps(p, m, v); }
+  static inline void stream(float* p, V v) { _mm256_stream_ps(p, v); }
   static inline __m128i round_bf16(V v) {
     const __m256i u = _mm256_castps_si256(v);
     const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
