@@ -1,19 +1,142 @@
-// No SIMD kernels yet: every problem goes to the generic kernels.
+// Run-time ISA selection for the SIMD kernels, and the dsconv::_cpu_isa / _set_cpu_isa ops.
 #include "dw_simd.h"
+#include "dw_simd_isa.h"
 
 #include <c10/util/BFloat16.h>
+#include <c10/util/Exception.h>
 #include <c10/util/Half.h>
+#include <torch/library.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
 
 namespace dsconv {
 namespace cpu {
 namespace simd {
+namespace {
+
+Isa detect() {
+#if DSCONV_SIMD_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma"))
+    return Isa::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+#endif
+  return Isa::generic;
+}
+
+std::atomic<int> g_isa{-1};
+std::mutex g_isa_mutex;
+
+}  // namespace
+
+Isa best_supported_isa() {
+  static const Isa best = detect();
+  return best;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    default: return "generic";
+  }
+}
+
+Isa parse_isa(const std::string& name) {
+  if (name.empty() || name == "auto") return best_supported_isa();
+  if (name == "avx512") return Isa::avx512;
+  if (name == "avx2") return Isa::avx2;
+  if (name == "generic") return Isa::generic;
+  TORCH_CHECK(false, "dsconv: unknown CPU ISA '", name, "' (DSCONV_CPU_ISA / _set_cpu_isa accept avx512, avx2, ",
+              "generic or auto)");
+}
+
+void set_isa(Isa isa) {
+  TORCH_CHECK(static_cast<int>(isa) <= static_cast<int>(best_supported_isa()), "dsconv: CPU ISA '", isa_name(isa),
+              "' is not supported on this machine (best: ", isa_name(best_supported_isa()), ")");
+  g_isa.store(static_cast<int>(isa));
+}
+
+Isa active_isa() {
+  int v = g_isa.load(std::memory_order_relaxed);
+  if (v >= 0) return static_cast<Isa>(v);
+  std::lock_guard<std::mutex> lock(g_isa_mutex);
+  v = g_isa.load();
+  if (v >= 0) return static_cast<Isa>(v);
+  const char* env = std::getenv("DSCONV_CPU_ISA");
+  const std::string req = env ? env : "";
+  // A bad value raises here (the first CPU call) and again on every later call until fixed.
+  const Isa want = parse_isa(req);
+  Isa isa = want;
+  if (static_cast<int>(want) > static_cast<int>(best_supported_isa())) {
+    TORCH_WARN("dsconv: DSCONV_CPU_ISA=", req, " is not supported on this CPU; using ",
+               isa_name(best_supported_isa()));
+    isa = best_supported_isa();
+  }
+  g_isa.store(static_cast<int>(isa));
+  return isa;
+}
+
+namespace {
 
 template <typename T>
-bool forward(const DwParams&, const T*, const T*, const T*, T*) { return false; }
+constexpr bool simd_dtype() {
+  return std::is_same<T, float>::value || std::is_same<T, c10::BFloat16>::value;
+}
 template <typename T>
-bool backward_input(const DwParams&, const T*, const T*, T*) { return false; }
+constexpr Dt dt_of() {
+  return std::is_same<T, float>::value ? Dt::f32 : Dt::bf16;
+}
+
+}  // namespace
+
 template <typename T>
-bool backward_weight_bias(const DwParams&, const T*, const T*, T*, T*) { return false; }
+bool forward(const DwParams& p, const T* in, const T* w, const T* bias, T* out) {
+#if DSCONV_SIMD_X86
+  if constexpr (simd_dtype<T>()) {
+    switch (active_isa()) {
+      case Isa::avx512: return avx512::forward(p, dt_of<T>(), in, w, bias, out);
+      case Isa::avx2: return avx2::forward(p, dt_of<T>(), in, w, bias, out);
+      default: return false;
+    }
+  }
+#endif
+  (void)p, (void)in, (void)w, (void)bias, (void)out;
+  return false;
+}
+
+template <typename T>
+bool backward_input(const DwParams& p, const T* grad_out, const T* w, T* grad_in) {
+#if DSCONV_SIMD_X86
+  if constexpr (simd_dtype<T>()) {
+    switch (active_isa()) {
+      case Isa::avx512: return avx512::backward_input(p, dt_of<T>(), grad_out, w, grad_in);
+      case Isa::avx2: return avx2::backward_input(p, dt_of<T>(), grad_out, w, grad_in);
+      default: return false;
+    }
+  }
+#endif
+  (void)p, (void)grad_out, (void)w, (void)grad_in;
+  return false;
+}
+
+template <typename T>
+bool backward_weight_bias(const DwParams& p, const T* grad_out, const T* in, T* grad_w, T* grad_b) {
+#if DSCONV_SIMD_X86
+  if constexpr (simd_dtype<T>()) {
+    switch (active_isa()) {
+      case Isa::avx512: return avx512::backward_weight_bias(p, dt_of<T>(), grad_out, in, grad_w, grad_b);
+      case Isa::avx2: return avx2::backward_weight_bias(p, dt_of<T>(), grad_out, in, grad_w, grad_b);
+      default: return false;
+    }
+  }
+#endif
+  (void)p, (void)grad_out, (void)in, (void)grad_w, (void)grad_b;
+  return false;
+}
 
 #define DSCONV_INSTANTIATE(T)                                                          \
   template bool forward<T>(const DwParams&, const T*, const T*, const T*, T*);         \
@@ -28,3 +151,20 @@ DSCONV_INSTANTIATE(c10::Half)
 }  // namespace simd
 }  // namespace cpu
 }  // namespace dsconv
+
+// Python-visible ISA control (no tensors: a catch-all kernel).
+namespace {
+std::string cpu_isa_op() { return dsconv::cpu::simd::isa_name(dsconv::cpu::simd::active_isa()); }
+std::string set_cpu_isa_op(std::string name) {
+  const std::string prev = cpu_isa_op();
+  dsconv::cpu::simd::set_isa(dsconv::cpu::simd::parse_isa(name));
+  return prev;
+}
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(dsconv, m) {
+  // The instruction set the CPU kernels use: "avx512", "avx2" or "generic".
+  m.def("_cpu_isa() -> str", &cpu_isa_op);
+  // Forces one ("avx512", "avx2", "generic", "auto"); returns the previous one. For tests.
+  m.def("_set_cpu_isa(str isa) -> str", &set_cpu_isa_op);
+}

@@ -1,0 +1,1148 @@
+// Hand-vectorised depthwise kernels, written once against the `Vec` traits (dw_simd_vec.h) and
+// compiled once per ISA by dw_simd_avx512.cpp / dw_simd_avx2.cpp inside a #pragma GCC target
+// region, with DSCONV_SIMD_NS naming the ISA's namespace. Internal linkage throughout (anonymous
+// namespace) except the three entry points at the bottom.
+//
+// Two engines, picked like the generic kernels by the layout of the tensor being written:
+//
+// * planes (NCHW-like, W is the unit-stride axis): one task = (n, channel, band of rows). The
+//   input rows the band needs are copied into a per-thread fp32 scratch with zero padding on every
+//   side (stride-w > 1 inputs are split into stride phases while copying, so every tap of every
+//   kernel is one plain unaligned vector load and the inner loops carry no border logic). Tiles
+//   of R output rows x V vectors stay in registers across all taps; for row stride 1 (and 2 in the
+//   fixed kernels) an input row is loaded once and feeds every output row of the tile it touches.
+//   Fixed kernels for 3x3/5x5/7x7 with stride 1/2 (fully unrolled), a runtime-size kernel for
+//   everything else (any size, dilation, stride, multiplier).
+//   Grad input is the same engine on a "virtual input": grad_output zero-inserted by the stride
+//   and padded by (K-1)*dil - pad, correlated with the flipped weights (summing the M outputs of
+//   each input channel). Grad weight/bias reuses the same padded scratch and accumulates tap
+//   blocks in registers.
+//
+// * pixels (channels_last-like, C is the unit-stride axis): one task = (n, output row). Channel
+//   vectors x P output pixels in registers; border taps read through an XNNPACK-style table of
+//   column pointers where out-of-range columns point at a zero buffer, and out-of-range rows are
+//   skipped, so the inner loops have no branches. For fixed 3/5/7-wide kernels each input column
+//   is loaded once and feeds every pixel of the tile it touches.
+//
+// Determinism: every output element is computed by one task in a fixed order, and weight/bias
+// gradients are reduced over fixed, shape-derived chunks in a fixed order, so results are
+// bitwise identical for any thread count.
+//
+// Accumulation is fp32 for both fp32 and bf16 tensors; bf16 values are widened on load (the
+// planes engine widens once, into the scratch) and rounded to nearest even on store.
+
+namespace dsconv {
+namespace cpu {
+namespace simd {
+namespace DSCONV_SIMD_NS {
+namespace {
+
+using V = Vec::V;
+using Mask = Vec::Mask;
+constexpr int L = Vec::L;
+typedef uint16_t bf16_t;
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers (own versions instead of std:: templates: keep all ISA code in this TU).
+
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+inline int64_t clampi(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
+inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t rup(int64_t a, int64_t b) { return cdiv(a, b) * b; }
+
+// 64-byte aligned heap buffer (scratch per thread / per call).
+struct Buf {
+  void* p = nullptr;
+  explicit Buf(int64_t bytes) {
+    const size_t n = static_cast<size_t>(rup(imax(bytes, 64), 64));
+    p = std::aligned_alloc(64, n);
+    if (!p) throw std::bad_alloc();
+  }
+  ~Buf() { std::free(p); }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  template <class U>
+  U* as() const { return static_cast<U*>(p); }
+};
+
+inline void zero_floats(float* d, int64_t n) {
+  int64_t i = 0;
+  const V z = Vec::zero();
+  for (; i + L <= n; i += L) Vec::store(d + i, z);
+  if (i < n) Vec::store(d + i, z, Vec::mask(static_cast<int>(n - i)));
+}
+
+// d[0, n) = float(s[0, n)) for unit-stride s.
+template <class T>
+inline void widen_copy(float* d, const T* s, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 * L <= n; i += 4 * L) {
+    const V a = Vec::load(s + i), b = Vec::load(s + i + L), c = Vec::load(s + i + 2 * L), e = Vec::load(s + i + 3 * L);
+    Vec::store(d + i, a);
+    Vec::store(d + i + L, b);
+    Vec::store(d + i + 2 * L, c);
+    Vec::store(d + i + 3 * L, e);
+  }
+  for (; i + L <= n; i += L) Vec::store(d + i, Vec::load(s + i));
+  if (i < n) {
+    const Mask m = Vec::mask(static_cast<int>(n - i));
+    Vec::store(d + i, Vec::load(s + i, m), m);
+  }
+}
+
+// Copies n contiguous elements with non-temporal stores where dst is vector-aligned (large outputs:
+// no read-for-ownership of lines that are overwritten anyway, and no cache pollution).
+template <class T>
+inline void stream_copy(T* dst, const T* src, int64_t n) {
+  constexpr int64_t VB = L * 4;  // bytes per float vector
+  int64_t i = 0;
+  const int64_t mis = reinterpret_cast<uintptr_t>(dst) % VB;
+  if (mis % sizeof(T) != 0) {
+    std::memcpy(dst, src, n * sizeof(T));
+    return;
+  }
+  if (mis != 0) {
+    i = imin(n, static_cast<int64_t>((VB - mis) / sizeof(T)));
+    std::memcpy(dst, src, i * sizeof(T));
+  }
+  char* d = reinterpret_cast<char*>(dst + i);
+  const char* s = reinterpret_cast<const char*>(src + i);
+  const int64_t nb = (n - i) * static_cast<int64_t>(sizeof(T));
+  int64_t b = 0;
+  for (; b + VB <= nb; b += VB)
+    Vec::stream(reinterpret_cast<float*>(d + b), Vec::load(reinterpret_cast<const float*>(s + b)));
+  if (b < nb) std::memcpy(d + b, s + b, nb - b);
+}
+
+// Outputs larger than this are written with non-temporal stores (they can't stay in the L3).
+constexpr int64_t kStreamBytes = 16ll << 20;
+
+// d[x] = s[(x - pad) * ss] where 0 <= x - pad < n, 0 elsewhere, for x in [0, len).
+template <class T>
+inline void copy_padded(float* d, int64_t len, const T* s, int64_t ss, int64_t n, int64_t pad) {
+  const int64_t lo = clampi(pad, 0, len), hi = clampi(pad + n, 0, len);
+  if (hi <= lo) {
+    zero_floats(d, len);
+    return;
+  }
+  zero_floats(d, lo);
+  if (ss == 1) {
+    widen_copy(d + lo, s + (lo - pad), hi - lo);
+  } else {
+    const T* src = s + (lo - pad) * ss;
+    for (int64_t x = 0; x < hi - lo; ++x) d[lo + x] = to_f32(src[x * ss]);
+  }
+  zero_floats(d + hi, len - hi);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planes engine
+
+// One engine problem: out[o][q] = bias + sum_src sum_{kh,kw} w_src[kh][kw] *
+//                                 S_src[o*sh + kh*dh][koff[kw] + q]
+// where S_src is the scratch (rows of RS floats, row 0 = virtual row Y0 of the band).
+struct PlaneGeom {
+  int64_t OH, OW;     // engine output plane
+  int64_t KH, KW;
+  int64_t sh, dh;     // virtual row stride / dilation
+  int64_t PWp, RS;    // per-phase row width, scratch row stride (floats)
+  int64_t NV;         // vectors per output row
+  int tail;           // valid lanes in the last vector of a row (1..L)
+  int kind;           // kernel family, see plane_rows
+  const int64_t* koff;
+};
+
+// R output rows x NV_T vectors, all taps, all sources. s: scratch at the tile's first output row
+// and first column; o: output at the same place.
+template <class T, int R, int NV_T, int KH_, int KW_, int SH_>
+__attribute__((always_inline)) inline void plane_tile(const PlaneGeom& g, const float* s, int64_t src_stride,
+                                                      const float* const* ws, int nsrc, float bias, T* o,
+                                                      int64_t osh, bool partial, Mask tm) {
+  const int64_t KH = KH_ ? KH_ : g.KH, KW = KW_ ? KW_ : g.KW;
+  const int64_t RS = g.RS;
+  const int64_t* koff = g.koff;
+  V acc[R][NV_T];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV_T; ++v) acc[r][v] = Vec::set1(bias);
+
+  for (int si = 0; si < nsrc; ++si) {
+    const float* ss = s + si * src_stride;
+    const float* w = ws[si];
+    if constexpr (SH_ > 0) {
+      // Row j of the tile's window feeds output row r with kh = j - r*SH_ (dilation 1).
+      const int64_t J = (R - 1) * SH_ + KH;
+      if constexpr (KH_ > 0) {
+#pragma GCC unroll 64
+        for (int64_t j = 0; j < J; ++j) {
+          const float* row = ss + j * RS;
+#pragma GCC unroll 16
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            V x[NV_T];
+#pragma GCC unroll 8
+            for (int v = 0; v < NV_T; ++v) x[v] = Vec::load(row + koff[kw] + v * L);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) {
+              const int64_t kh = j - r * SH_;
+              if (kh >= 0 && kh < KH) {
+                const V wv = Vec::set1(w[kh * KW + kw]);
+#pragma GCC unroll 8
+                for (int v = 0; v < NV_T; ++v) acc[r][v] = Vec::fmadd(wv, x[v], acc[r][v]);
+              }
+            }
+          }
+        }
+      } else {
+        for (int64_t j = 0; j < J; ++j) {
+          const float* row = ss + j * RS;
+          if (j >= (R - 1) * SH_ && j < KH) {  // every row of the tile takes this input row
+            const float* wj = w + j * KW;
+#pragma GCC unroll 4
+            for (int64_t kw = 0; kw < KW; ++kw) {
+              V x[NV_T];
+              const float* rp = row + koff[kw];
+#pragma GCC unroll 8
+              for (int v = 0; v < NV_T; ++v) x[v] = Vec::load(rp + v * L);
+#pragma GCC unroll 8
+              for (int r = 0; r < R; ++r) {
+                const V wv = Vec::set1(wj[kw - r * SH_ * KW]);
+#pragma GCC unroll 8
+                for (int v = 0; v < NV_T; ++v) acc[r][v] = Vec::fmadd(wv, x[v], acc[r][v]);
+              }
+            }
+          } else {
+            bool ok[R];
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) ok[r] = j - r * SH_ >= 0 && j - r * SH_ < KH;
+            for (int64_t kw = 0; kw < KW; ++kw) {
+              V x[NV_T];
+#pragma GCC unroll 8
+              for (int v = 0; v < NV_T; ++v) x[v] = Vec::load(row + koff[kw] + v * L);
+#pragma GCC unroll 8
+              for (int r = 0; r < R; ++r) {
+                if (ok[r]) {
+                  const V wv = Vec::set1(w[(j - r * SH_) * KW + kw]);
+#pragma GCC unroll 8
+                  for (int v = 0; v < NV_T; ++v) acc[r][v] = Vec::fmadd(wv, x[v], acc[r][v]);
+                }
+              }
+            }
+          }
+        }
+      }
+    } else {
+      const int64_t rstep = g.sh * RS, dstep = g.dh * RS;
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const float* row = ss + kh * dstep;
+        for (int64_t kw = 0; kw < KW; ++kw) {
+          const V wv = Vec::set1(w[kh * KW + kw]);
+#pragma GCC unroll 8
+          for (int r = 0; r < R; ++r) {
+            const float* rp = row + r * rstep + koff[kw];
+#pragma GCC unroll 8
+            for (int v = 0; v < NV_T; ++v) acc[r][v] = Vec::fmadd(wv, Vec::load(rp + v * L), acc[r][v]);
+          }
+        }
+      }
+    }
+  }
+
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    T* orow = o + r * osh;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV_T - 1; ++v) Vec::store(orow + v * L, acc[r][v]);
+    if (partial)
+      Vec::store(orow + (NV_T - 1) * L, acc[r][NV_T - 1], tm);
+    else
+      Vec::store(orow + (NV_T - 1) * L, acc[r][NV_T - 1]);
+  }
+}
+
+// A row group (RR rows) across the full width: VM-vector tiles and one narrower remainder tile.
+template <class T, int RR, int VM, int KH_, int KW_, int SH_>
+inline void plane_row_group(const PlaneGeom& g, const float* s, int64_t src_stride, const float* const* ws,
+                            int nsrc, float bias, T* o, int64_t osh) {
+  const Mask tm = Vec::mask(g.tail);
+  const bool tail_partial = g.tail < L;
+  int64_t v0 = 0;
+  for (; v0 + VM <= g.NV; v0 += VM)
+    plane_tile<T, RR, VM, KH_, KW_, SH_>(g, s + v0 * L, src_stride, ws, nsrc, bias, o + v0 * L, osh,
+                                          tail_partial && v0 + VM == g.NV, tm);
+  const int64_t rem = g.NV - v0;
+  if (rem <= 0) return;
+  const float* sv = s + v0 * L;
+  T* ov = o + v0 * L;
+  switch (rem) {
+#define DSCONV_REM(n)                                                                                     \
+  case n:                                                                                                 \
+    if constexpr (n < VM)                                                                                 \
+      plane_tile<T, RR, n, KH_, KW_, SH_>(g, sv, src_stride, ws, nsrc, bias, ov, osh, tail_partial, tm); \
+    break;
+    DSCONV_REM(1)
+    DSCONV_REM(2)
+    DSCONV_REM(3)
+    DSCONV_REM(4)
+    DSCONV_REM(5)
+    DSCONV_REM(6)
+    DSCONV_REM(7)
+#undef DSCONV_REM
+    default:
+      break;
+  }
+}
+
+// Output rows [o0, o1) of one output plane. scratch row 0 = virtual row Y0.
+template <class T, int R, int VM, int KH_, int KW_, int SH_>
+void plane_rows_k(const PlaneGeom& g, const float* scratch, int64_t Y0, int64_t src_stride, const float* const* ws,
+                  int nsrc, float bias, T* out, int64_t osh, int64_t o0, int64_t o1) {
+  int64_t o = o0;
+  for (; o + R <= o1; o += R)
+    plane_row_group<T, R, VM, KH_, KW_, SH_>(g, scratch + (o * g.sh - Y0) * g.RS, src_stride, ws, nsrc, bias,
+                                             out + o * osh, osh);
+  for (; o < o1; ++o)
+    plane_row_group<T, 1, VM, KH_, KW_, SH_>(g, scratch + (o * g.sh - Y0) * g.RS, src_stride, ws, nsrc, bias,
+                                             out + o * osh, osh);
+}
+
+// Kernel families (PlaneGeom::kind).
+enum PlaneKind : int {
+  kP3s1, kP3s2, kP5s1, kP5s2, kP7s1, kP7s2,  // fixed k x k, dilation 1, stride (s, s)
+  kPShared,                                  // runtime size, row stride 1 / row dilation 1
+  kPGeneral,                                 // runtime size, any stride / dilation
+};
+
+// Register tiles: AVX-512 has 32 vector registers, AVX2 16.
+constexpr int kVM = 4;                       // vectors per tile along the row
+constexpr int kRFixed = 2;                   // rows per tile, fixed kernels
+constexpr int kRShared = L == 16 ? 4 : 2;    // rows per tile, runtime-size kernels
+
+int plane_kind(int64_t KH, int64_t KW, int64_t sh, int64_t sw, int64_t dh, int64_t dw) {
+  if (KH == KW && dh == 1 && dw == 1 && sh == sw && (sh == 1 || sh == 2)) {
+    if (KH == 3) return sh == 1 ? kP3s1 : kP3s2;
+    if (KH == 5) return sh == 1 ? kP5s1 : kP5s2;
+    if (KH == 7) return sh == 1 ? kP7s1 : kP7s2;
+  }
+  return (sh == 1 && dh == 1) ? kPShared : kPGeneral;
+}
+
+template <class T>
+void plane_rows(const PlaneGeom& g, const float* scratch, int64_t Y0, int64_t src_stride, const float* const* ws,
+                int nsrc, float bias, T* out, int64_t osh, int64_t o0, int64_t o1) {
+  switch (g.kind) {
+#define DSCONV_K(kind, R, K, S)                                                                          \
+  case kind:                                                                                              \
+    plane_rows_k<T, R, kVM, K, K, S>(g, scratch, Y0, src_stride, ws, nsrc, bias, out, osh, o0, o1); \
+    break;
+    DSCONV_K(kP3s1, kRFixed, 3, 1)
+    DSCONV_K(kP3s2, kRFixed, 3, 2)
+    DSCONV_K(kP5s1, kRFixed, 5, 1)
+    DSCONV_K(kP5s2, kRFixed, 5, 2)
+    DSCONV_K(kP7s1, kRFixed, 7, 1)
+    DSCONV_K(kP7s2, kRFixed, 7, 2)
+    DSCONV_K(kPShared, kRShared, 0, 1)
+#undef DSCONV_K
+    default:
+      plane_rows_k<T, 1, kVM, 0, 0, 0>(g, scratch, Y0, src_stride, ws, nsrc, bias, out, osh, o0, o1);
+      break;
+  }
+}
+
+// Scratch rows hold the phases of the input columns: phase ph, position x <-> padded input
+// column x*sw + ph <-> input column x*sw + ph - pad_l.
+// Scratch row for one input row (src == nullptr: zero row): phases of the zero-padded row.
+template <class T>
+void prep_fwd_row(float* dst, const T* src, int64_t in_sw, int64_t W, int64_t pad_l, int64_t phases, int64_t PWp,
+                  float* tmp) {
+  if (!src) {
+    zero_floats(dst, phases * PWp);
+    return;
+  }
+  if (phases == 1) {
+    copy_padded(dst, PWp, src, in_sw, W, pad_l);
+    return;
+  }
+  copy_padded(tmp, phases * PWp, src, in_sw, W, pad_l);
+  if (phases == 2) {
+    for (int64_t x = 0; x < PWp; x += L) {  // PWp is a multiple of L
+      V e, od;
+      Vec::deinterleave2(Vec::load(tmp + 2 * x), Vec::load(tmp + 2 * x + L), &e, &od);
+      Vec::store(dst + x, e);
+      Vec::store(dst + PWp + x, od);
+    }
+    return;
+  }
+  for (int64_t ph = 0; ph < phases; ++ph)
+    for (int64_t x = 0; x < PWp; ++x) dst[ph * PWp + x] = tmp[x * phases + ph];
+}
+
+// Scratch budget per band (floats): the band's rows stay in L2 while its outputs are computed.
+constexpr int64_t kBandFloats = 48 * 1024;
+
+// Output rows per band so that `rows(B) * row_floats` fits the budget (at least R_min rows).
+int64_t band_rows(int64_t OH, int64_t sh, int64_t win, int64_t row_floats, int64_t nsrc) {
+  const int64_t fit = kBandFloats / imax(1, row_floats * nsrc);
+  int64_t B = fit > win ? (fit - win) / imax(1, sh) + 1 : 1;
+  B = imax(B, 8);
+  return imin(B, OH);
+}
+
+template <class T>
+bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b32, T* out) {
+  const int64_t sw = p.stride_w, dw = p.dil_w;
+  PlaneGeom g;
+  g.OH = p.OH;
+  g.OW = p.OW;
+  g.KH = p.KH;
+  g.KW = p.KW;
+  g.sh = p.stride_h;
+  g.dh = p.dil_h;
+  g.NV = cdiv(p.OW, L);
+  g.tail = static_cast<int>(p.OW - (g.NV - 1) * L);
+  g.kind = plane_kind(p.KH, p.KW, p.stride_h, sw, p.dil_h, dw);
+  const int64_t maxoff = ((p.KW - 1) * dw) / sw;
+  g.PWp = rup(g.NV * L + maxoff + 1, L);
+  g.RS = sw * g.PWp;
+  Buf koffb(p.KW * 8);
+  int64_t* koff = koffb.as<int64_t>();
+  for (int64_t kw = 0; kw < p.KW; ++kw) koff[kw] = ((kw * dw) % sw) * g.PWp + (kw * dw) / sw;
+  g.koff = koff;
+
+  const int64_t win = (p.KH - 1) * p.dil_h + 1;  // virtual rows one output row needs
+  const int64_t B = band_rows(p.OH, g.sh, win, g.RS, 1);
+  const int64_t nbands = cdiv(p.OH, B);
+  const int64_t rows_max = (B - 1) * g.sh + win;
+  const int64_t taps = p.KH * p.KW, C = p.C, M = p.M;
+  const int64_t sh = g.sh;
+  // Large outputs with contiguous planes: compute a band into a staging buffer, stream it out.
+  const bool nt = p.N * p.OC() * p.OH * p.OW * static_cast<int64_t>(sizeof(T)) >= kStreamBytes &&
+                  p.out_sh == p.OW && p.out_sw == 1;
+  at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
+    Buf scratch(rows_max * g.RS * 4 + 64);
+    Buf tmp((sw > 1 ? sw * g.PWp : 1) * 4 + 64);
+    Buf stage(nt ? B * p.OW * static_cast<int64_t>(sizeof(T)) + 64 : 64);
+    float* sc = scratch.as<float>();
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t band = t % nbands, nc = t / nbands, c = nc % C, n = nc / C;
+      const int64_t o0 = band * B, o1 = imin(p.OH, o0 + B);
+      const int64_t Y0 = o0 * sh, Y1 = (o1 - 1) * sh + win;
+      const T* ip = in + n * p.in_sn + c * p.in_sc;
+      for (int64_t Y = Y0; Y < Y1; ++Y) {
+        const int64_t ih = Y - p.pad_t;
+        prep_fwd_row<T>(sc + (Y - Y0) * g.RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
+                        p.pad_l, sw, g.PWp, tmp.as<float>());
+      }
+      for (int64_t m = 0; m < M; ++m) {
+        const int64_t oc = c * M + m;
+        const float* wp = w32 + oc * taps;
+        T* op = out + n * p.out_sn + oc * p.out_sc;
+        if (nt) {
+          T* st = stage.as<T>() - o0 * p.OW;
+          plane_rows<T>(g, sc, Y0, 0, &wp, 1, b32 ? b32[oc] : 0.f, st, p.OW, o0, o1);
+          stream_copy<T>(op + o0 * p.OW, st + o0 * p.OW, (o1 - o0) * p.OW);
+        } else {
+          plane_rows<T>(g, sc, Y0, 0, &wp, 1, b32 ? b32[oc] : 0.f, op, p.out_sh, o0, o1);
+        }
+      }
+    }
+    if (nt) _mm_sfence();
+  });
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pixels engine (channels_last-like)
+
+// Weights packed per channel block: wpk[cb][tap][L] (zero-filled past the last channel).
+template <class T>
+void pack_weights_cl(const T* w, int64_t OC, int64_t taps, bool flip, float* wpk) {
+  const int64_t CB = cdiv(OC, L);
+  for (int64_t cb = 0; cb < CB; ++cb)
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t oc = cb * L + l;
+        const int64_t ts = flip ? taps - 1 - t : t;
+        wpk[(cb * taps + t) * L + l] = oc < OC ? to_f32(w[oc * taps + ts]) : 0.f;
+      }
+}
+
+struct PixGeom {
+  int64_t KH, KW, sw, dw;  // engine tap geometry along W (virtual stride / dilation)
+  int64_t C, CB, taps;
+  int64_t ncols;           // column pointers per row of a tile
+  int64_t osw;             // output pixel stride (elements)
+  int ctail;               // valid lanes of the last channel block (1..L)
+};
+
+// P pixels x VC channel vectors, any kernel width. ptrs: [nkh][ncols] column pointers of the
+// tile (already including nothing of the channel offset), khs: the valid kernel rows.
+template <class T, int P, int VC, bool MSK>
+__attribute__((always_inline)) inline void pix_tile_gen(const PixGeom& g, const T* const* ptrs, const int* khs, int nkh,
+                                                        int64_t col0, const float* w, const float* bias, int64_t c0,
+                                                        T* o, Mask cm) {
+  V acc[P][VC];
+#pragma GCC unroll 8
+  for (int v = 0; v < VC; ++v) {
+    const V b = bias ? Vec::load(bias + c0 + v * L) : Vec::zero();
+#pragma GCC unroll 16
+    for (int q = 0; q < P; ++q) acc[q][v] = b;
+  }
+  const int64_t KW = g.KW, sw = g.sw, dw = g.dw, wvs = g.taps * L;
+  for (int i = 0; i < nkh; ++i) {
+    const T* const* pr = ptrs + i * g.ncols + col0;
+    const float* wr = w + khs[i] * KW * L;
+    for (int64_t kw = 0; kw < KW; ++kw) {
+      V wv[VC];
+#pragma GCC unroll 8
+      for (int v = 0; v < VC; ++v) wv[v] = Vec::load(wr + kw * L + v * wvs);
+      const T* const* pk = pr + kw * dw;
+#pragma GCC unroll 16
+      for (int q = 0; q < P; ++q) {
+        const T* x = pk[q * sw] + c0;
+#pragma GCC unroll 8
+        for (int v = 0; v < VC; ++v) {
+          const V xv = MSK ? Vec::load(x + v * L, cm) : Vec::load(x + v * L);
+          acc[q][v] = Vec::fmadd(wv[v], xv, acc[q][v]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int q = 0; q < P; ++q)
+#pragma GCC unroll 8
+    for (int v = 0; v < VC; ++v) {
+      if (MSK)
+        Vec::store(o + q * g.osw + v * L, acc[q][v], cm);
+      else
+        Vec::store(o + q * g.osw + v * L, acc[q][v]);
+    }
+}
+
+// Fixed kernel width KW_, stride SW_, dilation 1: each column of the tile is loaded once.
+template <class T, int P, int VC, bool MSK, int KW_, int SW_>
+__attribute__((always_inline)) inline void pix_tile_fix(const PixGeom& g, const T* const* ptrs, const int* khs, int nkh,
+                                                        int64_t col0, const float* w, const float* bias, int64_t c0,
+                                                        T* o, Mask cm) {
+  V acc[P][VC];
+#pragma GCC unroll 8
+  for (int v = 0; v < VC; ++v) {
+    const V b = bias ? Vec::load(bias + c0 + v * L) : Vec::zero();
+#pragma GCC unroll 16
+    for (int q = 0; q < P; ++q) acc[q][v] = b;
+  }
+  const int64_t wvs = g.taps * L;
+  constexpr int NC = (P - 1) * SW_ + KW_;
+  for (int i = 0; i < nkh; ++i) {
+    const T* const* pr = ptrs + i * g.ncols + col0;
+    const float* wr = w + khs[i] * KW_ * L;
+    V wv[KW_][VC];
+#pragma GCC unroll 8
+    for (int kw = 0; kw < KW_; ++kw)
+#pragma GCC unroll 8
+      for (int v = 0; v < VC; ++v) wv[kw][v] = Vec::load(wr + kw * L + v * wvs);
+#pragma GCC unroll 32
+    for (int j = 0; j < NC; ++j) {
+      const T* x = pr[j] + c0;
+      V xv[VC];
+#pragma GCC unroll 8
+      for (int v = 0; v < VC; ++v) xv[v] = MSK ? Vec::load(x + v * L, cm) : Vec::load(x + v * L);
+#pragma GCC unroll 16
+      for (int q = 0; q < P; ++q) {
+        const int kw = j - q * SW_;
+        if (kw >= 0 && kw < KW_) {
+#pragma GCC unroll 8
+          for (int v = 0; v < VC; ++v) acc[q][v] = Vec::fmadd(wv[kw][v], xv[v], acc[q][v]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int q = 0; q < P; ++q)
+#pragma GCC unroll 8
+    for (int v = 0; v < VC; ++v) {
+      if (MSK)
+        Vec::store(o + q * g.osw + v * L, acc[q][v], cm);
+      else
+        Vec::store(o + q * g.osw + v * L, acc[q][v]);
+    }
+}
+
+template <class T, int P, int VC, bool MSK, int KW_, int SW_>
+__attribute__((always_inline)) inline void pix_tile(const PixGeom& g, const T* const* ptrs, const int* khs, int nkh,
+                                                    int64_t col0, const float* w, const float* bias, int64_t c0, T* o,
+                                                    Mask cm) {
+  if constexpr (KW_ > 0)
+    pix_tile_fix<T, P, VC, MSK, KW_, SW_>(g, ptrs, khs, nkh, col0, w, bias, c0, o, cm);
+  else
+    pix_tile_gen<T, P, VC, MSK>(g, ptrs, khs, nkh, col0, w, bias, c0, o, cm);
+}
+
+// All channel blocks of P pixels (np <= P valid; np < P runs single pixels).
+template <class T, int P, int KW_, int SW_>
+void pix_pixels(const PixGeom& g, const T* const* ptrs, const int* khs, int nkh, int64_t np, const float* wpk,
+                const float* bias, T* o) {
+  const int64_t CBfull = g.C / L;
+  const Mask cm = Vec::mask(g.ctail);
+  const int64_t wstride = g.taps * L;  // per channel block
+  constexpr int VC2 = L == 16 ? 2 : 1; // two channel vectors per tile where registers allow
+  if (np == P) {
+    int64_t cb = 0;
+    for (; cb + VC2 <= CBfull; cb += VC2)
+      pix_tile<T, P, VC2, false, KW_, SW_>(g, ptrs, khs, nkh, 0, wpk + cb * wstride, bias, cb * L, o + cb * L, cm);
+    for (; cb < CBfull; ++cb)
+      pix_tile<T, P, 1, false, KW_, SW_>(g, ptrs, khs, nkh, 0, wpk + cb * wstride, bias, cb * L, o + cb * L, cm);
+    if (g.ctail < L)
+      pix_tile<T, P, 1, true, KW_, SW_>(g, ptrs, khs, nkh, 0, wpk + cb * wstride, bias, cb * L, o + cb * L, cm);
+    return;
+  }
+  for (int64_t q = 0; q < np; ++q) {
+    const int64_t col0 = q * g.sw;
+    T* oq = o + q * g.osw;
+    int64_t cb = 0;
+    for (; cb < CBfull; ++cb)
+      pix_tile<T, 1, 1, false, KW_, SW_>(g, ptrs, khs, nkh, col0, wpk + cb * wstride, bias, cb * L, oq + cb * L, cm);
+    if (g.ctail < L)
+      pix_tile<T, 1, 1, true, KW_, SW_>(g, ptrs, khs, nkh, col0, wpk + cb * wstride, bias, cb * L, oq + cb * L, cm);
+  }
+}
+
+enum PixKind : int { kX3s1, kX3s2, kX5s1, kX5s2, kX7s1, kX7s2, kXGen };
+
+int pix_kind(int64_t KW, int64_t sw, int64_t dw) {
+  if (dw != 1 || (sw != 1 && sw != 2)) return kXGen;
+  if (KW == 3) return sw == 1 ? kX3s1 : kX3s2;
+  if (KW == 5) return sw == 1 ? kX5s1 : kX5s2;
+  if (KW == 7) return sw == 1 ? kX7s1 : kX7s2;
+  return kXGen;
+}
+
+// Pixel tile sizes (accumulators P*VC + KW weights + VC loads must fit the register file).
+constexpr int kPFix = L == 16 ? 6 : 4;
+constexpr int kPGen = L == 16 ? 6 : 4;
+
+template <class T>
+void pix_dispatch(int kind, const PixGeom& g, const T* const* ptrs, const int* khs, int nkh, int64_t np,
+                  const float* wpk, const float* bias, T* o) {
+  switch (kind) {
+    case kX3s1: pix_pixels<T, kPFix, 3, 1>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
+    case kX3s2: pix_pixels<T, kPFix, 3, 2>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
+    case kX5s1: pix_pixels<T, kPFix, 5, 1>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
+    case kX5s2: pix_pixels<T, kPFix, 5, 2>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
+    case kX7s1: pix_pixels<T, kPFix, 7, 1>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
+    case kX7s2: pix_pixels<T, kPFix, 7, 2>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
+    default: pix_pixels<T, kPGen, 0, 0>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
+  }
+}
+
+constexpr int64_t tile_p(int kind) { return kind == kXGen ? kPGen : kPFix; }
+
+// Source row / column maps of the pixels engine, in the engine's virtual coordinates.
+// Forward: virtual row Y = o*sh + kh*dh reads input row Y - pad_t (if in [0, H)).
+// Grad input: virtual row Y reads grad_output row (Y - P)/s if divisible and in range.
+struct AxisMap {
+  int64_t off, step, extent;  // source index = (Y - off) / step when (Y - off) % step == 0
+  int64_t operator()(int64_t Y) const {
+    const int64_t d = Y - off;
+    if (d < 0 || d % step != 0) return -1;
+    const int64_t i = d / step;
+    return i < extent ? i : -1;
+  }
+};
+
+// out pixels (n, o, q) for o in [0, OHe), q in [0, OWe):
+//   out = bias + sum_{kh,kw} w[kh,kw] * src(n, rows(o*sh + kh*dh), cols(q*sw + kw*dw))
+template <class T>
+void pix_engine(const PixGeom& g, int kind, int64_t N, int64_t OHe, int64_t OWe, int64_t sh, int64_t dh,
+                const AxisMap& rows, const AxisMap& cols, const T* src, int64_t s_sn, int64_t s_sh, int64_t s_sw,
+                const float* wpk, const float* bias, T* out, int64_t o_sn, int64_t o_sh, const T* zero) {
+  const int64_t P = tile_p(kind);
+  at::parallel_for(0, N * OHe, 1, [&](int64_t begin, int64_t end) {
+    Buf ptrb(g.KH * g.ncols * 8 + 64), khb(g.KH * 4 + 64), colb(g.ncols * 8 + 64);
+    const T** ptrs = ptrb.as<const T*>();
+    int* khs = khb.as<int>();
+    int64_t* coloff = colb.as<int64_t>();
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / OHe, o = t % OHe;
+      int nkh = 0;
+      for (int64_t kh = 0; kh < g.KH; ++kh)
+        if (rows(o * sh + kh * dh) >= 0) khs[nkh++] = static_cast<int>(kh);
+      T* orow = out + n * o_sn + o * o_sh;
+      for (int64_t q0 = 0; q0 < OWe; q0 += P) {
+        const int64_t np = imin(P, OWe - q0);
+        for (int64_t j = 0; j < g.ncols; ++j) {
+          const int64_t ci = cols(q0 * g.sw + j);
+          coloff[j] = ci >= 0 ? ci * s_sw : -1;
+        }
+        for (int i = 0; i < nkh; ++i) {
+          const T* rp = src + n * s_sn + rows(o * sh + khs[i] * dh) * s_sh;
+          const T** pr = ptrs + i * g.ncols;
+          for (int64_t j = 0; j < g.ncols; ++j) pr[j] = coloff[j] >= 0 ? rp + coloff[j] : zero;
+        }
+        pix_dispatch<T>(kind, g, ptrs, khs, nkh, np, wpk, bias, orow + q0 * g.osw);
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grad input, planes: the forward engine on the zero-inserted, padded grad_output.
+
+// Scratch row of the virtual input: dst[X] = g[(X - pad) / s] where divisible and in range.
+template <class T>
+void prep_bwd_row(float* dst, const T* g, int64_t gsw, int64_t OW, int64_t pad, int64_t s, int64_t PWp) {
+  if (!g) {
+    zero_floats(dst, PWp);
+    return;
+  }
+  if (s == 1) {
+    copy_padded(dst, PWp, g, gsw, OW, pad);
+    return;
+  }
+  zero_floats(dst, PWp);
+  // ow with 0 <= pad + ow*s < PWp
+  const int64_t lo = pad >= 0 ? 0 : cdiv(-pad, s);
+  const int64_t hi = imin(OW, pad + (OW - 1) * s < PWp ? OW : (PWp - 1 - pad) / s + 1);
+  int64_t ow = lo;
+  if (s == 2 && gsw == 1)
+    for (; ow + L <= hi && pad + 2 * (ow + L) <= PWp; ow += L) {
+      V a, b;
+      Vec::zero_insert2(Vec::load(g + ow), &a, &b);
+      Vec::store(dst + pad + 2 * ow, a);
+      Vec::store(dst + pad + 2 * ow + L, b);
+    }
+  for (; ow < hi; ++ow) dst[pad + ow * s] = to_f32(g[ow * gsw]);
+}
+
+template <class T>
+bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* gin) {
+  PlaneGeom g;
+  g.OH = p.H;
+  g.OW = p.W;
+  g.KH = p.KH;
+  g.KW = p.KW;
+  g.sh = 1;
+  g.dh = p.dil_h;
+  g.NV = cdiv(p.W, L);
+  g.tail = static_cast<int>(p.W - (g.NV - 1) * L);
+  g.kind = plane_kind(p.KH, p.KW, 1, 1, p.dil_h, p.dil_w);
+  g.PWp = rup(g.NV * L + (p.KW - 1) * p.dil_w + 1, L);
+  g.RS = g.PWp;
+  Buf koffb(p.KW * 8);
+  int64_t* koff = koffb.as<int64_t>();
+  for (int64_t kw = 0; kw < p.KW; ++kw) koff[kw] = kw * p.dil_w;
+  g.koff = koff;
+  const AxisMap rows{(p.KH - 1) * p.dil_h - p.pad_t, p.stride_h, p.OH};
+  const int64_t padc = (p.KW - 1) * p.dil_w - p.pad_l;
+
+  const int64_t M = p.M, C = p.C, taps = p.taps();
+  const int64_t win = (p.KH - 1) * p.dil_h + 1;
+  const int64_t B = band_rows(p.H, 1, win, g.RS, M);
+  const int64_t nbands = cdiv(p.H, B);
+  const int64_t rows_max = B - 1 + win;
+  const int64_t src_stride = rows_max * g.RS;
+  const bool nt = p.N * C * p.H * p.W * static_cast<int64_t>(sizeof(T)) >= kStreamBytes && p.in_sh == p.W &&
+                  p.in_sw == 1;
+  at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
+    Buf scratch(M * src_stride * 4 + 64);
+    Buf wsb(M * 8 + 64);
+    Buf stage(nt ? B * p.W * static_cast<int64_t>(sizeof(T)) + 64 : 64);
+    float* sc = scratch.as<float>();
+    const float** ws = wsb.as<const float*>();
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t band = t % nbands, nc = t / nbands, c = nc % C, n = nc / C;
+      const int64_t o0 = band * B, o1 = imin(p.H, o0 + B);
+      const int64_t Y0 = o0, Y1 = o1 - 1 + win;
+      for (int64_t m = 0; m < M; ++m) {
+        const int64_t oc = c * M + m;
+        const T* gp = gout + n * p.out_sn + oc * p.out_sc;
+        for (int64_t Y = Y0; Y < Y1; ++Y) {
+          const int64_t oh = rows(Y);
+          prep_bwd_row<T>(sc + m * src_stride + (Y - Y0) * g.RS, oh >= 0 ? gp + oh * p.out_sh : nullptr, p.out_sw,
+                          p.OW, padc, p.stride_w, g.PWp);
+        }
+        ws[m] = wflip + oc * taps;
+      }
+      T* op = gin + n * p.in_sn + c * p.in_sc;
+      if (nt) {
+        T* st = stage.as<T>() - o0 * p.W;
+        plane_rows<T>(g, sc, Y0, src_stride, ws, static_cast<int>(M), 0.f, st, p.W, o0, o1);
+        stream_copy<T>(op + o0 * p.W, st + o0 * p.W, (o1 - o0) * p.W);
+      } else {
+        plane_rows<T>(g, sc, Y0, src_stride, ws, static_cast<int>(M), 0.f, op, p.in_sh, o0, o1);
+      }
+    }
+    if (nt) _mm_sfence();
+  });
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grad weight and bias, planes. One task = (output channel, fixed batch chunk); tap blocks of
+// up to kNT vector accumulators stay in registers over a band of rows, then add into per-tap
+// vector totals in a fixed order.
+
+constexpr int kNT = L == 16 ? 24 : 12;
+
+template <class T, int NT>
+void gw_plane_block(const float* srow0, int64_t rstep, const int64_t* toff, const T* g0, int64_t gsh, int64_t nrows,
+                    int64_t NV, int tail, V* tot, V* btot) {
+  V acc[NT];
+#pragma GCC unroll 32
+  for (int t = 0; t < NT; ++t) acc[t] = Vec::zero();
+  V bacc = Vec::zero();
+  const Mask tm = Vec::mask(tail);
+  for (int64_t r = 0; r < nrows; ++r) {
+    const float* srow = srow0 + r * rstep;
+    const T* grow = g0 + r * gsh;
+    for (int64_t v = 0; v < NV; ++v) {
+      const V gv = (v == NV - 1 && tail < L) ? Vec::load(grow + v * L, tm) : Vec::load(grow + v * L);
+      if (btot) bacc = Vec::add(bacc, gv);
+      const float* sv = srow + v * L;
+#pragma GCC unroll 32
+      for (int t = 0; t < NT; ++t) acc[t] = Vec::fmadd(gv, Vec::load(sv + toff[t]), acc[t]);
+    }
+  }
+#pragma GCC unroll 32
+  for (int t = 0; t < NT; ++t) tot[t] = Vec::add(tot[t], acc[t]);
+  if (btot) *btot = Vec::add(*btot, bacc);
+}
+
+template <class T>
+void gw_plane_dispatch(int nt, const float* srow0, int64_t rstep, const int64_t* toff, const T* g0, int64_t gsh,
+                       int64_t nrows, int64_t NV, int tail, V* tot, V* btot) {
+  switch (nt) {
+#define DSCONV_NT(n) \
+  case n: if constexpr (n <= kNT) gw_plane_block<T, n>(srow0, rstep, toff, g0, gsh, nrows, NV, tail, tot, btot); break;
+    DSCONV_NT(1) DSCONV_NT(2) DSCONV_NT(3) DSCONV_NT(4) DSCONV_NT(5) DSCONV_NT(6) DSCONV_NT(7) DSCONV_NT(8)
+    DSCONV_NT(9) DSCONV_NT(10) DSCONV_NT(11) DSCONV_NT(12) DSCONV_NT(13) DSCONV_NT(14) DSCONV_NT(15) DSCONV_NT(16)
+    DSCONV_NT(17) DSCONV_NT(18) DSCONV_NT(19) DSCONV_NT(20) DSCONV_NT(21) DSCONV_NT(22) DSCONV_NT(23) DSCONV_NT(24)
+#undef DSCONV_NT
+    default: break;
+  }
+}
+
+// Fixed, shape-derived chunking of a reduction over `n` items for `tasks` independent tasks, so
+// that small channel counts still use every thread and the order never depends on threads.
+int64_t reduction_chunks(int64_t tasks, int64_t n) { return tasks >= 64 ? 1 : imin(n, cdiv(64, tasks)); }
+
+template <class T>
+void store_scalar(T* d, float v) {
+  if constexpr (sizeof(T) == 4) {
+    *d = v;
+  } else {
+    // Round to nearest even, NaN -> 0x7FC0 (as c10::BFloat16).
+    uint32_t u;
+    __builtin_memcpy(&u, &v, 4);
+    *d = (v != v) ? uint16_t(0x7FC0) : static_cast<uint16_t>((u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16);
+  }
+}
+
+template <class T>
+bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
+  const int64_t sw = p.stride_w, dw = p.dil_w, sh = p.stride_h;
+  const int64_t NV = cdiv(p.OW, L);
+  const int tail = static_cast<int>(p.OW - (NV - 1) * L);
+  const int64_t maxoff = ((p.KW - 1) * dw) / sw;
+  const int64_t PWp = rup(NV * L + maxoff + 1, L), RS = sw * PWp;
+  const int64_t taps = p.taps(), OC = p.OC();
+  Buf toffb(taps * 8);
+  int64_t* toff = toffb.as<int64_t>();
+  for (int64_t kh = 0; kh < p.KH; ++kh)
+    for (int64_t kw = 0; kw < p.KW; ++kw)
+      toff[kh * p.KW + kw] = kh * p.dil_h * RS + ((kw * dw) % sw) * PWp + (kw * dw) / sw;
+  const int64_t nblocks = cdiv(taps, kNT), ntb = cdiv(taps, nblocks);
+  const int64_t win = (p.KH - 1) * p.dil_h + 1;
+  const int64_t B = band_rows(p.OH, sh, win, RS, 1);
+  const int64_t nbands = cdiv(p.OH, B);
+  const int64_t rows_max = (B - 1) * sh + win;
+  const int64_t nchunk = reduction_chunks(OC, p.N), nper = cdiv(p.N, nchunk);
+  Buf part(nchunk > 1 ? OC * nchunk * (taps + 1) * 4 : 64);
+  float* pt = part.as<float>();
+  at::parallel_for(0, OC * nchunk, 1, [&](int64_t begin, int64_t end) {
+    Buf scratch(rows_max * RS * 4 + 64);
+    Buf tmp((sw > 1 ? sw * PWp : 1) * 4 + 64);
+    Buf totb((taps + 1) * L * 4 + 64);
+    float* sc = scratch.as<float>();
+    V* tot = totb.as<V>();
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t oc = task / nchunk, chunk = task % nchunk, c = oc / p.M;
+      for (int64_t t = 0; t <= taps; ++t) tot[t] = Vec::zero();
+      for (int64_t n = chunk * nper; n < imin(p.N, (chunk + 1) * nper); ++n) {
+        const T* ip = in + n * p.in_sn + c * p.in_sc;
+        const T* gp = gout + n * p.out_sn + oc * p.out_sc;
+        for (int64_t band = 0; band < nbands; ++band) {
+          const int64_t o0 = band * B, o1 = imin(p.OH, o0 + B);
+          const int64_t Y0 = o0 * sh, Y1 = (o1 - 1) * sh + win;
+          for (int64_t Y = Y0; Y < Y1; ++Y) {
+            const int64_t ih = Y - p.pad_t;
+            prep_fwd_row<T>(sc + (Y - Y0) * RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
+                            p.pad_l, sw, PWp, tmp.as<float>());
+          }
+          for (int64_t t0 = 0; t0 < taps; t0 += ntb) {
+            const int nt = static_cast<int>(imin(ntb, taps - t0));
+            gw_plane_dispatch<T>(nt, sc, sh * RS, toff + t0, gp + o0 * p.out_sh, p.out_sh, o1 - o0, NV, tail,
+                                 tot + t0, (gb && t0 == 0) ? tot + taps : nullptr);
+          }
+        }
+      }
+      if (nchunk == 1) {
+        if (gw)
+          for (int64_t t = 0; t < taps; ++t) store_scalar(gw + oc * taps + t, Vec::hsum(tot[t]));
+        if (gb) store_scalar(gb + oc, Vec::hsum(tot[taps]));
+      } else {
+        float* d = pt + task * (taps + 1);
+        for (int64_t t = 0; t <= taps; ++t) d[t] = Vec::hsum(tot[t]);
+      }
+    }
+  });
+  if (nchunk > 1)
+    for (int64_t oc = 0; oc < OC; ++oc)
+      for (int64_t t = 0; t <= taps; ++t) {
+        float s = 0.f;
+        for (int64_t ch = 0; ch < nchunk; ++ch) s += pt[(oc * nchunk + ch) * (taps + 1) + t];
+        if (t < taps && gw) store_scalar(gw + oc * taps + t, s);
+        if (t == taps && gb) store_scalar(gb + oc, s);
+      }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grad weight and bias, pixels (channels_last). One task = a fixed group of output rows; per
+// row a table of column pointers (zero buffer outside the input), per channel block and tap
+// block the accumulators are loaded from the task's partial sums, updated over the row, stored.
+// Partial sums of the groups are then added in group order.
+
+template <class T, int NT, bool MSK>
+void gw_pix_block(const T* const* const* tp, int64_t sw, const T* g, int64_t gsw, int64_t OW, int64_t c0, Mask cm,
+                  float* accp, float* bp) {
+  V acc[NT];
+#pragma GCC unroll 32
+  for (int t = 0; t < NT; ++t) acc[t] = Vec::load(accp + t * L);
+  V bacc = bp ? Vec::load(bp) : Vec::zero();
+  const T* const* tpl[NT];
+#pragma GCC unroll 32
+  for (int t = 0; t < NT; ++t) tpl[t] = tp[t];
+  for (int64_t ow = 0; ow < OW; ++ow) {
+    const V gv = MSK ? Vec::load(g + ow * gsw + c0, cm) : Vec::load(g + ow * gsw + c0);
+    if (bp) bacc = Vec::add(bacc, gv);
+#pragma GCC unroll 32
+    for (int t = 0; t < NT; ++t) {
+      const T* x = tpl[t][ow * sw] + c0;
+      acc[t] = Vec::fmadd(gv, MSK ? Vec::load(x, cm) : Vec::load(x), acc[t]);
+    }
+  }
+#pragma GCC unroll 32
+  for (int t = 0; t < NT; ++t) Vec::store(accp + t * L, acc[t]);
+  if (bp) Vec::store(bp, bacc);
+}
+
+template <class T, bool MSK>
+void gw_pix_dispatch(int nt, const T* const* const* tp, int64_t sw, const T* g, int64_t gsw, int64_t OW, int64_t c0,
+                     Mask cm, float* accp, float* bp) {
+  switch (nt) {
+#define DSCONV_NT(n) \
+  case n: if constexpr (n <= kNT) gw_pix_block<T, n, MSK>(tp, sw, g, gsw, OW, c0, cm, accp, bp); break;
+    DSCONV_NT(1) DSCONV_NT(2) DSCONV_NT(3) DSCONV_NT(4) DSCONV_NT(5) DSCONV_NT(6) DSCONV_NT(7) DSCONV_NT(8)
+    DSCONV_NT(9) DSCONV_NT(10) DSCONV_NT(11) DSCONV_NT(12) DSCONV_NT(13) DSCONV_NT(14) DSCONV_NT(15) DSCONV_NT(16)
+    DSCONV_NT(17) DSCONV_NT(18) DSCONV_NT(19) DSCONV_NT(20) DSCONV_NT(21) DSCONV_NT(22) DSCONV_NT(23) DSCONV_NT(24)
+#undef DSCONV_NT
+    default: break;
+  }
+}
+
+template <class T>
+bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
+  const int64_t C = p.OC(), CB = cdiv(C, L), taps = p.taps();
+  const int ctail = static_cast<int>(C - (CB - 1) * L);
+  const Mask cm = Vec::mask(ctail);
+  const int64_t NR = p.N * p.OH;
+  const int64_t per_group = CB * (taps + 1) * L;  // floats of partial sums per group
+  const int64_t gmax = imax(1, (16ll << 20) / (per_group * 4));
+  const int64_t G = imax(1, imin(imin(NR, 64), gmax));
+  const int64_t GR = cdiv(NR, G);
+  const int64_t ncols = (p.OW - 1) * p.stride_w + (p.KW - 1) * p.dil_w + 1;
+  const int64_t nblocks = cdiv(taps, kNT), ntb = cdiv(taps, nblocks);
+  Buf part(G * per_group * 4 + 64), zb((C + 2 * L) * sizeof(T));
+  std::memset(zb.p, 0, (C + 2 * L) * sizeof(T));
+  const T* zero = zb.as<T>();
+  float* pt = part.as<float>();
+  at::parallel_for(0, G, 1, [&](int64_t begin, int64_t end) {
+    Buf ptrb(p.KH * ncols * 8 + 64), colb(ncols * 8 + 64), tpb(taps * 8 + 64);
+    const T** ptrs = ptrb.as<const T*>();
+    int64_t* coloff = colb.as<int64_t>();
+    const T* const** tp = tpb.as<const T* const*>();
+    for (int64_t j = 0; j < ncols; ++j) {
+      const int64_t iw = j - p.pad_l;
+      coloff[j] = (iw >= 0 && iw < p.W) ? iw * p.in_sw : -1;
+    }
+    for (int64_t grp = begin; grp < end; ++grp) {
+      float* acc = pt + grp * per_group;
+      for (int64_t i = 0; i < per_group; ++i) acc[i] = 0.f;
+      for (int64_t r = grp * GR; r < imin(NR, (grp + 1) * GR); ++r) {
+        const int64_t n = r / p.OH, o = r % p.OH;
+        for (int64_t kh = 0; kh < p.KH; ++kh) {
+          const int64_t ih = o * p.stride_h - p.pad_t + kh * p.dil_h;
+          const T** pr = ptrs + kh * ncols;
+          if (ih < 0 || ih >= p.H) {
+            for (int64_t j = 0; j < ncols; ++j) pr[j] = zero;
+          } else {
+            const T* rp = in + n * p.in_sn + ih * p.in_sh;
+            for (int64_t j = 0; j < ncols; ++j) pr[j] = coloff[j] >= 0 ? rp + coloff[j] : zero;
+          }
+        }
+        for (int64_t t = 0; t < taps; ++t) tp[t] = ptrs + (t / p.KW) * ncols + (t % p.KW) * p.dil_w;
+        const T* g = gout + n * p.out_sn + o * p.out_sh;
+        for (int64_t cb = 0; cb < CB; ++cb) {
+          float* a = acc + cb * (taps + 1) * L;
+          const bool msk = cb == CB - 1 && ctail < L;
+          for (int64_t t0 = 0; t0 < taps; t0 += ntb) {
+            const int nt = static_cast<int>(imin(ntb, taps - t0));
+            float* bp = (gb && t0 == 0) ? a + taps * L : nullptr;
+            if (msk)
+              gw_pix_dispatch<T, true>(nt, tp + t0, p.stride_w, g, p.out_sw, p.OW, cb * L, cm, a + t0 * L, bp);
+            else
+              gw_pix_dispatch<T, false>(nt, tp + t0, p.stride_w, g, p.out_sw, p.OW, cb * L, cm, a + t0 * L, bp);
+          }
+        }
+      }
+    }
+  });
+  // Reduce the groups in order, parallel over channel blocks (each output has one owner).
+  at::parallel_for(0, CB, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t cb = begin; cb < end; ++cb) {
+      for (int64_t t = 0; t <= taps; ++t) {
+        V s = Vec::load(pt + cb * (taps + 1) * L + t * L);
+        for (int64_t grp = 1; grp < G; ++grp) s = Vec::add(s, Vec::load(pt + grp * per_group + cb * (taps + 1) * L + t * L));
+        alignas(64) float sv[L];
+        Vec::store(sv, s);
+        for (int64_t l = 0; l < L && cb * L + l < C; ++l) {
+          const int64_t oc = cb * L + l;
+          if (t < taps && gw) store_scalar(gw + oc * taps + t, sv[l]);
+          if (t == taps && gb) store_scalar(gb + oc, sv[l]);
+        }
+      }
+    }
+  });
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points
+
+template <class T>
+bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
+  const int64_t OC = p.OC(), taps = p.taps();
+  const bool pixel_order = p.out_sc == 1 && OC > 1;
+  if (pixel_order) {
+    if (p.in_sc != 1 || p.M != 1) return false;
+    PixGeom g;
+    g.KH = p.KH;
+    g.KW = p.KW;
+    g.sw = p.stride_w;
+    g.dw = p.dil_w;
+    g.C = OC;
+    g.CB = cdiv(OC, L);
+    g.taps = taps;
+    g.osw = p.out_sw;
+    g.ctail = static_cast<int>(OC - (g.CB - 1) * L);
+    const int kind = pix_kind(p.KW, p.stride_w, p.dil_w);
+    const int64_t P = tile_p(kind);
+    g.ncols = (P - 1) * g.sw + (g.KW - 1) * g.dw + 1;
+    Buf wpk(g.CB * taps * L * 4), bb(g.CB * L * 4), zb((OC + 2 * L) * sizeof(T));
+    pack_weights_cl(w, OC, taps, false, wpk.as<float>());
+    float* bias = nullptr;
+    if (b) {
+      bias = bb.as<float>();
+      for (int64_t i = 0; i < g.CB * L; ++i) bias[i] = i < OC ? to_f32(b[i]) : 0.f;
+    }
+    std::memset(zb.p, 0, (OC + 2 * L) * sizeof(T));
+    const AxisMap rows{p.pad_t, 1, p.H}, cols{p.pad_l, 1, p.W};
+    pix_engine<T>(g, kind, p.N, p.OH, p.OW, p.stride_h, p.dil_h, rows, cols, in, p.in_sn, p.in_sh, p.in_sw,
+                  wpk.as<float>(), bias, out, p.out_sn, p.out_sh, zb.as<T>());
+    return true;
+  }
+  if (p.out_sw != 1) return false;
+  Buf w32(OC * taps * 4), b32(OC * 4);
+  for (int64_t i = 0; i < OC * taps; ++i) w32.as<float>()[i] = to_f32(w[i]);
+  if (b)
+    for (int64_t i = 0; i < OC; ++i) b32.as<float>()[i] = to_f32(b[i]);
+  return fwd_planes<T>(p, in, w32.as<float>(), b ? b32.as<float>() : nullptr, out);
+}
+
+template <class T>
+bool backward_input_t(const DwParams& p, const T* gout, const T* w, T* gin) {
+  const int64_t OC = p.OC(), taps = p.taps();
+  const bool pixel_order = p.in_sc == 1 && p.C > 1;
+  if (pixel_order) {
+    if (p.out_sc != 1 || p.M != 1) return false;
+    PixGeom g;
+    g.KH = p.KH;
+    g.KW = p.KW;
+    g.sw = 1;
+    g.dw = p.dil_w;
+    g.C = p.C;
+    g.CB = cdiv(p.C, L);
+    g.taps = taps;
+    g.osw = p.in_sw;
+    g.ctail = static_cast<int>(p.C - (g.CB - 1) * L);
+    const int kind = pix_kind(p.KW, 1, p.dil_w);
+    g.ncols = (tile_p(kind) - 1) + (g.KW - 1) * g.dw + 1;
+    Buf wpk(g.CB * taps * L * 4), zb((OC + 2 * L) * sizeof(T));
+    pack_weights_cl(w, OC, taps, true, wpk.as<float>());
+    std::memset(zb.p, 0, (OC + 2 * L) * sizeof(T));
+    const AxisMap rows{(p.KH - 1) * p.dil_h - p.pad_t, p.stride_h, p.OH};
+    const AxisMap cols{(p.KW - 1) * p.dil_w - p.pad_l, p.stride_w, p.OW};
+    pix_engine<T>(g, kind, p.N, p.H, p.W, 1, p.dil_h, rows, cols, gout, p.out_sn, p.out_sh, p.out_sw,
+                  wpk.as<float>(), nullptr, gin, p.in_sn, p.in_sh, zb.as<T>());
+    return true;
+  }
+  if (p.in_sw != 1) return false;
+  Buf wf(OC * taps * 4);
+  for (int64_t oc = 0; oc < OC; ++oc)
+    for (int64_t t = 0; t < taps; ++t) wf.as<float>()[oc * taps + t] = to_f32(w[oc * taps + taps - 1 - t]);
+  return bwd_input_planes<T>(p, gout, wf.as<float>(), gin);
+}
+
+template <class T>
+bool backward_weight_bias_t(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
+  const bool pixel_order = p.out_sc == 1 && p.OC() > 1;
+  if (pixel_order) {
+    if (p.in_sc != 1 || p.M != 1) return false;
+    return gw_pixels<T>(p, gout, in, gw, gb);
+  }
+  if (p.out_sw != 1) return false;
+  return gw_planes<T>(p, gout, in, gw, gb);
+}
+
+}  // namespace
+
+bool forward(const DwParams& p, Dt dt, const void* in, const void* w, const void* b, void* out) {
+  if (dt == Dt::f32)
+    return forward_t<float>(p, static_cast<const float*>(in), static_cast<const float*>(w),
+                            static_cast<const float*>(b), static_cast<float*>(out));
+  return forward_t<bf16_t>(p, static_cast<const bf16_t*>(in), static_cast<const bf16_t*>(w),
+                           static_cast<const bf16_t*>(b), static_cast<bf16_t*>(out));
+}
+
+bool backward_input(const DwParams& p, Dt dt, const void* gout, const void* w, void* gin) {
+  if (dt == Dt::f32)
+    return backward_input_t<float>(p, static_cast<const float*>(gout), static_cast<const float*>(w),
+                                   static_cast<float*>(gin));
+  return backward_input_t<bf16_t>(p, static_cast<const bf16_t*>(gout), static_cast<const bf16_t*>(w),
+                                  static_cast<bf16_t*>(gin));
+}
+
+bool backward_weight_bias(const DwParams& p, Dt dt, const void* gout, const void* in, void* gw, void* gb) {
+  if (dt == Dt::f32)
+    return backward_weight_bias_t<float>(p, static_cast<const float*>(gout), static_cast<const float*>(in),
+                                         static_cast<float*>(gw), static_cast<float*>(gb));
+  return backward_weight_bias_t<bf16_t>(p, static_cast<const bf16_t*>(gout), static_cast<const bf16_t*>(in),
+                                        static_cast<bf16_t*>(gw), static_cast<bf16_t*>(gb));
+}
+
+}  // namespace DSCONV_SIMD_NS
+}  // namespace simd
+}  // namespace cpu
+}  // namespace dsconv

@@ -1,0 +1,332 @@
+"""The hand-written SIMD CPU kernels (AVX-512, AVX2) against F.conv2d in float64.
+
+Every specialised path is driven to its edges (widths and channel counts that are not multiples
+of the vector length, images smaller than the kernel, each fixed kernel/stride, the runtime-size
+kernels with dilation, asymmetric padding, multipliers, views, float32 and bfloat16), forward and
+backward, under each instruction set this CPU can run (dsconv_ext.set_cpu_isa); plus the
+DSCONV_CPU_ISA environment variable (subprocesses) and thread-count determinism.
+
+Each test batches many problems and reports every mismatch at once, to keep the run short.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import dsconv_ext
+
+
+def _supported_isas():
+    prev = dsconv_ext.cpu_isa()
+    out = []
+    for isa in ("avx512", "avx2", "generic"):
+        try:
+            dsconv_ext.set_cpu_isa(isa)
+            out.append(isa)
+        except RuntimeError:
+            pass
+    dsconv_ext.set_cpu_isa(prev)
+    return out
+
+
+ISAS = _supported_isas()
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    prev = dsconv_ext.set_cpu_isa(request.param)
+    yield request.param
+    dsconv_ext.set_cpu_isa(prev)
+
+
+def _rel_err(got, want):
+    want = want.double()
+    return ((got.double() - want).abs().max() / (want.abs().max() + 1)).item()
+
+
+# fp32 accumulates in fp32 (and in another order than the reference); bf16 rounds its output.
+TOL = {torch.float32: 2e-5, torch.bfloat16: 1e-2}
+TOL_GRADW = {torch.float32: 1e-4, torch.bfloat16: 1e-2}
+
+
+def _layout(t, layout):
+    if layout == "cl":
+        return t.contiguous(memory_format=torch.channels_last)
+    if layout == "nchw":
+        return t.contiguous()
+    if layout == "step":  # strided view: every other channel and row, offset along W
+        N, C, H, W = t.shape
+        base = torch.zeros(N, 2 * C, 2 * H, W + 3, dtype=t.dtype)
+        v = base[:, ::2, ::2, 1 : W + 1]
+        v.copy_(t)
+        return v
+    if layout == "transposed":  # H has unit stride
+        return t.transpose(2, 3).contiguous().transpose(2, 3)
+    raise ValueError(layout)
+
+
+def check(problems, layouts=("nchw", "cl"), dtypes=(torch.float32, torch.bfloat16), backward=True):
+    """problems: (N, C, H, W, (kh, kw), stride, padding, dilation, M). Returns a list of failures."""
+    fails = []
+    for N, C, H, W, k, stride, padding, dilation, M in problems:
+        kh, kw = (k, k) if isinstance(k, int) else k
+        x64 = torch.randn(N, C, H, W, dtype=torch.float64)
+        w64 = torch.randn(C * M, 1, kh, kw, dtype=torch.float64)
+        b64 = torch.randn(C * M, dtype=torch.float64)
+        for dtype in dtypes:
+            # the reference sees exactly the values the kernel sees
+            xr, wr, br = (t.to(dtype).double() for t in (x64, w64, b64))
+            try:
+                ref = F.conv2d(xr, wr, br, stride, padding, dilation, C)
+            except RuntimeError:
+                continue  # not a valid convolution (output would be empty)
+            go64 = torch.randn_like(ref)
+            if backward:
+                xr.requires_grad_(), wr.requires_grad_(), br.requires_grad_()
+                ref = F.conv2d(xr, wr, br, stride, padding, dilation, C)
+                ref.backward(go64.to(dtype).double())
+            for layout in layouts:
+                tag = f"{layout} {dtype} N{N} C{C} {H}x{W} k{kh}x{kw} s{stride} p{padding} d{dilation} M{M}"
+                x = _layout(x64.to(dtype), layout)
+                w = w64.to(dtype).clone()
+                b = b64.to(dtype).clone()
+                if backward:
+                    x.requires_grad_(), w.requires_grad_(), b.requires_grad_()
+                y = dsconv_ext.depthwise_conv2d(x, w, b, stride, padding, dilation)
+                if y.shape != ref.shape:
+                    fails.append(f"{tag}: shape {tuple(y.shape)} != {tuple(ref.shape)}")
+                    continue
+                e = _rel_err(y.detach(), ref.detach())
+                if not e <= TOL[dtype]:
+                    fails.append(f"{tag}: forward err {e:.2e}")
+                if not backward:
+                    continue
+                go = go64.to(dtype)
+                if layout == "cl":
+                    go = go.contiguous(memory_format=torch.channels_last)
+                y.backward(go)
+                for name, got, want, tol in (
+                    ("grad_input", x.grad, xr.grad, TOL[dtype]),
+                    ("grad_weight", w.grad, wr.grad, TOL_GRADW[dtype]),
+                    ("grad_bias", b.grad, br.grad, TOL_GRADW[dtype]),
+                ):
+                    e = _rel_err(got, want)
+                    if not e <= tol:
+                        fails.append(f"{tag}: {name} err {e:.2e}")
+    return fails
+
+
+def assert_ok(fails):
+    assert not fails, f"{len(fails)} mismatches:\n" + "\n".join(fails[:40])
+
+
+# --- fixed kernels: 3x3 / 5x5 / 7x7, stride 1 / 2, every width around the vector lengths -----
+
+def test_fixed_kernels_all_widths(isa):
+    problems = []
+    for k in (3, 5, 7):
+        for s in (1, 2):
+            for W in range(1, 41):
+                problems.append((1, 2, 5 + W % 4, W, k, s, k // 2, 1, 1))
+    assert_ok(check(problems, dtypes=(torch.float32,), backward=False))
+
+
+def test_fixed_kernels_backward_and_bf16(isa):
+    problems = []
+    for k in (3, 5, 7):
+        for s in (1, 2):
+            for W in (1, 2, 7, 8, 9, 15, 16, 17, 23, 31, 32, 33, 47, 64, 65):
+                problems.append((2, 3, 9, W, k, s, k // 2, 1, 1))
+    assert_ok(check(problems))
+
+
+def test_channel_counts(isa):
+    # channels_last vectorises over C: tails, one block, a block pair, pair + single + tail
+    problems = []
+    for C in (1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 48, 50):
+        for k, s in ((3, 1), (3, 2), (5, 1), (7, 2), (4, 1)):
+            problems.append((2, C, 7, 11, k, s, k // 2, 1, 1))
+    assert_ok(check(problems))
+
+
+def test_output_rows_and_pixel_tiles(isa):
+    # row tiles of 2 / 4 rows with a remainder; pixel tiles of 4 / 6 with remainders
+    problems = []
+    for H in (1, 2, 3, 4, 5, 6, 7, 9, 13):
+        for W in (1, 3, 5, 6, 7, 12, 13):
+            problems.append((1, 17, H, W, 3, 1, 1, 1, 1))
+            problems.append((1, 5, H, W, 9, 1, 4, 1, 1))
+    assert_ok(check(problems, dtypes=(torch.float32,)))
+
+
+# --- runtime-size kernels: any size, stride, dilation, padding, multiplier ------------------
+
+def test_general_kernels(isa):
+    problems = [
+        (2, 3, 12, 14, 1, 1, 0, 1, 1),
+        (2, 3, 12, 14, 2, 1, 0, 1, 1),
+        (2, 3, 12, 14, (1, 9), 1, (0, 4), 1, 1),
+        (2, 3, 12, 14, (9, 1), 1, (4, 0), 1, 1),
+        (1, 4, 40, 37, 13, 1, 6, 1, 1),
+        (1, 3, 20, 33, 11, 2, 5, 1, 1),
+        (1, 2, 33, 40, (31, 7), 1, (15, 3), 1, 1),
+        (1, 2, 34, 35, 31, 1, 15, 1, 1),
+        (1, 2, 34, 35, 31, 2, 15, 1, 1),
+        (2, 5, 12, 12, 3, 2, 2, 2, 1),
+        (2, 3, 15, 17, 3, 1, 3, 3, 1),
+        (1, 2, 9, 9, (4, 6), (1, 2), (3, 1), (1, 3), 1),
+        (1, 2, 19, 23, 5, (2, 1), 2, (2, 1), 1),
+        (1, 2, 19, 23, 5, 3, 2, 1, 1),
+        (1, 2, 19, 23, 3, (3, 2), 1, 2, 1),
+        (2, 3, 10, 12, 3, 1, 1, 1, 2),
+        (1, 3, 7, 20, (5, 3), (2, 1), (2, 0), 2, 2),
+        (2, 2, 11, 13, 5, 2, 2, 1, 3),
+        (1, 1, 16, 16, 3, 1, 1, 1, 4),
+    ]
+    assert_ok(check(problems))
+
+
+def test_small_images_and_odd_padding(isa):
+    problems = [
+        (1, 3, 2, 3, 7, 1, 3, 1, 1),  # H, W smaller than the kernel
+        (1, 3, 1, 1, 5, 1, 2, 1, 1),
+        (1, 3, 4, 2, 31, 1, 15, 1, 1),
+        (1, 3, 8, 8, 3, 1, 5, 1, 1),  # padding larger than the kernel
+        (1, 3, 8, 8, 3, 2, 4, 1, 1),
+        (1, 3, 9, 10, 3, 1, 0, 1, 1),  # no padding
+        (1, 3, 9, 10, 5, 2, 0, 1, 1),
+        (1, 3, 9, 10, 4, 1, "same", 1, 1),  # asymmetric padding (even kernel)
+        (1, 3, 9, 10, (2, 6), 1, "same", (2, 1), 1),
+        (1, 3, 6, 30, 3, 1, (0, 1), 1, 1),
+    ]
+    assert_ok(check(problems))
+
+
+def test_views(isa):
+    # strided views read in place (or fall back to the generic kernels): same results
+    problems = [(2, 3, 9, 17, 3, 1, 1, 1, 1), (2, 3, 9, 17, 5, 2, 2, 1, 1), (1, 2, 8, 9, 3, 1, 1, 2, 2)]
+    assert_ok(check(problems, layouts=("step", "transposed"), dtypes=(torch.float32,)))
+
+
+def test_large_outputs_stream_path(isa):
+    # outputs >= 16 MB take the staged, non-temporal store path of the NCHW kernels
+    x = torch.randn(1, 64, 256, 256)
+    w = torch.randn(64, 1, 3, 3)
+    b = torch.randn(64)
+    y = dsconv_ext.depthwise_conv2d(x, w, b, 1, 1)
+    assert _rel_err(y, F.conv2d(x.double(), w.double(), b.double(), 1, 1, 1, 64)) <= TOL[torch.float32]
+    go = torch.randn_like(y)
+    gi, _, _ = torch.ops.dsconv.depthwise_conv2d_backward(go, x, w, [1, 1], [1, 1, 1, 1], [1, 1], [True, False, False])
+    ref = torch.nn.grad.conv2d_input(x.shape, w.double(), go.double(), 1, 1, 1, 64)
+    assert _rel_err(gi, ref) <= TOL[torch.float32]
+
+
+def test_bf16_rounding_matches_torch(isa):
+    # 1x1 kernel with weight 1: the output is the input widened and rounded back, exactly.
+    x = torch.randn(2, 19, 5, 21).to(torch.bfloat16)
+    x[0, 0, 0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0])
+    w = torch.ones(19, 1, 1, 1, dtype=torch.bfloat16)
+    for layout in ("nchw", "cl"):
+        xl = _layout(x, layout)
+        y = dsconv_ext.depthwise_conv2d(xl, w)
+        assert torch.equal(y.view(torch.int16), xl.contiguous().view(torch.int16)) or torch.equal(
+            y.float().nan_to_num(7.0), xl.float().nan_to_num(7.0)
+        )
+
+
+# --- determinism: the thread count never changes a bit ---------------------------------------
+
+@pytest.mark.parametrize("layout", ["nchw", "cl"])
+def test_thread_count_determinism(isa, layout):
+    if torch.get_num_threads() < 2 and os.cpu_count() < 2:
+        pytest.skip("needs 2 threads")
+    cases = [
+        ((4, 8, 20, 24), 3, 1, 1),  # few channels: weight gradient split into batch chunks
+        ((3, 40, 17, 19), 5, 2, 2),
+        ((2, 96, 14, 14), 7, 1, 3),
+        ((2, 16, 20, 20), 13, 1, 6),
+    ]
+    for shape, k, s, p in cases:
+        x = _layout(torch.randn(*shape), layout)
+        w = torch.randn(shape[1], 1, k, k)
+        b = torch.randn(shape[1])
+        go = None
+        results = []
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            xx, ww, bb = (t.detach().clone().requires_grad_() for t in (x, w, b))
+            if layout == "cl":
+                xx = x.detach().clone(memory_format=torch.channels_last).requires_grad_()
+            y = dsconv_ext.depthwise_conv2d(xx, ww, bb, s, p)
+            if go is None:
+                go = torch.randn_like(y)
+            y.backward(go)
+            results.append((y.detach(), xx.grad, ww.grad, bb.grad))
+        for a, b2 in zip(results[0], results[1]):
+            assert torch.equal(a, b2), f"{shape} k{k}: results differ between 1 and 2 threads"
+        for a, b2 in zip(results[0], results[2]):
+            assert torch.equal(a, b2)
+
+
+# --- ISA selection ---------------------------------------------------------------------------
+
+def test_cpu_isa_reports_and_sets():
+    assert dsconv_ext.cpu_isa() in ("avx512", "avx2", "generic")
+    prev = dsconv_ext.set_cpu_isa("generic")
+    try:
+        assert dsconv_ext.cpu_isa() == "generic"
+        with pytest.raises(RuntimeError, match="unknown CPU ISA"):
+            dsconv_ext.set_cpu_isa("sse9")
+    finally:
+        dsconv_ext.set_cpu_isa(prev)
+
+
+def test_isas_agree_closely():
+    # every ISA computes the same function (up to fp32 summation order)
+    if len(ISAS) < 2:
+        pytest.skip("one ISA only")
+    x = torch.randn(2, 24, 15, 29)
+    w = torch.randn(24, 1, 5, 5)
+    outs = []
+    prev = dsconv_ext.cpu_isa()
+    try:
+        for isa_name in ISAS:
+            dsconv_ext.set_cpu_isa(isa_name)
+            outs.append(dsconv_ext.depthwise_conv2d(x, w, None, 1, 2))
+    finally:
+        dsconv_ext.set_cpu_isa(prev)
+    for o in outs[1:]:
+        torch.testing.assert_close(o, outs[0], rtol=1e-5, atol=1e-5)
+
+
+_ENV_SCRIPT = """
+import torch, dsconv_ext
+x = torch.randn(1, 3, 8, 8); w = torch.randn(3, 1, 3, 3)
+try:
+    dsconv_ext.depthwise_conv2d(x, w, None, 1, 1)
+    print("ISA", dsconv_ext.cpu_isa())
+except RuntimeError as e:
+    print("ERROR", e)
+"""
+
+
+def _run_with_env(value):
+    env = dict(os.environ)
+    env.pop("DSCONV_CPU_ISA", None)
+    if value is not None:
+        env["DSCONV_CPU_ISA"] = value
+    root = os.path.dirname(os.path.dirname(dsconv_ext.__file__))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", _ENV_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    return out.stdout.strip() + out.stderr.strip()
+
+
+def test_env_var_selects_isa():
+    best = ISAS[0]
+    assert f"ISA {best}" in _run_with_env(None)
+    for isa_name in ISAS:
+        assert f"ISA {isa_name}" in _run_with_env(isa_name)
+    assert "ERROR" in (r := _run_with_env("avx1024")) and "unknown CPU ISA" in r
