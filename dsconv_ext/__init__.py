@@ -13,5 +13,12 @@ from .convert import convert
 from .functional import depthwise_conv2d, has_kernel
 from .modules import DepthwiseConv2d
 
+# Fused depthwise-separable block (op fake kernel + autograd, functional, modules, fuse()).
+from . import _fused_autograd, _fused_fake  # noqa: F401,E402
+from .fuse import fuse  # noqa: E402
+from .fused import has_separable_kernel, separable_conv2d  # noqa: E402
+from .separable import DepthwiseSeparableConv2d, FusedSeparableConv2d  # noqa: E402
+
 __all__ = ["depthwise_conv2d", "DepthwiseConv2d", "convert", "has_kernel"]
+__all__ += ["separable_conv2d", "has_separable_kernel", "DepthwiseSeparableConv2d", "FusedSeparableConv2d", "fuse"]
 __version__ = "0.1.0"

@@ -1,0 +1,288 @@
+// CPU implementation of dsconv::separable_conv2d: argument checks, output allocation, band
+// planning, threading, and the dispatch between the vectorised fused kernels (fused_kernels.h:
+// float32 / bfloat16, AVX-512 or AVX2) and a generic scalar path (any dtype, any layout).
+//
+// Environment (read on every call, for tests and benchmarks):
+//   DSCONV_FUSED_ISA=avx512|avx2|generic  use at most this code path (default: the best available)
+//   DSCONV_FUSED_TILE_KB=<n>              depthwise tile budget per thread (default 128 KiB)
+#include "../dw_checks.h"
+#include "fused_kernels.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace dsconv {
+namespace {
+
+using cpu::fused::Kernels;
+using cpu::fused::Problem;
+
+// --- argument checks ---------------------------------------------------------------------------------
+int64_t check_separable_args(const at::Tensor& input, const at::Tensor& dw_weight,
+                             const c10::optional<at::Tensor>& dw_bias, const at::Tensor& pw_weight,
+                             const c10::optional<at::Tensor>& pw_bias, int64_t act, int64_t pw_act,
+                             const DwParams& p) {
+  TORCH_CHECK(p.M == 1, "dsconv: separable_conv2d needs a depthwise weight of shape (C, 1, kH, kW) = (", p.C,
+              ", 1, kH, kW) (channel multiplier 1), got ", dw_weight.sizes());
+  TORCH_CHECK(pw_weight.dim() == 4 && pw_weight.size(1) == p.C && pw_weight.size(2) == 1 && pw_weight.size(3) == 1,
+              "dsconv: pw_weight must have shape (Cout, ", p.C, ", 1, 1) to match the input's ", p.C,
+              " channels, got ", pw_weight.sizes());
+  const int64_t Cout = pw_weight.size(0);
+  TORCH_CHECK(Cout > 0, "dsconv: pw_weight has 0 output channels");
+  TORCH_CHECK(pw_weight.scalar_type() == input.scalar_type(), "dsconv: input dtype (", input.scalar_type(),
+              ") and pw_weight dtype (", pw_weight.scalar_type(), ") should be the same");
+  TORCH_CHECK(pw_weight.device() == input.device(), "dsconv: input is on ", input.device(),
+              " but pw_weight is on ", pw_weight.device(), "; they must be on the same device");
+  if (pw_bias.has_value() && pw_bias->defined()) {
+    TORCH_CHECK(pw_bias->dim() == 1 && pw_bias->size(0) == Cout, "dsconv: pw_bias must have shape (", Cout,
+                ",) to match pw_weight's output channels, got ", pw_bias->sizes());
+    TORCH_CHECK(pw_bias->scalar_type() == input.scalar_type(), "dsconv: input dtype (", input.scalar_type(),
+                ") and pw_bias dtype (", pw_bias->scalar_type(), ") should be the same");
+    TORCH_CHECK(pw_bias->device() == input.device(), "dsconv: input is on ", input.device(),
+                " but pw_bias is on ", pw_bias->device(), "; they must be on the same device");
+  }
+  (void)dw_bias;  // checked by check_forward_args
+  TORCH_CHECK(act >= 0 && act < cpu::fused::kNumActs, "dsconv: act code ", act,
+              " is not one of 0 (none), 1 (relu), 2 (relu6), 3 (silu), 4 (hardswish), 5 (gelu)");
+  TORCH_CHECK(pw_act >= 0 && pw_act < cpu::fused::kNumActs, "dsconv: pw_act code ", pw_act,
+              " is not one of 0 (none), 1 (relu), 2 (relu6), 3 (silu), 4 (hardswish), 5 (gelu)");
+  return Cout;
+}
+
+at::MemoryFormat separable_memory_format(const at::Tensor& input, const at::Tensor& dw_weight,
+                                         const at::Tensor& pw_weight) {
+  // The composition's rule: the depthwise output is channels_last if input or dw_weight suggests
+  // it, the pointwise output if that or pw_weight does; activations keep the format.
+  if (output_memory_format(input, dw_weight) == at::MemoryFormat::ChannelsLast ||
+      pw_weight.suggest_memory_format() == at::MemoryFormat::ChannelsLast)
+    return at::MemoryFormat::ChannelsLast;
+  return at::MemoryFormat::Contiguous;
+}
+
+// --- code path selection -------------------------------------------------------------------------------
+enum class Isa { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+
+Isa isa_cap() {
+  const char* e = std::getenv("DSCONV_FUSED_ISA");
+  if (!e || !*e) return Isa::kAvx512;
+  const std::string s(e);
+  if (s == "generic" || s == "scalar" || s == "none") return Isa::kGeneric;
+  if (s == "avx2") return Isa::kAvx2;
+  TORCH_CHECK(s == "avx512", "dsconv: DSCONV_FUSED_ISA must be avx512, avx2 or generic, got '", s, "'");
+  return Isa::kAvx512;
+}
+
+const Kernels* select_kernels() {
+  const Isa cap = isa_cap();
+  if (cap >= Isa::kAvx512)
+    if (const Kernels* k = cpu::fused::avx512_kernels()) return k;
+  if (cap >= Isa::kAvx2)
+    if (const Kernels* k = cpu::fused::avx2_kernels()) return k;
+  return nullptr;
+}
+
+int64_t tile_budget_floats() {
+  int64_t kb = 128;
+  if (const char* e = std::getenv("DSCONV_FUSED_TILE_KB")) {
+    const long v = std::atol(e);
+    if (v > 0) kb = v;
+  }
+  return kb * 1024 / static_cast<int64_t>(sizeof(float));
+}
+
+// Pixels per band: the depthwise tile (C x band floats) within the budget; for the planes layout,
+// whole output rows when a row fits (fewer halo rows re-read) and a multiple of the GEMM column
+// block otherwise; then shrunk until there are a few tasks per thread, and balanced.
+int64_t plan_band(const DwParams& p, bool pixels, int64_t col_block) {
+  const int64_t HW = p.OH * p.OW;
+  int64_t band = std::max<int64_t>(tile_budget_floats() / p.C, col_block);
+  const int64_t min_tasks = 2 * static_cast<int64_t>(at::get_num_threads());
+  auto snap = [&](int64_t b) {
+    b = std::min(b, HW);
+    if (!pixels && b >= p.OW) return std::min(b / p.OW * p.OW, HW);
+    return std::max<int64_t>(1, b);
+  };
+  band = snap(band);
+  while (p.N * ((HW + band - 1) / band) < min_tasks && band > std::max<int64_t>(col_block, p.OW)) band = snap(band / 2);
+  const int64_t nb = (HW + band - 1) / band;
+  if (!pixels && band % p.OW == 0) {
+    const int64_t rows = (p.OH + nb - 1) / nb;
+    return rows * p.OW;
+  }
+  return (HW + nb - 1) / nb;
+}
+
+// --- generic path: any dtype (opmath accumulation), any input/output strides ----------------------------
+template <typename acc_t>
+inline acc_t apply_act(acc_t x, int64_t act) {
+  switch (act) {
+    case cpu::fused::kActRelu: return x < acc_t(0) ? acc_t(0) : x;
+    case cpu::fused::kActRelu6: return x < acc_t(0) ? acc_t(0) : (x > acc_t(6) ? acc_t(6) : x);
+    case cpu::fused::kActSilu: return x / (acc_t(1) + std::exp(-x));
+    case cpu::fused::kActHardswish: return x * std::min(std::max(x + acc_t(3), acc_t(0)), acc_t(6)) / acc_t(6);
+    case cpu::fused::kActGelu: return acc_t(0.5) * x * (acc_t(1) + std::erf(x * acc_t(0.70710678118654752440)));
+    default: return x;
+  }
+}
+
+template <typename T>
+void generic_forward(const DwParams& p, int64_t Cout, const T* in, const at::Tensor& dw_w, const at::Tensor& dw_b,
+                     const at::Tensor& pw_w, const at::Tensor& pw_b, int64_t act, int64_t pw_act, T* out,
+                     int64_t band) {
+  using acc_t = at::opmath_type<T>;
+  const int64_t C = p.C, taps = p.KH * p.KW, HW = p.OH * p.OW;
+  auto to_acc = [](const at::Tensor& t) {
+    std::vector<acc_t> v;
+    if (!t.defined()) return v;
+    const T* d = t.const_data_ptr<T>();
+    v.assign(d, d + t.numel());
+    return v;
+  };
+  const std::vector<acc_t> wd = to_acc(dw_w), bd = to_acc(dw_b), wp = to_acc(pw_w), bp = to_acc(pw_b);
+  const int64_t nb = (HW + band - 1) / band;
+  at::parallel_for(0, p.N * nb, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> tile(C * band), orow(band);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / nb, q0 = (task % nb) * band, q1 = std::min(q0 + band, HW), P = q1 - q0;
+      const T* ip = in + n * p.in_sn;
+      for (int64_t c = 0; c < C; ++c) {
+        for (int64_t j = 0; j < P; ++j) {
+          const int64_t oh = (q0 + j) / p.OW, ow = (q0 + j) % p.OW;
+          acc_t acc = bd.empty() ? acc_t(0) : bd[c];
+          for (int64_t kh = 0; kh < p.KH; ++kh) {
+            const int64_t ih = oh * p.stride_h - p.pad_t + kh * p.dil_h;
+            if (ih < 0 || ih >= p.H) continue;
+            for (int64_t kw = 0; kw < p.KW; ++kw) {
+              const int64_t iw = ow * p.stride_w - p.pad_l + kw * p.dil_w;
+              if (iw < 0 || iw >= p.W) continue;
+              acc += wd[c * taps + kh * p.KW + kw] * static_cast<acc_t>(ip[c * p.in_sc + ih * p.in_sh + iw * p.in_sw]);
+            }
+          }
+          tile[c * P + j] = apply_act<acc_t>(acc, act);
+        }
+      }
+      for (int64_t co = 0; co < Cout; ++co) {
+        std::fill(orow.begin(), orow.begin() + P, bp.empty() ? acc_t(0) : bp[co]);
+        for (int64_t c = 0; c < C; ++c) {
+          const acc_t w = wp[co * C + c];
+          const acc_t* t = tile.data() + c * P;
+          for (int64_t j = 0; j < P; ++j) orow[j] += w * t[j];
+        }
+        T* op = out + n * p.out_sn + co * p.out_sc;
+        for (int64_t j = 0; j < P; ++j) {
+          const int64_t oh = (q0 + j) / p.OW, ow = (q0 + j) % p.OW;
+          op[oh * p.out_sh + ow * p.out_sw] = static_cast<T>(apply_act<acc_t>(orow[j], pw_act));
+        }
+      }
+    }
+  });
+}
+
+// Per-thread scratch, kept between calls: a fresh buffer per call would be a fresh mmap of a few
+// hundred KiB, i.e. page faults and kernel page clearing on every call. Zero-filled when it grows
+// (the kernels may read stale lanes of it, whose results they discard).
+float* thread_scratch(int64_t floats) {
+  thread_local std::vector<float> buf;
+  if (static_cast<int64_t>(buf.size()) < floats) {
+    buf.clear();
+    buf.shrink_to_fit();
+    buf.resize(static_cast<size_t>(floats), 0.f);
+  }
+  return buf.data();
+}
+
+// --- fast path -----------------------------------------------------------------------------------------
+void fast_forward(const Kernels* K, const DwParams& p, int64_t Cout, bool pixels, const at::Tensor& input,
+                  const at::Tensor& dw_w, const at::Tensor& dw_b, const at::Tensor& pw_w, const at::Tensor& pw_b,
+                  int64_t act, int64_t pw_act, at::Tensor& out) {
+  auto f32 = [](const at::Tensor& t) { return t.defined() ? t.to(at::kFloat).contiguous() : t; };
+  const at::Tensor wd = f32(dw_w), bd = f32(dw_b), wp = f32(pw_w), bp = f32(pw_b);
+  Problem prob{};
+  prob.p = p;
+  prob.Cout = Cout;
+  prob.pixels = pixels;
+  prob.dtype = input.scalar_type() == at::kBFloat16 ? cpu::fused::kBF16 : cpu::fused::kF32;
+  prob.in = input.const_data_ptr();
+  prob.out = out.mutable_data_ptr();
+  prob.dw_w = wd.const_data_ptr<float>();
+  prob.dw_b = bd.defined() ? bd.const_data_ptr<float>() : nullptr;
+  prob.pw_w = wp.const_data_ptr<float>();
+  prob.pw_b = bp.defined() ? bp.const_data_ptr<float>() : nullptr;
+  prob.act = static_cast<int>(act);
+  prob.pw_act = static_cast<int>(pw_act);
+  prob.band = plan_band(p, pixels, pixels ? 1 : K->planes_col_block);
+  std::vector<float> ws(static_cast<size_t>(K->workspace_size(prob)));
+  K->prepare(prob, ws.data());
+  const int64_t HW = p.OH * p.OW, nb = (HW + prob.band - 1) / prob.band;
+  const int64_t scratch_floats = K->scratch_size(prob);
+  at::parallel_for(0, p.N * nb, 1, [&](int64_t begin, int64_t end) {
+    float* scratch = thread_scratch(scratch_floats);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / nb, q0 = (task % nb) * prob.band;
+      K->run_band(prob, n, q0, std::min(q0 + prob.band, HW), scratch);
+    }
+  });
+}
+
+at::Tensor separable_conv2d_cpu(const at::Tensor& input, const at::Tensor& dw_weight,
+                                const c10::optional<at::Tensor>& dw_bias, const at::Tensor& pw_weight,
+                                const c10::optional<at::Tensor>& pw_bias, c10::IntArrayRef stride,
+                                c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t act, int64_t pw_act) {
+  DwParams p = check_forward_args(input, dw_weight, dw_bias, stride, padding, dilation);
+  const int64_t Cout = check_separable_args(input, dw_weight, dw_bias, pw_weight, pw_bias, act, pw_act, p);
+  const at::MemoryFormat fmt = separable_memory_format(input, dw_weight, pw_weight);
+  at::Tensor out = at::empty({p.N, Cout, p.OH, p.OW}, input.options().memory_format(fmt));
+  if (out.numel() == 0) return out;
+  fill_in_strides(p, input);
+  fill_out_strides(p, out);
+  const at::Tensor wd = dw_weight.contiguous(), wp = pw_weight.contiguous();
+  const at::Tensor bd = (dw_bias.has_value() && dw_bias->defined()) ? dw_bias->contiguous() : at::Tensor();
+  const at::Tensor bp = (pw_bias.has_value() && pw_bias->defined()) ? pw_bias->contiguous() : at::Tensor();
+
+  const auto dtype = input.scalar_type();
+  const bool pixels = fmt == at::MemoryFormat::ChannelsLast;
+  if (dtype == at::kFloat || dtype == at::kBFloat16) {
+    const Kernels* K = select_kernels();
+    // The pixel-major kernels read channels with unit stride; the planes kernels take any input strides.
+    if (K && (!pixels || input.stride(1) == 1)) {
+      fast_forward(K, p, Cout, pixels, input, wd, bd, wp, bp, act, pw_act, out);
+      return out;
+    }
+  }
+  const int64_t band = std::max<int64_t>(1, std::min<int64_t>(p.OH * p.OW, 16384 / p.C));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, dtype, "dsconv::separable_conv2d", [&] {
+    generic_forward<scalar_t>(p, Cout, input.const_data_ptr<scalar_t>(), wd, bd, wp, bp, act, pw_act,
+                              out.mutable_data_ptr<scalar_t>(), band);
+  });
+  return out;
+}
+
+std::string separable_cpu_isa() {
+  const Kernels* k = select_kernels();
+  return k ? k->name : "generic";
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dsconv, CPU, m) { m.impl("separable_conv2d", &separable_conv2d_cpu); }
+
+TORCH_LIBRARY_FRAGMENT(dsconv, m) {
+  // Name of the CPU code path separable_conv2d takes for float32/bfloat16 in this process
+  // ("avx512", "avx2" or "generic"), after the DSCONV_FUSED_ISA cap (for tests and benchmarks).
+  m.def("_separable_cpu_isa() -> str", &separable_cpu_isa);
+}
+
+}  // namespace dsconv

@@ -1,0 +1,72 @@
+// Fused depthwise-separable block on the CPU: depthwise (multiplier 1) -> bias -> act ->
+// pointwise 1x1 -> bias -> act, computed band by band so that the depthwise intermediate only
+// ever lives in a per-thread scratch tile (L1/L2 sized), never in main memory.
+//
+// This header is free of torch headers: the ISA-specific translation units (fused_avx512.cpp,
+// fused_avx2.cpp) include it after `#pragma GCC target`, and must not pull inline torch code
+// into a TU compiled for a wider ISA (ODR: the linker could keep the AVX-512 copy).
+//
+// Work decomposition (planned in fused_cpu.cpp): per image n, the OH*OW output pixels are cut
+// into bands of consecutive pixel indices q = oh*OW + ow, [q0, q1). A band is one task:
+//   - planes (NCHW output): tile[c][q - q0] (C x band, rows padded to the micro-kernel width),
+//     then out[n, :, band] = pw_w (Cout x C) @ tile, written straight into the output planes;
+//   - pixels (channels_last output): tile[q - q0][c] (band x C), then
+//     out[n, band, :] = tile @ pw_w^T.
+// Biases and activations are applied on registers / on the freshly written tile, once.
+#pragma once
+#include "../dw_params.h"
+
+#include <cstdint>
+
+namespace dsconv {
+namespace cpu {
+namespace fused {
+
+// Activation codes, shared with the op schema (`int act`) and dsconv_ext/fused.py.
+enum Act : int { kActNone = 0, kActRelu = 1, kActRelu6 = 2, kActSilu = 3, kActHardswish = 4, kActGelu = 5 };
+constexpr int kNumActs = 6;
+
+enum DType : int { kF32 = 0, kBF16 = 1 };
+
+struct Problem {
+  DwParams p;            // depthwise geometry (M == 1); in_* strides: input, out_* strides: output
+  int64_t Cout;          // pointwise output channels
+  bool pixels;           // true: channels_last output (pixel-major tile), false: planes (NCHW)
+  DType dtype;           // of input and output; weights are always float here
+  const void* in;
+  void* out;
+  // Float weights, dense, as given (fused_cpu.cpp converts them).
+  const float* dw_w;     // (C, KH*KW)
+  const float* dw_b;     // (C) or nullptr
+  const float* pw_w;     // (Cout, C)
+  const float* pw_b;     // (Cout) or nullptr
+  int act, pw_act;
+  // Filled by Kernels::prepare: ISA-specific packed copies living in a caller-owned workspace.
+  const float* packed_pw = nullptr;
+  const float* packed_dw = nullptr;
+  const float* packed_dw_b = nullptr;
+  const float* packed_pw_b = nullptr;
+  int64_t band = 0;      // pixels per band (the last band of an image may be shorter)
+};
+
+// One ISA's implementation. All sizes are in floats.
+struct Kernels {
+  const char* name;
+  // Workspace for the packed weights, then pointers into it (set in prob).
+  int64_t (*workspace_size)(const Problem& prob);
+  void (*prepare)(Problem& prob, float* workspace);
+  // Per-thread scratch for bands of at most prob.band pixels; the caller zero-fills it once.
+  int64_t (*scratch_size)(const Problem& prob);
+  // Computes out[n, :, pixels q0..q1) (q = oh*OW + ow).
+  void (*run_band)(const Problem& prob, int64_t n, int64_t q0, int64_t q1, float* scratch);
+  // Preferred band granularity (pixels) for the planes path: the GEMM's column block.
+  int64_t planes_col_block;
+};
+
+// nullptr when the running CPU lacks the ISA (checked at run time) or it wasn't compiled in.
+const Kernels* avx512_kernels();
+const Kernels* avx2_kernels();
+
+}  // namespace fused
+}  // namespace cpu
+}  // namespace dsconv

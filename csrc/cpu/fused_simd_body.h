@@ -1,0 +1,577 @@
+// Body of the fused depthwise-separable CPU kernels, written once against a small vector API and
+// included by fused_avx512.cpp and fused_avx2.cpp (each compiles it for its own ISA, inside its
+// own anonymous namespace, after `#pragma GCC target`). Not a standalone header.
+//
+// The including TU defines, before including this file:
+//   struct V {                 // one SIMD register of floats
+//     using T; static constexpr int L;                       // type, lanes
+//     zero, set1, load, load_n(p, n), store, store_n(p, v, n) // n < L: partial, no access past p+n
+//     loadbf(p), loadbf_n(p, n), storebf(p, v), storebf_n(p, v, n)  // bf16 stored as uint16_t
+//     fma(a, b, c) = a*b + c, add, sub, mul, div, max, min (NaN from the 2nd operand), bit_and,
+//     bit_xor, round_nearest, pow2i (2^n for an integral-valued float vector n in [-126, 127])
+//     even(a, b), odd(a, b)   // de-interleave 2L consecutive floats a|b
+//   };
+//   constexpr int kPlanesNV, kPlanesMR;   // planes GEMM register block: MR rows x NV vectors
+//   constexpr int kPixelsMaxNV; constexpr int pixels_mr(int nv);  // pixels GEMM blocks (MR <= 12)
+//   constexpr int kDwU;                    // depthwise: vectors per register chunk
+//
+// Everything here works on float; bf16 input/output are converted at the loads and stores.
+// Reads past the valid range happen only inside the scratch buffers (padded for that), never in
+// user tensors (partial loads/stores with *_n there).
+
+using vec = typename V::T;
+constexpr int L = V::L;
+
+// Own helpers instead of std::min / std::vector: nothing instantiated in this ISA's TU may be an
+// inline function that other TUs also emit (the linker could keep this ISA's copy).
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t imax(int64_t a, int64_t b) { return a < b ? b : a; }
+inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// --- loads / stores of the user's element type ------------------------------------------------
+inline vec ld(const float* p) { return V::load(p); }
+inline vec ld(const uint16_t* p) { return V::loadbf(p); }
+inline vec ld_n(const float* p, int64_t n) { return V::load_n(p, n); }
+inline vec ld_n(const uint16_t* p, int64_t n) { return V::loadbf_n(p, n); }
+inline void st(float* p, vec v) { V::store(p, v); }
+inline void st(uint16_t* p, vec v) { V::storebf(p, v); }
+inline void st_n(float* p, vec v, int64_t n) { V::store_n(p, v, n); }
+inline void st_n(uint16_t* p, vec v, int64_t n) { V::storebf_n(p, v, n); }
+inline float to_f(float x) { return x; }
+inline float to_f(uint16_t x) {
+  const uint32_t u = static_cast<uint32_t>(x) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// --- activations ------------------------------------------------------------------------------
+// exp as in Cephes expf (about 1 ulp), input clamped to [-87.3, 88] (no overflow to inf).
+inline vec vexp(vec x) {
+  x = V::min(V::set1(88.0f), V::max(V::set1(-87.3f), x));
+  const vec n = V::round_nearest(V::mul(x, V::set1(1.44269504088896341f)));
+  x = V::fma(n, V::set1(-0.693359375f), x);
+  x = V::fma(n, V::set1(2.12194440e-4f), x);
+  vec y = V::set1(1.9875691500E-4f);
+  y = V::fma(y, x, V::set1(1.3981999507E-3f));
+  y = V::fma(y, x, V::set1(8.3334519073E-3f));
+  y = V::fma(y, x, V::set1(4.1665795894E-2f));
+  y = V::fma(y, x, V::set1(1.6666665459E-1f));
+  y = V::fma(y, x, V::set1(5.0000001201E-1f));
+  y = V::fma(y, V::mul(x, x), V::add(x, V::set1(1.0f)));
+  return V::mul(y, V::pow2i(n));
+}
+
+// erf, Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7), as PyTorch's vectorised CPU erf.
+inline vec verf(vec x) {
+  const vec neg_zero = V::set1(-0.0f);
+  const vec sign = V::bit_and(x, neg_zero);
+  const vec ax = V::bit_xor(x, sign);
+  const vec one = V::set1(1.0f);
+  const vec t = V::div(one, V::fma(V::set1(0.3275911f), ax, one));
+  vec r = V::fma(V::set1(1.061405429f), t, V::set1(-1.453152027f));
+  r = V::fma(r, t, V::set1(1.421413741f));
+  r = V::fma(r, t, V::set1(-0.284496736f));
+  r = V::fma(r, t, V::set1(0.254829592f));
+  const vec e = vexp(V::bit_xor(V::mul(x, x), neg_zero));  // exp(-x^2)
+  const vec y = V::fma(V::bit_xor(V::mul(t, e), neg_zero), r, one);  // 1 - r t exp(-x^2)
+  return V::bit_xor(y, sign);
+}
+
+template <int ACT>
+inline vec act_v(vec x) {
+  if constexpr (ACT == kActRelu) {
+    return V::max(V::zero(), x);  // NaN stays NaN
+  } else if constexpr (ACT == kActRelu6) {
+    return V::min(V::set1(6.0f), V::max(V::zero(), x));
+  } else if constexpr (ACT == kActHardswish) {
+    const vec r = V::min(V::set1(6.0f), V::max(V::zero(), V::add(x, V::set1(3.0f))));
+    return V::div(V::mul(x, r), V::set1(6.0f));
+  } else if constexpr (ACT == kActSilu) {
+    return V::div(x, V::add(V::set1(1.0f), vexp(V::bit_xor(x, V::set1(-0.0f)))));
+  } else if constexpr (ACT == kActGelu) {
+    const vec h = V::mul(x, V::set1(0.5f));
+    return V::fma(h, verf(V::mul(x, V::set1(0.70710678118654752f))), h);
+  } else {
+    return x;
+  }
+}
+
+template <int ACT>
+void act_inplace_t(float* p, int64_t n) {
+  int64_t i = 0;
+  for (; i + L <= n; i += L) V::store(p + i, act_v<ACT>(V::load(p + i)));
+  if (i < n) V::store_n(p + i, act_v<ACT>(V::load_n(p + i, n - i)), n - i);
+}
+
+inline void act_inplace(float* p, int64_t n, int act) {
+  switch (act) {
+    case kActRelu: act_inplace_t<kActRelu>(p, n); break;
+    case kActRelu6: act_inplace_t<kActRelu6>(p, n); break;
+    case kActSilu: act_inplace_t<kActSilu>(p, n); break;
+    case kActHardswish: act_inplace_t<kActHardswish>(p, n); break;
+    case kActGelu: act_inplace_t<kActGelu>(p, n); break;
+    default: break;
+  }
+}
+
+// --- GEMM micro-kernel and epilogue ---------------------------------------------------------------
+// Cb (MR x NV*L, row stride NV*L) = A (MR x K) * B (K x NV*L).
+//   PACKED: A element (r, k) at A[k*MR + r] (pointwise weight packed by row blocks);
+//   else     A element (r, k) at A[r*lda + k] (rows of the pixel-major tile).
+//   B element (k, j) at B[k*ldb + j]; all NV*L columns are readable.
+template <int MR, int NV, bool PACKED>
+inline void ukernel(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B,
+                    int64_t ldb, float* __restrict Cb) {
+  vec acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+  for (int64_t k = 0; k < K; ++k) {
+    vec b[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) b[v] = V::load(B + v * L);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const vec a = V::set1(PACKED ? A[r] : A[r * lda]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(a, b[v], acc[r][v]);
+    }
+    B += ldb;
+    A += PACKED ? MR : 1;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) V::store(Cb + r * (NV * L) + v * L, acc[r][v]);
+}
+
+// out rows r < mr, columns j < nc: act(Cb[r][j] + bias), bias per row (bias[r]) or per column
+// (bias[j], readable up to a multiple of L) or none.
+template <int ACT, class T>
+void epilogue_t(const float* Cb, int64_t ldc, int64_t mr, int64_t nc, const float* bias, bool per_row,
+                T* out, int64_t ld_out) {
+  for (int64_t r = 0; r < mr; ++r) {
+    const float* c = Cb + r * ldc;
+    T* o = out + r * ld_out;
+    const vec br = (bias && per_row) ? V::set1(bias[r]) : V::zero();
+    int64_t j = 0;
+    for (; j < nc; j += L) {
+      vec x = V::load(c + j);
+      if (bias) x = V::add(x, per_row ? br : V::load(bias + j));
+      x = act_v<ACT>(x);
+      if (j + L <= nc)
+        st(o + j, x);
+      else
+        st_n(o + j, x, nc - j);
+    }
+  }
+}
+
+template <class T>
+void epilogue(int act, const float* Cb, int64_t ldc, int64_t mr, int64_t nc, const float* bias, bool per_row,
+              T* out, int64_t ld_out) {
+  switch (act) {
+    case kActRelu: epilogue_t<kActRelu, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
+    case kActRelu6: epilogue_t<kActRelu6, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
+    case kActSilu: epilogue_t<kActSilu, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
+    case kActHardswish: epilogue_t<kActHardswish, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
+    case kActGelu: epilogue_t<kActGelu, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
+    default: epilogue_t<kActNone, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
+  }
+}
+
+// --- geometry shared by scratch sizing and the planes depthwise ------------------------------------
+// Window of padded input columns needed for output columns [owa, owb): x in [xa, xa + span).
+inline int64_t window_span(const DwParams& p, int64_t owa, int64_t owb) {
+  return (owb - owa - 1) * p.stride_w + (p.KW - 1) * p.dil_w + 1;
+}
+// Phase row length: the window split into stride_w phases, plus L floats of over-read slack.
+inline int64_t phase_len(const DwParams& p, int64_t span) { return ceil_div(span, p.stride_w) + L; }
+inline int64_t max_band_rows(const DwParams& p, int64_t band) {
+  return imin(p.OH, band / p.OW + 2);
+}
+
+// Pixels path: choose the GEMM column block (NV vectors of output channels) with the least padding.
+inline int pixels_nv(int64_t Cout) {
+  int best = kPixelsMaxNV;
+  int64_t best_cols = round_up(Cout, static_cast<int64_t>(kPixelsMaxNV) * L);
+  for (int nv = kPixelsMaxNV - 1; nv >= 1; --nv) {
+    const int64_t cols = round_up(Cout, static_cast<int64_t>(nv) * L);
+    if (cols < best_cols) {
+      best = nv;
+      best_cols = cols;
+    }
+  }
+  return best;
+}
+
+// --- planes (NCHW output) ----------------------------------------------------------------------------
+// One padded input row (window [xa, xa + span) of row `src`, zeros outside [0, W)) as float,
+// split into stride_w phases of length Lph: element x goes to dst[((x-xa) % sw) * Lph + (x-xa) / sw].
+template <class T>
+void fill_row(const DwParams& p, const T* src, int64_t xa, int64_t span, int64_t Lph, float* dst, float* tmp) {
+  const int64_t sw = p.stride_w;
+  float* t = sw == 1 ? dst : tmp;
+  const int64_t lz = imin(imax(-xa, 0), span);              // left zeros
+  const int64_t rb = imin(imax(p.W - xa, lz), span);         // right zeros from here
+  for (int64_t i = 0; i < lz; ++i) t[i] = 0.f;
+  for (int64_t i = rb; i < span; ++i) t[i] = 0.f;
+  const int64_t n = rb - lz;
+  if (n > 0) {
+    const T* s = src + (xa + lz) * p.in_sw;
+    float* d = t + lz;
+    if (p.in_sw == 1) {
+      int64_t i = 0;
+      for (; i + L <= n; i += L) V::store(d + i, ld(s + i));
+      if (i < n) V::store_n(d + i, ld_n(s + i, n - i), n - i);
+    } else {
+      for (int64_t i = 0; i < n; ++i) d[i] = to_f(s[i * p.in_sw]);
+    }
+  }
+  if (sw == 1) return;
+  if (sw == 2) {
+    int64_t i = 0;
+    for (; i + 2 * L <= span; i += 2 * L) {
+      const vec a = V::load(tmp + i), b = V::load(tmp + i + L);
+      V::store(dst + i / 2, V::even(a, b));
+      V::store(dst + Lph + i / 2, V::odd(a, b));
+    }
+    for (; i < span; ++i) dst[(i & 1) * Lph + (i >> 1)] = tmp[i];
+    return;
+  }
+  for (int64_t i = 0; i < span; ++i) dst[(i % sw) * Lph + i / sw] = tmp[i];
+}
+
+// R output rows x U vectors: tdst[r*OW + 0 .. U*L) for r < R (the last vector of each row partial
+// when n_last < L). Row r reads the buffer rows from br + r*sh*rowlen.
+template <int R, int U>
+inline void dw_chunk(const float* br, int64_t rowlen, int64_t row_step, const int64_t* tapoff, const float* wc,
+                     const DwParams& p, float bias, float* tdst, int64_t OW, int64_t n_last) {
+  vec acc[R][U];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int u = 0; u < U; ++u) acc[r][u] = V::set1(bias);
+  for (int64_t kh = 0; kh < p.KH; ++kh) {
+    const float* row = br + kh * p.dil_h * rowlen;
+    for (int64_t kw = 0; kw < p.KW; ++kw) {
+      const vec w = V::set1(wc[kh * p.KW + kw]);
+      const float* s = row + tapoff[kw];
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int u = 0; u < U; ++u) acc[r][u] = V::fma(w, V::load(s + r * row_step + u * L), acc[r][u]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+    for (int u = 0; u < U - 1; ++u) V::store(tdst + r * OW + u * L, acc[r][u]);
+    if (n_last == L)
+      V::store(tdst + r * OW + (U - 1) * L, acc[r][U - 1]);
+    else
+      V::store_n(tdst + r * OW + (U - 1) * L, acc[r][U - 1], n_last);
+  }
+}
+
+// Output columns [s0, s1) of R consecutive rows: register chunks of kDwU vectors, then one chunk
+// of the remaining vectors.
+template <int R>
+inline void dw_segment(const float* br, int64_t rowlen, int64_t row_step, const int64_t* tapoff, const float* wc,
+                       const DwParams& p, float bias, float* tdst, int64_t OW, int64_t s0, int64_t s1) {
+  int64_t ow = s0;
+  for (; ow + kDwU * L <= s1; ow += kDwU * L)
+    dw_chunk<R, kDwU>(br + ow, rowlen, row_step, tapoff, wc, p, bias, tdst + ow, OW, L);
+  const int64_t rem = s1 - ow;
+  if (rem <= 0) return;
+  const int64_t nv = ceil_div(rem, L), n_last = rem - (nv - 1) * L;
+  static_assert(kDwU <= 4, "dw_segment handles remainders of up to 4 vectors");
+  switch (nv) {
+    case 1: dw_chunk<R, 1>(br + ow, rowlen, row_step, tapoff, wc, p, bias, tdst + ow, OW, n_last); break;
+    case 2: dw_chunk<R, 2>(br + ow, rowlen, row_step, tapoff, wc, p, bias, tdst + ow, OW, n_last); break;
+    case 3: dw_chunk<R, 3>(br + ow, rowlen, row_step, tapoff, wc, p, bias, tdst + ow, OW, n_last); break;
+    default: dw_chunk<R, 4>(br + ow, rowlen, row_step, tapoff, wc, p, bias, tdst + ow, OW, n_last); break;
+  }
+}
+
+// tile[c][q - q0] = act(dw_b[c] + depthwise(in)[n, c, q]) for q in [q0, q1).
+template <class T>
+void dw_band_planes(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* tile, int64_t ldt, float* rowbuf,
+                    float* tmp) {
+  const DwParams& p = P.p;
+  const T* in = static_cast<const T*>(P.in) + n * p.in_sn;
+  const int64_t OW = p.OW, sh = p.stride_h, sw = p.stride_w;
+  const int64_t oha = q0 / OW, ohb = (q1 - 1) / OW;  // rows touched (inclusive)
+  const int64_t owa = oha == ohb ? q0 - oha * OW : 0;
+  const int64_t owb = oha == ohb ? q1 - oha * OW : OW;
+  const int64_t xa = owa * sw - p.pad_l;
+  const int64_t span = window_span(p, owa, owb);
+  const int64_t Lph = phase_len(p, span);
+  const int64_t rowlen = sw * Lph;
+  const int64_t iha = oha * sh - p.pad_t;
+  const int64_t nrows = (ohb - oha) * sh + (p.KH - 1) * p.dil_h + 1;
+  const int64_t taps = p.KH * p.KW;
+  int64_t tapoff[64];
+  int64_t* tapoff_big = p.KW > 64 ? new int64_t[p.KW] : nullptr;
+  int64_t* tapoff_p = tapoff_big ? tapoff_big : tapoff;
+  for (int64_t kw = 0; kw < p.KW; ++kw) {
+    const int64_t off = kw * p.dil_w;
+    tapoff_p[kw] = (off % sw) * Lph + off / sw;
+  }
+  // Input rows of a band are short runs (a few rows of one channel plane), too short for the
+  // hardware prefetchers: fetch the window of channel c + kAhead while channel c is computed.
+  // (Written inline: GCC deems a function holding only prefetches pure and drops its calls.)
+  constexpr int64_t kAhead = 3;
+  const int64_t ih_lo = imax(iha, 0), ih_hi = imin(iha + nrows, p.H);
+  const int64_t x_lo = imax(xa, 0), x_hi = imin(xa + span, p.W);
+  // Byte runs of pf_len from row ih (ih in [ih_lo, pf_rows_hi)), column x_lo of a channel plane.
+  const bool can_prefetch = p.in_sw == 1 && ih_lo < ih_hi && x_lo < x_hi;
+  const bool one_run = p.in_sh == p.W;  // rows contiguous: one run for the whole window
+  const int64_t pf_rows_hi = one_run ? ih_lo + 1 : ih_hi;
+  const int64_t pf_len = one_run ? ((ih_hi - 1 - ih_lo) * p.W + x_hi - x_lo) * int64_t(sizeof(T))
+                                 : (x_hi - x_lo) * int64_t(sizeof(T));
+  for (int64_t c = -kAhead; c < p.C; ++c) {
+    if (can_prefetch && c + kAhead < p.C) {
+      const char* base = reinterpret_cast<const char*>(in + (c + kAhead) * p.in_sc + x_lo);
+      for (int64_t ih = ih_lo; ih < pf_rows_hi; ++ih) {
+        const char* a = base + ih * p.in_sh * int64_t(sizeof(T));
+        for (int64_t o = 0; o < pf_len; o += 64) _mm_prefetch(a + o, _MM_HINT_T0);
+        _mm_prefetch(a + pf_len - 1, _MM_HINT_T0);
+      }
+    }
+    if (c < 0) continue;  // warm-up iterations: prefetch only
+    const T* ip = in + c * p.in_sc;
+    for (int64_t r = 0; r < nrows; ++r) {
+      const int64_t ih = iha + r;
+      float* dst = rowbuf + r * rowlen;
+      if (ih < 0 || ih >= p.H) {
+        for (int64_t i = 0; i < rowlen; ++i) dst[i] = 0.f;
+      } else {
+        fill_row<T>(p, ip + ih * p.in_sh, xa, span, Lph, dst, tmp);
+      }
+    }
+    const float* wc = P.dw_w + c * taps;
+    const float b = P.dw_b ? P.dw_b[c] : 0.f;
+    float* trow = tile + c * ldt;
+    for (int64_t oh = oha; oh <= ohb;) {
+      const int64_t s0 = imax(owa, q0 - oh * OW), s1 = imin(owb, q1 - oh * OW);
+      const float* br = rowbuf + (oh - oha) * sh * rowlen - owa;
+      float* tdst = trow + oh * OW - q0;
+      // Two rows at a time (twice the independent accumulators) where both cover the same columns.
+      if (oh < ohb && imax(owa, q0 - (oh + 1) * OW) == s0 && imin(owb, q1 - (oh + 1) * OW) == s1) {
+        dw_segment<2>(br, rowlen, sh * rowlen, tapoff_p, wc, p, b, tdst, OW, s0, s1);
+        oh += 2;
+      } else {
+        dw_segment<1>(br, rowlen, sh * rowlen, tapoff_p, wc, p, b, tdst, OW, s0, s1);
+        oh += 1;
+      }
+    }
+    act_inplace(trow, q1 - q0, P.act);
+  }
+  delete[] tapoff_big;
+}
+
+template <class T>
+void run_band_planes(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* scratch) {
+  const DwParams& p = P.p;
+  constexpr int NR = kPlanesNV * L, MR = kPlanesMR;
+  const int64_t band = q1 - q0;
+  const int64_t ldt = round_up(P.band, NR);
+  float* tile = scratch;
+  float* Cb = tile + p.C * ldt;
+  float* rowbuf = Cb + MR * NR;
+  const int64_t span_max = window_span(p, 0, p.OW);
+  const int64_t nrows_max = (max_band_rows(p, P.band) - 1) * p.stride_h + (p.KH - 1) * p.dil_h + 1;
+  float* tmp = rowbuf + nrows_max * p.stride_w * phase_len(p, span_max);
+  dw_band_planes<T>(P, n, q0, q1, tile, ldt, rowbuf, tmp);
+
+  T* out = static_cast<T*>(P.out) + n * p.out_sn + q0;
+  const int64_t nblk = ceil_div(P.Cout, MR);
+  for (int64_t j = 0; j < band; j += NR) {
+    const int64_t nc = imin(NR, band - j);
+    for (int64_t blk = 0; blk < nblk; ++blk) {
+      const int64_t co0 = blk * MR, mr = imin(MR, P.Cout - co0);
+      ukernel<MR, kPlanesNV, true>(p.C, P.packed_pw + blk * p.C * MR, 0, tile + j, ldt, Cb);
+      epilogue<T>(P.pw_act, Cb, NR, mr, nc, P.pw_b ? P.pw_b + co0 : nullptr, true, out + co0 * p.out_sc + j,
+                  p.out_sc);
+    }
+  }
+}
+
+// --- pixels (channels_last output) -------------------------------------------------------------------
+// NV vectors of channels [c0, c0 + NV*L) of one output pixel (the last vector partial when n_last < L).
+template <int NV, class T>
+inline void dw_pixel_chunk(const T* in, const int64_t* offs, const int64_t* taps_idx, int64_t ntaps,
+                           const float* wt, int64_t Cp, const float* bias, float* dst, int64_t n_last) {
+  vec acc[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) acc[v] = V::load(bias + v * L);
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const T* px = in + offs[t];
+    const float* w = wt + taps_idx[t] * Cp;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV - 1; ++v) acc[v] = V::fma(V::load(w + v * L), ld(px + v * L), acc[v]);
+    const vec x = n_last == L ? ld(px + (NV - 1) * L) : ld_n(px + (NV - 1) * L, n_last);
+    acc[NV - 1] = V::fma(V::load(w + (NV - 1) * L), x, acc[NV - 1]);
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) V::store(dst + v * L, acc[v]);
+}
+
+template <class T>
+void dw_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* tile, int64_t ldt) {
+  const DwParams& p = P.p;
+  const T* in = static_cast<const T*>(P.in) + n * p.in_sn;
+  const int64_t taps = p.KH * p.KW, C = p.C, Cp = ldt;
+  int64_t* offs = new int64_t[2 * taps];
+  int64_t* idx = offs + taps;
+  constexpr int U = 8;
+  for (int64_t q = q0; q < q1; ++q) {
+    const int64_t oh = q / p.OW, ow = q % p.OW;
+    int64_t nt = 0;
+    for (int64_t kh = 0; kh < p.KH; ++kh) {
+      const int64_t ih = oh * p.stride_h - p.pad_t + kh * p.dil_h;
+      if (ih < 0 || ih >= p.H) continue;
+      for (int64_t kw = 0; kw < p.KW; ++kw) {
+        const int64_t iw = ow * p.stride_w - p.pad_l + kw * p.dil_w;
+        if (iw < 0 || iw >= p.W) continue;
+        offs[nt] = ih * p.in_sh + iw * p.in_sw;
+        idx[nt] = kh * p.KW + kw;
+        ++nt;
+      }
+    }
+    float* trow = tile + (q - q0) * ldt;
+    for (int64_t c0 = 0; c0 < C; c0 += U * L) {
+      const int64_t nv = imin(U, ceil_div(C - c0, L));
+      const int64_t n_last = C - c0 - (nv - 1) * L >= L ? L : C - c0 - (nv - 1) * L;
+      const T* ic = in + c0;
+      const float* wt = P.packed_dw + c0;
+      const float* bc = P.packed_dw_b + c0;
+      float* d = trow + c0;
+      switch (nv) {
+        case 1: dw_pixel_chunk<1, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+        case 2: dw_pixel_chunk<2, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+        case 3: dw_pixel_chunk<3, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+        case 4: dw_pixel_chunk<4, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+        case 5: dw_pixel_chunk<5, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+        case 6: dw_pixel_chunk<6, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+        case 7: dw_pixel_chunk<7, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+        default: dw_pixel_chunk<8, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+      }
+    }
+    act_inplace(trow, C, P.act);
+  }
+  delete[] offs;
+}
+
+template <int NV, class T>
+void pixels_gemm(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, float* Cb) {
+  const DwParams& p = P.p;
+  constexpr int NR = NV * L;
+  constexpr int MR = pixels_mr(NV);
+  T* out = static_cast<T*>(P.out) + n * p.out_sn + q0 * P.Cout;
+  const int64_t nblk = ceil_div(P.Cout, NR);
+  for (int64_t blk = 0; blk < nblk; ++blk) {
+    const int64_t co0 = blk * NR, nc = imin(NR, P.Cout - co0);
+    const float* B = P.packed_pw + blk * p.C * NR;
+    const float* bias = P.packed_pw_b ? P.packed_pw_b + co0 : nullptr;
+    for (int64_t i = 0; i < band; i += MR) {
+      const int64_t mr = imin(MR, band - i);
+      ukernel<MR, NV, false>(p.C, tile + i * ldt, ldt, B, NR, Cb);
+      epilogue<T>(P.pw_act, Cb, NR, mr, nc, bias, false, out + i * P.Cout + co0, P.Cout);
+    }
+  }
+}
+
+template <class T>
+void run_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* scratch) {
+  const int64_t ldt = round_up(P.p.C, L);
+  float* tile = scratch;
+  float* Cb = tile + (round_up(P.band, 16) + 16) * ldt;
+  dw_band_pixels<T>(P, n, q0, q1, tile, ldt);
+  switch (pixels_nv(P.Cout)) {
+    case 1: pixels_gemm<1, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
+    case 2: pixels_gemm<2, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
+    case 3: pixels_gemm<3, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
+    default: pixels_gemm<kPixelsMaxNV, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
+  }
+}
+
+// --- Kernels table entries ---------------------------------------------------------------------------
+int64_t workspace_size(const Problem& P) {
+  const int64_t C = P.p.C, Cout = P.Cout;
+  if (!P.pixels) return round_up(Cout, kPlanesMR) * C;
+  const int64_t NR = pixels_nv(Cout) * L, Cp = round_up(C, L);
+  return round_up(Cout, NR) * C + round_up(Cout, NR) + P.p.KH * P.p.KW * Cp + Cp;
+}
+
+void prepare(Problem& P, float* ws) {
+  const int64_t C = P.p.C, Cout = P.Cout;
+  if (!P.pixels) {
+    // Row blocks of MR output channels: ws[blk][c][r] = pw_w[blk*MR + r][c], zero rows past Cout.
+    constexpr int MR = kPlanesMR;
+    for (int64_t blk = 0; blk < ceil_div(Cout, MR); ++blk)
+      for (int64_t c = 0; c < C; ++c)
+        for (int r = 0; r < MR; ++r) {
+          const int64_t co = blk * MR + r;
+          ws[(blk * C + c) * MR + r] = co < Cout ? P.pw_w[co * C + c] : 0.f;
+        }
+    P.packed_pw = ws;
+    P.packed_pw_b = P.pw_b;
+    P.packed_dw = P.dw_w;
+    P.packed_dw_b = P.dw_b;
+    return;
+  }
+  // Column blocks of NR output channels: ws[blk][c][j] = pw_w[blk*NR + j][c] (pw_w^T), zero-padded.
+  const int64_t NR = pixels_nv(Cout) * L, Cp = round_up(C, L), Coutp = round_up(Cout, NR);
+  float* pw = ws;
+  for (int64_t blk = 0; blk < Coutp / NR; ++blk)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t j = 0; j < NR; ++j) {
+        const int64_t co = blk * NR + j;
+        pw[(blk * C + c) * NR + j] = co < Cout ? P.pw_w[co * C + c] : 0.f;
+      }
+  float* pwb = pw + Coutp * C;
+  for (int64_t co = 0; co < Coutp; ++co) pwb[co] = (P.pw_b && co < Cout) ? P.pw_b[co] : 0.f;
+  // Depthwise weight taps-major (taps, Cp) and bias (Cp), zero-padded channels.
+  const int64_t taps = P.p.KH * P.p.KW;
+  float* dw = pwb + Coutp;
+  for (int64_t t = 0; t < taps; ++t)
+    for (int64_t c = 0; c < Cp; ++c) dw[t * Cp + c] = c < C ? P.dw_w[c * taps + t] : 0.f;
+  float* dwb = dw + taps * Cp;
+  for (int64_t c = 0; c < Cp; ++c) dwb[c] = (P.dw_b && c < C) ? P.dw_b[c] : 0.f;
+  P.packed_pw = pw;
+  P.packed_pw_b = P.pw_b ? pwb : nullptr;
+  P.packed_dw = dw;
+  P.packed_dw_b = dwb;
+}
+
+int64_t scratch_size(const Problem& P) {
+  const DwParams& p = P.p;
+  if (P.pixels) {
+    const int64_t ldt = round_up(p.C, L);
+    return (round_up(P.band, 16) + 16) * ldt + 16 * kPixelsMaxNV * L;
+  }
+  constexpr int NR = kPlanesNV * L;
+  const int64_t span_max = window_span(p, 0, p.OW);
+  const int64_t nrows_max = (max_band_rows(p, P.band) - 1) * p.stride_h + (p.KH - 1) * p.dil_h + 1;
+  return p.C * round_up(P.band, NR) + kPlanesMR * NR + nrows_max * p.stride_w * phase_len(p, span_max) +
+         span_max + L;
+}
+
+void run_band(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* scratch) {
+  if (P.pixels) {
+    if (P.dtype == kBF16)
+      run_band_pixels<uint16_t>(P, n, q0, q1, scratch);
+    else
+      run_band_pixels<float>(P, n, q0, q1, scratch);
+  } else {
+    if (P.dtype == kBF16)
+      run_band_planes<uint16_t>(P, n, q0, q1, scratch);
+    else
+      run_band_planes<float>(P, n, q0, q1, scratch);
+  }
+}

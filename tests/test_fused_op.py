@@ -1,0 +1,311 @@
+"""dsconv::separable_conv2d forward: differential tests against the unfused PyTorch composition
+(F.conv2d groups=C -> act -> F.conv2d 1x1 -> act), every CPU code path (AVX-512, AVX2, generic),
+layouts and views, dtypes, memory formats, fake/meta kernel and error messages."""
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import dsconv_ext
+from dsconv_ext._fused_act import ACT_CODES, act_fn
+
+ACTS = [None, "relu", "relu6", "silu", "hardswish", "gelu"]
+LAYOUTS = ("nchw", "cl", "step", "transposed", "permuted", "expanded")
+AVAILABLE_ISAS = []
+for _isa in ("avx512", "avx2", "generic"):
+    import os as _os
+
+    _old = _os.environ.get("DSCONV_FUSED_ISA")
+    _os.environ["DSCONV_FUSED_ISA"] = _isa
+    if torch.ops.dsconv._separable_cpu_isa() == _isa:
+        AVAILABLE_ISAS.append(_isa)
+    if _old is None:
+        del _os.environ["DSCONV_FUSED_ISA"]
+    else:
+        _os.environ["DSCONV_FUSED_ISA"] = _old
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_input(shape, layout, dtype=torch.float64):
+    N, C, H, W = shape
+    if layout == "nchw":
+        return torch.randn(N, C, H, W, dtype=dtype)
+    if layout == "cl":
+        return torch.randn(N, C, H, W, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    if layout == "step":
+        return torch.randn(N, 2 * C, 2 * H, W + 3, dtype=dtype)[:, ::2, ::2, 1 : W + 1]
+    if layout == "transposed":
+        return torch.randn(N, C, W, H, dtype=dtype).transpose(2, 3)
+    if layout == "permuted":
+        return torch.randn(H, C, N, W, dtype=dtype).permute(2, 1, 0, 3)
+    if layout == "expanded":
+        return torch.randn(1, C, H, W, dtype=dtype).expand(N, C, H, W)
+    raise ValueError(layout)
+
+
+def reference(x, dw, pw, db, pb, stride, padding, dilation, act, pw_act):
+    y = F.conv2d(x, dw, db, stride, padding, dilation, groups=x.shape[-3])
+    y = act_fn(ACT_CODES[act])(y)
+    return act_fn(ACT_CODES[pw_act])(F.conv2d(y, pw, pb))
+
+
+def random_config(rng, big=False):
+    k = rng.choice([1, 3, 3, 3, 5, 7, (3, 5), (5, 3), 4, 2])
+    kh, kw = (k, k) if isinstance(k, int) else k
+    stride = rng.choice([1, 1, 2, 3, (1, 2), (2, 1)])
+    dilation = rng.choice([1, 1, 2, (1, 2)])
+    s = (stride, stride) if isinstance(stride, int) else stride
+    d = (dilation, dilation) if isinstance(dilation, int) else dilation
+    if s == (1, 1) and rng.random() < 0.3:
+        padding = rng.choice(["same", "valid"])
+    else:
+        padding = rng.choice([0, 1, 2, (kh // 2 * d[0], kw // 2 * d[1]), (0, 1)])
+    pad = (0, 0) if padding in ("same", "valid") else ((padding, padding) if isinstance(padding, int) else padding)
+    C = rng.choice([1, 3, 8, 13, 17, 24] + ([40, 72] if big else []))
+    Cout = rng.choice([1, 5, 16, 19, 33] + ([48, 70] if big else []))
+    H = rng.randint(max(1, d[0] * (kh - 1) + 1 - 2 * pad[0]), 14 if not big else 30)
+    W = rng.randint(max(1, d[1] * (kw - 1) + 1 - 2 * pad[1]), 14 if not big else 70)
+    return dict(
+        shape=(rng.choice([1, 2, 3]), C, H, W), Cout=Cout, k=(kh, kw), stride=stride, padding=padding,
+        dilation=dilation, act=rng.choice(ACTS), pw_act=rng.choice(ACTS), bias=rng.random() < 0.6,
+        layout=rng.choice(LAYOUTS),
+    )
+
+
+def make_args(cfg, dtype):
+    x = make_input(cfg["shape"], cfg["layout"], dtype)
+    C = cfg["shape"][1]
+    dw = torch.randn(C, 1, *cfg["k"], dtype=dtype)
+    pw = torch.randn(cfg["Cout"], C, 1, 1, dtype=dtype) / C**0.5
+    db = torch.randn(C, dtype=dtype) if cfg["bias"] else None
+    pb = torch.randn(cfg["Cout"], dtype=dtype) if cfg["bias"] else None
+    return x, dw, pw, db, pb
+
+
+def run(cfg, x, dw, pw, db, pb):
+    return dsconv_ext.separable_conv2d(
+        x, dw, pw, db, pb, cfg["stride"], cfg["padding"], cfg["dilation"], cfg["act"], cfg["pw_act"]
+    )
+
+
+def ref_of(cfg, x, dw, pw, db, pb):
+    return reference(x, dw, pw, db, pb, cfg["stride"], cfg["padding"], cfg["dilation"], cfg["act"], cfg["pw_act"])
+
+
+# --- float64: exact semantics (generic path) -----------------------------------------------------
+@pytest.mark.parametrize("seed", range(6))
+def test_float64_random_configs(seed):
+    rng = random.Random(seed)
+    for _ in range(15):
+        cfg = random_config(rng)
+        args = make_args(cfg, torch.float64)
+        out, ref = run(cfg, *args), ref_of(cfg, *args)
+        assert out.shape == ref.shape, cfg
+        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10, msg=lambda m: f"{cfg}: {m}")
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("pw_act", ACTS)
+def test_float64_each_activation_pair(act, pw_act):
+    x = torch.randn(2, 6, 9, 7, dtype=torch.float64) * 3
+    dw = torch.randn(6, 1, 3, 3, dtype=torch.float64)
+    pw = torch.randn(5, 6, 1, 1, dtype=torch.float64)
+    db, pb = torch.randn(6, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, 1, 1, act, pw_act)
+    torch.testing.assert_close(out, reference(x, dw, pw, db, pb, 1, 1, 1, act, pw_act), rtol=1e-10, atol=1e-10)
+
+
+# --- float32 / bfloat16 on every available code path ------------------------------------------------
+@pytest.fixture(params=AVAILABLE_ISAS)
+def isa(request, monkeypatch):
+    monkeypatch.setenv("DSCONV_FUSED_ISA", request.param)
+    assert torch.ops.dsconv._separable_cpu_isa() == request.param
+    return request.param
+
+
+@pytest.mark.parametrize("tile_kb", [None, "1"])
+def test_float32_random_configs(isa, tile_kb, monkeypatch):
+    # tile_kb=1 forces many small bands: partial rows, bands crossing rows, halo rows.
+    if tile_kb:
+        monkeypatch.setenv("DSCONV_FUSED_TILE_KB", tile_kb)
+    rng = random.Random(100 + len(isa))
+    for _ in range(40):
+        cfg = random_config(rng, big=True)
+        x, dw, pw, db, pb = make_args(cfg, torch.float64)
+        ref = ref_of(cfg, x, dw, pw, db, pb)
+        f32 = [t if t is None else t.float() for t in (x, dw, pw, db, pb)]
+        out = run(cfg, *f32)
+        assert out.dtype == torch.float32
+        scale = ref.abs().max().item() + 1
+        torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=2e-6 * scale, msg=lambda m: f"{cfg}: {m}")
+
+
+def test_float32_mobilenet_shapes(isa):
+    # Real block shapes (both layouts, stride 1 and 2), several bands per image.
+    for (N, C, Cout, H, s) in [(2, 144, 24, 56, 1), (1, 96, 24, 112, 2), (2, 576, 96, 14, 1), (1, 32, 16, 112, 1)]:
+        for cl in (False, True):
+            x = torch.randn(N, C, H, H)
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            dw, pw = torch.randn(C, 1, 3, 3), torch.randn(Cout, C, 1, 1) / C**0.5
+            db, pb = torch.randn(C), torch.randn(Cout)
+            out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, s, 1, 1, "relu6", None)
+            ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), s, 1, 1, "relu6", None)
+            torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+            assert out.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+
+def test_bfloat16_random_configs(isa):
+    rng = random.Random(7)
+    for _ in range(25):
+        cfg = random_config(rng, big=True)
+        x, dw, pw, db, pb = make_args(cfg, torch.bfloat16)
+        out = run(cfg, x, dw, pw, db, pb)
+        assert out.dtype == torch.bfloat16
+        # Exact composition of the same (bf16-valued) inputs; the kernel keeps the depthwise
+        # intermediate in float32, so only the output rounding and bf16 inputs differ from it.
+        ref = ref_of(cfg, *[t if t is None else t.double() for t in (x, dw, pw, db, pb)])
+        scale = ref.abs().max().item() + 1
+        torch.testing.assert_close(out.double(), ref, rtol=1.6e-2, atol=4e-3 * scale, msg=lambda m: f"{cfg}: {m}")
+
+
+def test_bfloat16_close_to_pytorch_bf16():
+    x = torch.randn(2, 32, 20, 20, dtype=torch.bfloat16)
+    dw, pw = torch.randn(32, 1, 3, 3, dtype=torch.bfloat16), torch.randn(40, 32, 1, 1, dtype=torch.bfloat16) / 6
+    out = dsconv_ext.separable_conv2d(x, dw, pw, None, None, 1, 1, 1, "silu", "gelu")
+    exact = reference(x.double(), dw.double(), pw.double(), None, None, 1, 1, 1, "silu", "gelu")
+    torch_bf16 = reference(x, dw, pw, None, None, 1, 1, 1, "silu", "gelu")
+    # at least as accurate as PyTorch's own bf16 composition (up to a rounding step)
+    assert (out.double() - exact).abs().max() <= (torch_bf16.double() - exact).abs().max() * 1.5 + 1e-2
+
+
+def test_float16_generic_path():
+    x = torch.randn(2, 8, 10, 10, dtype=torch.float16)
+    dw, pw = torch.randn(8, 1, 3, 3, dtype=torch.float16), torch.randn(4, 8, 1, 1, dtype=torch.float16)
+    out = dsconv_ext.separable_conv2d(x, dw, pw, padding=1, activation="relu")
+    ref = reference(x.double(), dw.double(), pw.double(), None, None, 1, 1, 1, "relu", None)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-2, atol=2e-2)
+
+
+def test_paths_agree_bitwise_across_thread_counts(isa):
+    x = torch.randn(3, 40, 33, 29)
+    dw, pw = torch.randn(40, 1, 3, 3), torch.randn(24, 40, 1, 1)
+    outs = []
+    for t in (1, 2):
+        torch.set_num_threads(t)
+        outs.append(dsconv_ext.separable_conv2d(x, dw, pw, padding=1, activation="silu", pw_activation="relu"))
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_special_values(isa):
+    # activations of large / NaN values behave as PyTorch's
+    x = torch.tensor([0.0, 1.0, -1.0, 50.0, -50.0, 100.0, -100.0, float("nan")]).view(1, 8, 1, 1)
+    dw = torch.ones(8, 1, 1, 1)
+    pw = torch.eye(8).view(8, 8, 1, 1)
+    for act in ACTS:
+        out = dsconv_ext.separable_conv2d(x[:, :7], dw[:7], pw[:7, :7], activation=act, pw_activation=act)
+        ref = act_fn(ACT_CODES[act])(act_fn(ACT_CODES[act])(x[:, :7]))
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+        # a NaN input channel reaches every output channel, as in the composition
+        out = dsconv_ext.separable_conv2d(x, dw, pw, activation=act)
+        assert out.isnan().all()
+
+
+# --- memory format, shapes, special inputs -------------------------------------------------------
+@pytest.mark.parametrize("x_cl", [False, True])
+@pytest.mark.parametrize("dw_cl", [False, True])
+@pytest.mark.parametrize("pw_cl", [False, True])
+def test_memory_format_follows_composition(x_cl, dw_cl, pw_cl):
+    x = torch.randn(2, 6, 7, 8)
+    dw, pw = torch.randn(6, 1, 3, 3), torch.randn(5, 6, 1, 1)
+    if x_cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    if dw_cl:
+        dw = dw.contiguous(memory_format=torch.channels_last)
+    if pw_cl:
+        pw = torch.randn(5, 1, 1, 6).permute(0, 3, 1, 2)  # strides of a channels_last (Cout, C, 1, 1)
+    out = dsconv_ext.separable_conv2d(x, dw, pw, padding=1)
+    ref = reference(x, dw, pw, None, None, 1, 1, 1, None, None)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert out.stride() == ref.stride()
+    meta = torch.ops.dsconv.separable_conv2d(
+        x.to("meta"), dw.to("meta"), None, pw.to("meta"), None, [1, 1], [1, 1, 1, 1], [1, 1], 0, 0
+    )
+    assert meta.shape == ref.shape and meta.stride() == ref.stride()
+
+
+def test_unbatched_and_empty():
+    x = torch.randn(6, 9, 9)
+    dw, pw = torch.randn(6, 1, 3, 3), torch.randn(4, 6, 1, 1)
+    out = dsconv_ext.separable_conv2d(x, dw, pw, padding="same", activation="relu")
+    torch.testing.assert_close(out, reference(x, dw, pw, None, None, 1, "same", 1, "relu", None))
+    assert out.shape == (4, 9, 9)
+    empty = dsconv_ext.separable_conv2d(torch.randn(0, 6, 9, 9), dw, pw, padding=1)
+    assert empty.shape == (0, 4, 9, 9)
+
+
+def test_same_padding_even_kernel_is_asymmetric():
+    x = torch.randn(2, 5, 10, 11, dtype=torch.float64)
+    dw, pw = torch.randn(5, 1, 4, 2, dtype=torch.float64), torch.randn(3, 5, 1, 1, dtype=torch.float64)
+    out = dsconv_ext.separable_conv2d(x, dw, pw, padding="same", dilation=(1, 3))
+    torch.testing.assert_close(out, reference(x, dw, pw, None, None, 1, "same", (1, 3), None, None))
+    x32, dw32, pw32 = x.float(), dw.float(), pw.float()
+    out32 = dsconv_ext.separable_conv2d(x32, dw32, pw32, padding="same", dilation=(1, 3))
+    torch.testing.assert_close(out32.double(), out, rtol=1e-5, atol=1e-5)
+
+
+def test_fake_tensor_and_compile_shape():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.randn(2, 8, 15, 15).contiguous(memory_format=torch.channels_last)
+        out = dsconv_ext.separable_conv2d(x, torch.randn(8, 1, 5, 5), torch.randn(12, 8, 1, 1), stride=2, padding=2)
+        assert out.shape == (2, 12, 8, 8)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+# --- errors --------------------------------------------------------------------------------------------
+def test_errors():
+    x = torch.randn(2, 6, 9, 9)
+    dw, pw = torch.randn(6, 1, 3, 3), torch.randn(4, 6, 1, 1)
+    with pytest.raises(ValueError, match="unknown activation 'tanh'"):
+        dsconv_ext.separable_conv2d(x, dw, pw, activation="tanh")
+    with pytest.raises(ValueError, match="unknown pw_activation"):
+        dsconv_ext.separable_conv2d(x, dw, pw, pw_activation="swish")
+    with pytest.raises(ValueError, match="channel multiplier 1"):
+        dsconv_ext.separable_conv2d(x, torch.randn(12, 1, 3, 3), pw)
+    with pytest.raises(ValueError, match=r"pw_weight must have shape \(Cout, 6, 1, 1\)"):
+        dsconv_ext.separable_conv2d(x, dw, torch.randn(4, 5, 1, 1))
+    with pytest.raises(ValueError, match=r"pw_weight must have shape"):
+        dsconv_ext.separable_conv2d(x, dw, torch.randn(4, 6, 3, 3))
+    with pytest.raises(ValueError, match=r"dw_weight must have shape \(C, 1, kH, kW\)"):
+        dsconv_ext.separable_conv2d(x, torch.randn(6, 3, 3), pw)
+    with pytest.raises(ValueError, match=r"dw_bias must have shape \(6,\)"):
+        dsconv_ext.separable_conv2d(x, dw, pw, dw_bias=torch.randn(4))
+    with pytest.raises(ValueError, match=r"pw_bias must have shape \(4,\)"):
+        dsconv_ext.separable_conv2d(x, dw, pw, pw_bias=torch.randn(6))
+    with pytest.raises(ValueError, match="3-D .* or 4-D"):
+        dsconv_ext.separable_conv2d(torch.randn(6, 9), dw, pw)
+    with pytest.raises(ValueError, match="'same' is not supported for strided"):
+        dsconv_ext.separable_conv2d(x, dw, pw, stride=2, padding="same")
+    with pytest.raises(TypeError, match="pw_weight must be a Tensor"):
+        dsconv_ext.separable_conv2d(x, dw, None)
+    with pytest.raises(RuntimeError, match="pw_weight dtype"):
+        dsconv_ext.separable_conv2d(x, dw, pw.double())
+    with pytest.raises(RuntimeError, match="smaller than the dilated kernel"):
+        dsconv_ext.separable_conv2d(torch.randn(1, 6, 2, 2), dw, pw)
+    op = torch.ops.dsconv.separable_conv2d
+    with pytest.raises(RuntimeError, match="act code 9"):
+        op(x, dw, None, pw, None, [1, 1], [0, 0, 0, 0], [1, 1], 9, 0)
+    with pytest.raises(RuntimeError, match="channel multiplier 1"):
+        op(x, torch.randn(12, 1, 3, 3), None, pw, None, [1, 1], [0, 0, 0, 0], [1, 1], 0, 0)
+    with pytest.raises(RuntimeError, match=r"pw_bias must have shape \(4,\)"):
+        op(x, dw, None, pw, torch.randn(3), [1, 1], [0, 0, 0, 0], [1, 1], 0, 0)
