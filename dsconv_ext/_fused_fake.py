@@ -3,7 +3,7 @@ computing it (meta tensors, FakeTensor tracing, torch.compile)."""
 import torch
 from torch._prims_common import suggest_memory_format
 
-from ._fake import _out_hw
+from ._checks import check_forward
 from ._layout import output_memory_format
 
 
@@ -30,7 +30,7 @@ def _separable_conv2d_fake(input, dw_weight, dw_bias, pw_weight, pw_bias, stride
         input.dtype == dw_weight.dtype == pw_weight.dtype, lambda: "dsconv: input and weight dtypes should be the same"
     )
     torch._check(0 <= act < 6 and 0 <= pw_act < 6, lambda: "dsconv: activation codes must be in [0, 6)")
-    oh, ow = _out_hw(input, dw_weight, stride, padding, dilation)
+    oh, ow = check_forward(input, dw_weight, dw_bias, stride, padding, dilation)
     return torch.empty(
         (input.shape[0], pw_weight.shape[0], oh, ow),
         dtype=input.dtype,
