@@ -142,6 +142,25 @@ def _conv_hook_macs(module: nn.Module, output: torch.Tensor) -> int:
     return output.numel() * per_output
 
 
+def _separable_weights(module: nn.Module):
+    """(dw_weight, pw_weight) of dsconv's separable blocks (DepthwiseSeparableConv2d,
+    FusedSeparableConv2d), whose eval forward is one fused op; None for anything else."""
+    dw, pw = getattr(module, "dw", None), getattr(module, "pw", None)
+    if isinstance(dw, nn.Conv2d) and isinstance(pw, nn.Conv2d) and hasattr(module, "pw_activation"):
+        return dw.weight, pw.weight
+    dw_w, pw_w = getattr(module, "dw_weight", None), getattr(module, "pw_weight", None)
+    if isinstance(dw_w, torch.Tensor) and isinstance(pw_w, torch.Tensor) and dw_w.dim() == 4 and pw_w.dim() == 4:
+        return dw_w, pw_w
+    return None
+
+
+def _separable_block_macs(module: nn.Module, output: torch.Tensor) -> int:
+    """Depthwise k*k*C plus pointwise C*Cout multiply-adds per output pixel."""
+    dw_w, pw_w = _separable_weights(module)
+    pixels = output.shape[0] * output.shape[-2] * output.shape[-1]
+    return pixels * (dw_w.shape[0] * dw_w.shape[2] * dw_w.shape[3] + pw_w.shape[0] * pw_w.shape[1])
+
+
 def model_cost(model: nn.Module, input_size: Optional[Sequence[int]] = None, *, inputs: Optional[Iterable] = None) -> Cost:
     """MACs of one forward pass of ``model`` on a zero input of shape ``input_size`` (include the
     batch dimension: MACs scale with it), and its parameter count.
@@ -155,18 +174,36 @@ def model_cost(model: nn.Module, input_size: Optional[Sequence[int]] = None, *, 
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
     macs = 0
 
+    inside_block = 0  # > 0 while a fused separable block runs (its own hook counts it)
+
     def hook(module, _inputs, output):
         nonlocal macs
+        if inside_block:
+            return
         if isinstance(module, _CONVS):
             macs += _conv_hook_macs(module, output)
         elif isinstance(module, nn.Linear):
             macs += output.numel() * module.in_features
+
+    def block_enter(module, _inputs):
+        nonlocal inside_block
+        inside_block += 1
+
+    def block_exit(module, _inputs, output):
+        nonlocal macs, inside_block
+        inside_block -= 1
+        if not inside_block:
+            macs += _separable_block_macs(module, output)
 
     handles = [
         m.register_forward_hook(hook)
         for m in model.modules()
         if isinstance(m, _CONVS + (nn.Linear,))
     ]
+    for m in model.modules():
+        if _separable_weights(m) is not None:
+            # Fused blocks run their convs as one op (children's hooks don't fire): count the block.
+            handles += [m.register_forward_pre_hook(block_enter), m.register_forward_hook(block_exit)]
     was_training = model.training
     try:
         model.eval()

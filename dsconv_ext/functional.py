@@ -2,6 +2,7 @@
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 
 from ._args import conv_args
 
@@ -27,6 +28,17 @@ def _autocast(input, weight, bias):
         return t.to(dtype) if t is not None and t.is_floating_point() and t.device.type == device_type else t
 
     return cast(input), cast(weight), cast(bias)
+
+
+def _as_conv2d(input, weight, bias, stride, padding, dilation):
+    """The op as F.conv2d(groups=C), with explicit padding (top, bottom, left, right): an
+    asymmetric one becomes F.pad, not padding='same' (which the TorchScript exporter writes as
+    auto_pad=SAME_*, unsupported with dilation by onnxruntime)."""
+    top, bottom, left, right = padding
+    if top != bottom or left != right:
+        input = F.pad(input, [left, right, top, bottom])
+        top = left = 0
+    return F.conv2d(input, weight, bias, stride, [top, left], dilation, groups=input.shape[-3])
 
 
 def depthwise_conv2d(
@@ -58,6 +70,11 @@ def depthwise_conv2d(
             f"dsconv: expected a 4-D weight (C*multiplier, 1, kH, kW), got {weight.dim()}-D with shape {tuple(weight.shape)}"
         )
     s, p, d = conv_args(weight.shape, stride, padding, dilation)
+    if torch.onnx.is_in_onnx_export():
+        # ONNX has no dsconv op: export the standard Conv(group=C) that this op is equal to.
+        # True under both exporters (dynamo=True runs the model in Python via non-strict
+        # torch.export; dynamo=False traces it); torch.compile folds the check to False.
+        return _as_conv2d(input, weight, bias, s, p, d)
     input, weight, bias = _autocast(input, weight, bias)
     if input.dim() == 3:
         return torch.ops.dsconv.depthwise_conv2d(input.unsqueeze(0), weight, bias, s, p, d).squeeze(0)

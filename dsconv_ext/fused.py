@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ._args import conv_args
 from ._fused_act import act_code, act_fn
-from .functional import has_kernel
+from .functional import _autocast, has_kernel
 
 
 def has_separable_kernel(device: Union[str, torch.device]) -> bool:
@@ -83,7 +83,11 @@ def separable_conv2d(
     s, p, d = conv_args(dw_weight.shape, stride, padding, dilation)
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
-    if has_separable_kernel(x.device):
+    # Under torch.autocast, run in the autocast dtype as the F.conv2d composition would.
+    x, dw_weight, dw_bias = _autocast(x, dw_weight, dw_bias)
+    x, pw_weight, pw_bias = _autocast(x, pw_weight, pw_bias)
+    # ONNX has no dsconv op: export the composition's standard Conv nodes instead.
+    if has_separable_kernel(x.device) and not torch.onnx.is_in_onnx_export():
         out = torch.ops.dsconv.separable_conv2d(x, dw_weight, dw_bias, pw_weight, pw_bias, s, p, d, act, pw_act)
     else:  # no fused kernel for this device: the (unfused) composition
         out = separable_conv2d_unfused(x, dw_weight, pw_weight, dw_bias, pw_bias, s, p, d, act, pw_act)
@@ -94,7 +98,7 @@ def separable_conv2d_unfused(input, dw_weight, pw_weight, dw_bias, pw_bias, stri
     """The composition the fused op computes, from dsconv's depthwise op (or F.conv2d where dsconv
     has no kernel) and F.conv2d 1x1. padding: (top, bottom, left, right); act codes as the schema's.
     Used by the backward (recompute) and on devices without a fused kernel."""
-    if has_kernel(input.device):
+    if has_kernel(input.device) and not torch.onnx.is_in_onnx_export():  # ONNX: standard Conv nodes
         y = torch.ops.dsconv.depthwise_conv2d(input, dw_weight, dw_bias, stride, padding, dilation)
     else:
         top, bottom, left, right = padding

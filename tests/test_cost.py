@@ -137,3 +137,31 @@ def test_torchvision_mobilenet_v2():
 def test_model_cost_uses_the_models_dtype():
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1)).to(torch.float64)
     assert cost.model_cost(model, (1, 3, 5, 5)).macs == 4 * 27 * 25
+
+
+def _mobilenet_v1_from_package_blocks(width: int = 32, num_classes: int = 1000) -> nn.Module:
+    """The same network built from dsconv_ext.DepthwiseSeparableConv2d blocks (DW-BN-ReLU-PW-BN-ReLU)."""
+    import dsconv_ext
+
+    blocks = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)]
+    blocks += [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
+    layers = [nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+    c = width
+    for c_out, stride in blocks:
+        layers.append(dsconv_ext.DepthwiseSeparableConv2d(c, c_out, 3, stride=stride))
+        c = c_out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
+    return nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_mobilenet_v1_from_depthwise_separable_blocks(mode):
+    """MobileNet paper: 569M multiply-adds and 4.2M parameters at 224x224, width 1.0 (eval mode
+    runs the fused, BatchNorm-folded kernel: the count must not change)."""
+    model = _mobilenet_v1_from_package_blocks()
+    model.train(mode == "train")
+    c = cost.model_cost(model, (1, 3, 224, 224))
+    assert c.macs == pytest.approx(569e6, rel=0.01)
+    assert c.params == pytest.approx(4.2e6, rel=0.01)
+    plain = cost.model_cost(_mobilenet_v1(), (1, 3, 224, 224))
+    assert (c.macs, c.params) == (plain.macs, plain.params)
