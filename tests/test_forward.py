@@ -4,6 +4,7 @@ Values, shape, dtype and strides (memory format) must all match. float64 is comp
 float32 / bfloat16 / float16 are compared against the float64 reference of the same rounded inputs.
 """
 import os
+import subprocess
 import sys
 
 import pytest
@@ -291,9 +292,15 @@ def test_bitwise_identical_across_thread_counts(layout, dtype):
 @pytest.mark.skipif(not (sys.platform.startswith("linux") and torch._C.has_openmp), reason="Linux + OpenMP torch only")
 def test_single_openmp_runtime():
     """The extension's at::parallel_for shares torch's OpenMP runtime (one libgomp / libiomp
-    mapped), so torch.set_num_threads governs its thread pool too."""
-    dsconv_ext.depthwise_conv2d(torch.randn(2, 8, 16, 16), torch.randn(8, 1, 3, 3))
-    with open("/proc/self/maps") as f:
-        paths = {line.split()[-1] for line in f if "/" in line}
-    runtimes = {p for p in paths if os.path.basename(p).startswith(("libgomp", "libiomp", "libomp"))}
+    mapped), so torch.set_num_threads governs its thread pool too. Checked in a fresh process:
+    other test modules may load libraries that bring their own OpenMP copy (scikit-learn does)."""
+    code = (
+        "import os, torch, dsconv_ext\n"
+        "dsconv_ext.depthwise_conv2d(torch.randn(2, 8, 16, 16), torch.randn(8, 1, 3, 3))\n"
+        "paths = {l.split()[-1] for l in open('/proc/self/maps') if '/' in l}\n"
+        "print(sorted(p for p in paths if os.path.basename(p).startswith(('libgomp', 'libiomp', 'libomp'))))\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
+    runtimes = eval(out.strip().splitlines()[-1])
     assert len(runtimes) <= 1, runtimes
