@@ -47,6 +47,12 @@ struct Problem {
   const float* packed_dw_b = nullptr;
   const float* packed_pw_b = nullptr;
   int64_t band = 0;      // pixels per band (the last band of an image may be shorter)
+  int64_t flags = 0;     // experiment switches (DSCONV_FUSED_FLAGS), 0 in normal use
+};
+
+// Output pixels [q0, q1) of image n (q = oh*OW + ow); empty when q1 <= q0.
+struct Band {
+  int64_t n, q0, q1;
 };
 
 // One ISA's implementation. All sizes are in floats.
@@ -57,8 +63,9 @@ struct Kernels {
   void (*prepare)(Problem& prob, float* workspace);
   // Per-thread scratch for bands of at most prob.band pixels; the caller zero-fills it once.
   int64_t (*scratch_size)(const Problem& prob);
-  // Computes out[n, :, pixels q0..q1) (q = oh*OW + ow).
-  void (*run_band)(const Problem& prob, int64_t n, int64_t q0, int64_t q1, float* scratch);
+  // Computes out[band.n, :, pixels band.q0..q1); fetches the input of `next` (the band this
+  // thread runs next, or an empty one) into cache meanwhile.
+  void (*run_band)(const Problem& prob, const Band& band, const Band& next, float* scratch);
   // Preferred band granularity (pixels) for the planes path: the GEMM's column block.
   int64_t planes_col_block;
 };
