@@ -5,6 +5,7 @@
 // Environment (read on every call, for tests and benchmarks):
 //   DSCONV_FUSED_ISA=avx512|avx2|generic  use at most this code path (default: the best available)
 //   DSCONV_FUSED_TILE_KB=<n>              depthwise tile budget per thread (default 128 KiB)
+//   DSCONV_FUSED_MIN_BAND=<n>             fewest output pixels per band (default 128)
 #include "../dw_checks.h"
 #include "fused_kernels.h"
 
@@ -228,7 +229,6 @@ void fast_forward(const Kernels* K, const DwParams& p, int64_t Cout, bool pixels
   prob.act = static_cast<int>(act);
   prob.pw_act = static_cast<int>(pw_act);
   prob.band = plan_band(p, pixels, pixels ? 1 : K->planes_col_block);
-  if (const char* e = std::getenv("DSCONV_FUSED_FLAGS")) prob.flags = std::atol(e);
   std::vector<float> ws(static_cast<size_t>(K->workspace_size(prob)));
   K->prepare(prob, ws.data());
   const int64_t HW = p.OH * p.OW, nb = (HW + prob.band - 1) / prob.band;

@@ -47,7 +47,6 @@ struct Problem {
   const float* packed_dw_b = nullptr;
   const float* packed_pw_b = nullptr;
   int64_t band = 0;      // pixels per band (the last band of an image may be shorter)
-  int64_t flags = 0;     // experiment switches (DSCONV_FUSED_FLAGS), 0 in normal use
 };
 
 // Output pixels [q0, q1) of image n (q = oh*OW + ow); empty when q1 <= q0.

@@ -473,7 +473,7 @@ void run_band_planes(const Problem& P, const Band& bnd, const Band& next, float*
   const int64_t nrows_max = (max_band_rows(p, P.band) - 1) * p.stride_h + (p.KH - 1) * p.dil_h + 1;
   float* tmp = rowbuf + nrows_max * p.stride_w * phase_len(p, span_max);
   dw_band_planes<T>(P, n, q0, q1, tile, ldt, rowbuf, tmp);
-  if (!(P.flags & 1)) prefetch_band_input<T>(P, next);
+  prefetch_band_input<T>(P, next);
 
   T* out = static_cast<T*>(P.out) + n * p.out_sn + q0;
   const int64_t nblk = ceil_div(P.Cout, MR);
@@ -740,7 +740,7 @@ void run_band_pixels(const Problem& P, const Band& bnd, const Band& next, float*
   float* tile = scratch;
   float* Cb = tile + (round_up(P.band, 16) + 16) * ldt;
   dw_band_pixels<T>(P, n, q0, q1, tile, ldt);
-  if (!(P.flags & 1)) prefetch_band_input<T>(P, next);
+  prefetch_band_input<T>(P, next);
   switch (pixels_nv(P.Cout)) {
     case 1: pixels_gemm<1, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
     case 2: pixels_gemm<2, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
