@@ -8,6 +8,7 @@
 //     zero, set1, load, load_n(p, n), store, store_n(p, v, n) // n < L: partial, no access past p+n
 //     loadbf(p), loadbf_n(p, n), storebf(p, v), storebf_n(p, v, n)  // bf16 stored as uint16_t
 //     load_if(p, on, n), loadbf_if(p, on, n)           // first n lanes if on, else 0; no faults
+//     load_range(p, lo, hi), loadbf_range(p, lo, hi)  // lanes [lo, hi) only, others 0, no faults
 //     fma(a, b, c) = a*b + c, add, sub, mul, div, max, min (NaN from the 2nd operand), bit_and,
 //     bit_xor, round_nearest, pow2i (2^n for an integral-valued float vector n in [-126, 127])
 //     even(a, b), odd(a, b)   // de-interleave 2L consecutive floats a|b
@@ -37,6 +38,8 @@ inline vec ld(const float* p) { return V::load(p); }
 inline vec ld(const uint16_t* p) { return V::loadbf(p); }
 inline vec ld_n(const float* p, int64_t n) { return V::load_n(p, n); }
 inline vec ld_n(const uint16_t* p, int64_t n) { return V::loadbf_n(p, n); }
+inline vec ld_range(const float* p, int64_t lo, int64_t hi) { return V::load_range(p, lo, hi); }
+inline vec ld_range(const uint16_t* p, int64_t lo, int64_t hi) { return V::loadbf_range(p, lo, hi); }
 inline vec ld_if(const float* p, bool on, int64_t n) { return V::load_if(p, on, n); }
 inline vec ld_if(const uint16_t* p, bool on, int64_t n) { return V::loadbf_if(p, on, n); }
 inline void st(float* p, vec v) { V::store(p, v); }
@@ -267,8 +270,18 @@ void prefetch_band_input(const Problem& P, const Band& b) {
 // One padded input row (window [xa, xa + span) of row `src`, zeros outside [0, W)) as float,
 // split into stride_w phases of length Lph: element x goes to dst[((x-xa) % sw) * Lph + (x-xa) / sw].
 template <class T>
-void fill_row(const DwParams& p, const T* src, int64_t xa, int64_t span, int64_t Lph, float* dst, float* tmp) {
+inline void fill_row(const DwParams& p, const T* src, int64_t xa, int64_t span, int64_t Lph, float* dst, float* tmp) {
   const int64_t sw = p.stride_w;
+  if (sw == 1 && p.in_sw == 1) {
+    // One (masked) load per vector: the padding lanes come out as zeros. Full-vector stores: the
+    // row has L floats of slack past the window.
+    const T* s = src + xa;
+    for (int64_t i = 0; i < span; i += L) {
+      const int64_t lo = -xa - i, hi = p.W - xa - i;  // lanes inside the input row
+      V::store(dst + i, (lo <= 0 && hi >= L) ? ld(s + i) : ld_range(s + i, lo, hi));
+    }
+    return;
+  }
   float* t = sw == 1 ? dst : tmp;
   const int64_t lz = imin(imax(-xa, 0), span);              // left zeros
   const int64_t rb = imin(imax(p.W - xa, lz), span);         // right zeros from here
