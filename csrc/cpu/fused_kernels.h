@@ -13,6 +13,17 @@
 //   - pixels (channels_last output): tile[q - q0][c] (band x C), then
 //     out[n, band, :] = tile @ pw_w^T.
 // Biases and activations are applied on registers / on the freshly written tile, once.
+//
+// Depthwise into the tile:
+//   - planes: per channel, the band's input rows are copied (zero-padded, split into stride
+//     phases) into a small row buffer, then register chunks of up to 4 rows x 4 vectors run the
+//     taps over it; the input of channel c + 3 is prefetched meanwhile;
+//   - pixels: groups of 8 (then 4, 1) output pixels x 32 channels, each input vector loaded once
+//     and used by every (pixel, tap) that reads it, the row's tap weights in registers; channel
+//     blocks of 64 outermost so a block's input rows stay in L1 across the band's rows.
+// GEMM: register-blocked micro-kernels (planes 6 x 64, pixels 6..12 x 16..64, AVX-512 sizes) on
+// a pre-packed pointwise weight. While a band runs its GEMM, the next band's input is prefetched
+// into L2.
 #pragma once
 #include "../dw_params.h"
 

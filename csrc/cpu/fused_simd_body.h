@@ -21,7 +21,8 @@
 //
 // Everything here works on float; bf16 input/output are converted at the loads and stores.
 // Reads past the valid range happen only inside the scratch buffers (padded for that), never in
-// user tensors (partial loads/stores with *_n there).
+// user tensors: there, partial vectors and padding lanes use masked (fault-free) loads and stores
+// (tests/test_fused_op.py::test_no_reads_outside_the_input puts inputs against guard pages).
 
 using vec = typename V::T;
 constexpr int L = V::L;
