@@ -48,7 +48,7 @@ def _is_pw(m: nn.Module, channels: int) -> bool:
         and m.groups == 1
         and tuple(m.kernel_size) == (1, 1)
         and tuple(m.stride) == (1, 1)
-        and (m.padding == "valid" or tuple(m.padding) in ((0, 0),))
+        and (m.padding in ("valid", "same") or tuple(m.padding) == (0, 0))
         and m.padding_mode == "zeros"
         and _plain(m)
     )

@@ -136,6 +136,7 @@ def test_float32_random_configs(isa, tile_kb, monkeypatch):
     # tile_kb=1 forces many small bands: partial rows, bands crossing rows, halo rows.
     if tile_kb:
         monkeypatch.setenv("DSCONV_FUSED_TILE_KB", tile_kb)
+        monkeypatch.setenv("DSCONV_FUSED_MIN_BAND", "1")
     rng = random.Random(100 + len(isa))
     for _ in range(40):
         cfg = random_config(rng, big=True)
@@ -309,3 +310,49 @@ def test_errors():
         op(x, torch.randn(12, 1, 3, 3), None, pw, None, [1, 1], [0, 0, 0, 0], [1, 1], 0, 0)
     with pytest.raises(RuntimeError, match=r"pw_bias must have shape \(4,\)"):
         op(x, dw, None, pw, torch.randn(3), [1, 1], [0, 0, 0, 0], [1, 1], 0, 0)
+
+
+# --- memory safety: inputs placed against a PROT_NONE page ------------------------------------------
+def _guarded_input(shape, dtype, cl, before, keep):
+    """A tensor whose storage ends right before (or starts right after) an inaccessible page:
+    any read past its last (before its first) element faults."""
+    import ctypes
+    import mmap
+
+    page = mmap.PAGESIZE
+    numel = shape[0] * shape[1] * shape[2] * shape[3]
+    nbytes = numel * torch.empty(0, dtype=dtype).element_size()
+    npages = (nbytes + page - 1) // page + 2
+    m = mmap.mmap(-1, npages * page)
+    buf = (ctypes.c_char * (npages * page)).from_buffer(m)
+    addr = ctypes.addressof(buf)
+    libc = ctypes.CDLL(None)
+    guard = addr if before else addr + (npages - 1) * page
+    assert libc.mprotect(ctypes.c_void_p(guard), page, 0) == 0
+    off = page if before else (npages - 1) * page - nbytes
+    keep.append((m, buf))
+    t = torch.frombuffer(m, dtype=torch.uint8, count=nbytes, offset=off).view(dtype)
+    N, C, H, W = shape
+    t = t.view(N, H, W, C).permute(0, 3, 1, 2) if cl else t.view(N, C, H, W)
+    t.copy_(torch.randn(shape).to(dtype))
+    return t
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="mprotect guard pages: Linux")
+def test_no_reads_outside_the_input(isa):
+    if isa == "generic":
+        pytest.skip("the generic path reads only in-range elements by construction")
+    rng = random.Random(3)
+    keep = []
+    for _ in range(8):
+        C, Cout = rng.choice([1, 3, 17, 40]), rng.choice([1, 24, 33])
+        k, s = rng.choice([3, 5, 7]), rng.choice([1, 2])
+        H, W = rng.randint(k, 12), rng.randint(k, 30)
+        for dtype in (torch.float32, torch.bfloat16):
+            for cl in (False, True):
+                for before in (False, True):
+                    x = _guarded_input((2, C, H, W), dtype, cl, before, keep)
+                    dw, pw = torch.randn(C, 1, k, k).to(dtype), torch.randn(Cout, C, 1, 1).to(dtype)
+                    out = dsconv_ext.separable_conv2d(x, dw, pw, stride=s, padding=k // 2, activation="relu")
+                    ref = reference(x.double(), dw.double(), pw.double(), None, None, s, k // 2, 1, "relu", None)
+                    torch.testing.assert_close(out.double(), ref, rtol=2e-2, atol=2e-2 * (ref.abs().max().item() + 1))

@@ -61,6 +61,25 @@ struct V {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(tmp), narrow(v));
     std::memcpy(p, tmp, static_cast<size_t>(n) * sizeof(uint16_t));
   }
+  // Lanes [lo, hi) (clamped to [0, L)) loaded, the others zero and never accessed (no faults).
+  static inline T load_range(const float* p, int64_t lo, int64_t hi) {
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int h = static_cast<int>(hi > L ? L : hi), l = static_cast<int>(lo < 0 ? 0 : lo);
+    const __m256i m = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(l), iota),
+                                          _mm256_cmpgt_epi32(_mm256_set1_epi32(h), iota));
+    return _mm256_maskload_ps(p, m);
+  }
+  static inline T loadbf_range(const uint16_t* p, int64_t lo, int64_t hi) {
+    uint16_t tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t l = lo < 0 ? 0 : lo; l < (hi > L ? L : hi); ++l) tmp[l] = p[l];
+    return loadbf(tmp);
+  }
+  // p[0 .. L) when on, zeros (nothing read) when not; n_last < L: only the first n_last lanes.
+  static inline T load_if(const float* p, bool on, int64_t n_last) { return _mm256_maskload_ps(p, mask(on ? n_last : 0)); }
+  static inline T loadbf_if(const uint16_t* p, bool on, int64_t n_last) {
+    if (!on) return zero();
+    return n_last == L ? loadbf(p) : loadbf_n(p, n_last);
+  }
   static inline T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
   static inline T add(T a, T b) { return _mm256_add_ps(a, b); }
   static inline T sub(T a, T b) { return _mm256_sub_ps(a, b); }
@@ -89,6 +108,8 @@ constexpr int kPlanesNV = 2, kPlanesMR = 6;
 constexpr int kPixelsMaxNV = 3;
 constexpr int pixels_mr(int nv) { return nv >= 3 ? 4 : nv == 2 ? 6 : 12; }
 constexpr int kDwU = 4;
+constexpr int kDwPixelBlock = 4;
+constexpr bool kDwPixelWide = false;
 
 #include "fused_simd_body.h"
 

@@ -31,7 +31,7 @@ namespace {
 struct V {
   using T = __m512;
   static constexpr int L = 16;
-  static inline __mmask16 mask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+  static inline __mmask16 mask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }  // n <= 16
   static inline T zero() { return _mm512_setzero_ps(); }
   static inline T set1(float x) { return _mm512_set1_ps(x); }
   static inline T load(const float* p) { return _mm512_loadu_ps(p); }
@@ -52,6 +52,23 @@ struct V {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(narrow(v)));
   }
   static inline void storebf_n(uint16_t* p, T v, int64_t n) { _mm512_mask_cvtepi32_storeu_epi16(p, mask(n), narrow(v)); }
+  // Lanes [lo, hi) (clamped to [0, L)) loaded, the others zero and never accessed (no faults).
+  static inline __mmask16 range(int64_t lo, int64_t hi) {
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > L ? L : hi;
+    return hi <= lo ? static_cast<__mmask16>(0) : static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+  }
+  static inline T load_range(const float* p, int64_t lo, int64_t hi) { return _mm512_maskz_loadu_ps(range(lo, hi), p); }
+  static inline T loadbf_range(const uint16_t* p, int64_t lo, int64_t hi) {
+    return widen(_mm256_maskz_loadu_epi16(range(lo, hi), p));
+  }
+  // p[0 .. L) when on, zeros (nothing read) when not; n_last < L: only the first n_last lanes.
+  static inline T load_if(const float* p, bool on, int64_t n_last) {
+    return _mm512_maskz_loadu_ps(on ? mask(n_last) : static_cast<__mmask16>(0), p);
+  }
+  static inline T loadbf_if(const uint16_t* p, bool on, int64_t n_last) {
+    return widen(_mm256_maskz_loadu_epi16(on ? mask(n_last) : static_cast<__mmask16>(0), p));
+  }
   static inline T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
   static inline T add(T a, T b) { return _mm512_add_ps(a, b); }
   static inline T sub(T a, T b) { return _mm512_sub_ps(a, b); }
@@ -79,6 +96,8 @@ constexpr int kPlanesNV = 4, kPlanesMR = 6;
 constexpr int kPixelsMaxNV = 4;
 constexpr int pixels_mr(int nv) { return nv >= 4 ? 6 : nv == 3 ? 8 : 12; }
 constexpr int kDwU = 4;
+constexpr int kDwPixelBlock = 8;
+constexpr bool kDwPixelWide = true;
 
 #include "fused_simd_body.h"
 

@@ -5,6 +5,7 @@
 // Environment (read on every call, for tests and benchmarks):
 //   DSCONV_FUSED_ISA=avx512|avx2|generic  use at most this code path (default: the best available)
 //   DSCONV_FUSED_TILE_KB=<n>              depthwise tile budget per thread (default 128 KiB)
+//   DSCONV_FUSED_MIN_BAND=<n>             fewest output pixels per band (default 128)
 #include "../dw_checks.h"
 #include "fused_kernels.h"
 
@@ -108,7 +109,11 @@ int64_t tile_budget_floats() {
 // block otherwise; then shrunk until there are a few tasks per thread, and balanced.
 int64_t plan_band(const DwParams& p, bool pixels, int64_t col_block) {
   const int64_t HW = p.OH * p.OW;
-  int64_t band = std::max<int64_t>(tile_budget_floats() / p.C, col_block);
+  // At least a few GEMM column blocks per band, even when that makes the tile outgrow the budget
+  // (large C): narrow bands cost more in per-band overhead than an L2-resident tile does.
+  int64_t min_band = 128;
+  if (const char* e = std::getenv("DSCONV_FUSED_MIN_BAND")) min_band = std::max<long>(1, std::atol(e));
+  int64_t band = std::max<int64_t>({tile_budget_floats() / p.C, col_block, min_band});
   const int64_t min_tasks = 2 * static_cast<int64_t>(at::get_num_threads());
   auto snap = [&](int64_t b) {
     b = std::min(b, HW);
@@ -230,10 +235,12 @@ void fast_forward(const Kernels* K, const DwParams& p, int64_t Cout, bool pixels
   const int64_t scratch_floats = K->scratch_size(prob);
   at::parallel_for(0, p.N * nb, 1, [&](int64_t begin, int64_t end) {
     float* scratch = thread_scratch(scratch_floats);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / nb, q0 = (task % nb) * prob.band;
-      K->run_band(prob, n, q0, std::min(q0 + prob.band, HW), scratch);
-    }
+    auto band_of = [&](int64_t task) {
+      if (task >= end) return cpu::fused::Band{0, 0, 0};
+      const int64_t q0 = (task % nb) * prob.band;
+      return cpu::fused::Band{task / nb, q0, std::min(q0 + prob.band, HW)};
+    };
+    for (int64_t task = begin; task < end; ++task) K->run_band(prob, band_of(task), band_of(task + 1), scratch);
   });
 }
 

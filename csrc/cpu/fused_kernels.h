@@ -13,6 +13,17 @@
 //   - pixels (channels_last output): tile[q - q0][c] (band x C), then
 //     out[n, band, :] = tile @ pw_w^T.
 // Biases and activations are applied on registers / on the freshly written tile, once.
+//
+// Depthwise into the tile:
+//   - planes: per channel, the band's input rows are copied (zero-padded, split into stride
+//     phases) into a small row buffer, then register chunks of up to 4 rows x 4 vectors run the
+//     taps over it; the input of channel c + 3 is prefetched meanwhile;
+//   - pixels: groups of 8 (then 4, 1) output pixels x 32 channels, each input vector loaded once
+//     and used by every (pixel, tap) that reads it, the row's tap weights in registers; channel
+//     blocks of 64 outermost so a block's input rows stay in L1 across the band's rows.
+// GEMM: register-blocked micro-kernels (planes 6 x 64, pixels 6..12 x 16..64, AVX-512 sizes) on
+// a pre-packed pointwise weight. While a band runs its GEMM, the next band's input is prefetched
+// into L2.
 #pragma once
 #include "../dw_params.h"
 
@@ -49,6 +60,11 @@ struct Problem {
   int64_t band = 0;      // pixels per band (the last band of an image may be shorter)
 };
 
+// Output pixels [q0, q1) of image n (q = oh*OW + ow); empty when q1 <= q0.
+struct Band {
+  int64_t n, q0, q1;
+};
+
 // One ISA's implementation. All sizes are in floats.
 struct Kernels {
   const char* name;
@@ -57,8 +73,9 @@ struct Kernels {
   void (*prepare)(Problem& prob, float* workspace);
   // Per-thread scratch for bands of at most prob.band pixels; the caller zero-fills it once.
   int64_t (*scratch_size)(const Problem& prob);
-  // Computes out[n, :, pixels q0..q1) (q = oh*OW + ow).
-  void (*run_band)(const Problem& prob, int64_t n, int64_t q0, int64_t q1, float* scratch);
+  // Computes out[band.n, :, pixels band.q0..q1); fetches the input of `next` (the band this
+  // thread runs next, or an empty one) into cache meanwhile.
+  void (*run_band)(const Problem& prob, const Band& band, const Band& next, float* scratch);
   // Preferred band granularity (pixels) for the planes path: the GEMM's column block.
   int64_t planes_col_block;
 };

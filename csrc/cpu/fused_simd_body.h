@@ -7,17 +7,22 @@
 //     using T; static constexpr int L;                       // type, lanes
 //     zero, set1, load, load_n(p, n), store, store_n(p, v, n) // n < L: partial, no access past p+n
 //     loadbf(p), loadbf_n(p, n), storebf(p, v), storebf_n(p, v, n)  // bf16 stored as uint16_t
+//     load_if(p, on, n), loadbf_if(p, on, n)           // first n lanes if on, else 0; no faults
+//     load_range(p, lo, hi), loadbf_range(p, lo, hi)  // lanes [lo, hi) only, others 0, no faults
 //     fma(a, b, c) = a*b + c, add, sub, mul, div, max, min (NaN from the 2nd operand), bit_and,
 //     bit_xor, round_nearest, pow2i (2^n for an integral-valued float vector n in [-126, 127])
 //     even(a, b), odd(a, b)   // de-interleave 2L consecutive floats a|b
 //   };
 //   constexpr int kPlanesNV, kPlanesMR;   // planes GEMM register block: MR rows x NV vectors
 //   constexpr int kPixelsMaxNV; constexpr int pixels_mr(int nv);  // pixels GEMM blocks (MR <= 12)
-//   constexpr int kDwU;                    // depthwise: vectors per register chunk
+//   constexpr int kDwU;                    // depthwise planes: vectors per register chunk
+//   constexpr int kDwPixelBlock; constexpr bool kDwPixelWide;  // depthwise pixels: pixels per
+//                                          // group, two channel vectors (k <= 5) or one
 //
 // Everything here works on float; bf16 input/output are converted at the loads and stores.
 // Reads past the valid range happen only inside the scratch buffers (padded for that), never in
-// user tensors (partial loads/stores with *_n there).
+// user tensors: there, partial vectors and padding lanes use masked (fault-free) loads and stores
+// (tests/test_fused_op.py::test_no_reads_outside_the_input puts inputs against guard pages).
 
 using vec = typename V::T;
 constexpr int L = V::L;
@@ -34,6 +39,10 @@ inline vec ld(const float* p) { return V::load(p); }
 inline vec ld(const uint16_t* p) { return V::loadbf(p); }
 inline vec ld_n(const float* p, int64_t n) { return V::load_n(p, n); }
 inline vec ld_n(const uint16_t* p, int64_t n) { return V::loadbf_n(p, n); }
+inline vec ld_range(const float* p, int64_t lo, int64_t hi) { return V::load_range(p, lo, hi); }
+inline vec ld_range(const uint16_t* p, int64_t lo, int64_t hi) { return V::loadbf_range(p, lo, hi); }
+inline vec ld_if(const float* p, bool on, int64_t n) { return V::load_if(p, on, n); }
+inline vec ld_if(const uint16_t* p, bool on, int64_t n) { return V::loadbf_if(p, on, n); }
 inline void st(float* p, vec v) { V::store(p, v); }
 inline void st(uint16_t* p, vec v) { V::storebf(p, v); }
 inline void st_n(float* p, vec v, int64_t n) { V::store_n(p, v, n); }
@@ -114,6 +123,12 @@ inline void act_inplace(float* p, int64_t n, int act) {
     case kActGelu: act_inplace_t<kActGelu>(p, n); break;
     default: break;
   }
+}
+
+inline void zero_fill(float* p, int64_t n) {
+  int64_t i = 0;
+  for (; i + L <= n; i += L) V::store(p + i, V::zero());
+  if (i < n) V::store_n(p + i, V::zero(), n - i);
 }
 
 // --- GEMM micro-kernel and epilogue ---------------------------------------------------------------
@@ -208,17 +223,71 @@ inline int pixels_nv(int64_t Cout) {
   return best;
 }
 
+// Fetch into L2 the input a band will read (called for the next band while this one runs its
+// GEMM, which needs no input): its depthwise then finds the rows in cache instead of waiting on
+// memory (NCHW bands read short runs per channel plane, too short for the hardware prefetchers).
+// Prefetches as volatile asm: GCC deems a function holding only __builtin_prefetch /
+// _mm_prefetch pure and deletes calls to it.
+inline void prefetch_l1(const void* a) { asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(a))); }
+inline void prefetch_l2(const void* a) { asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(a))); }
+
+inline void prefetch_run(const char* a, int64_t bytes) {
+  const char* e = a + bytes;
+  for (; a < e; a += 64) prefetch_l2(a);
+  if (bytes > 0) prefetch_l2(e - 1);
+}
+
+template <class T>
+void prefetch_band_input(const Problem& P, const Band& b) {
+  if (b.q1 <= b.q0) return;
+  const DwParams& p = P.p;
+  const int64_t oha = b.q0 / p.OW, ohb = (b.q1 - 1) / p.OW;
+  const int64_t ih_lo = imax(0, oha * p.stride_h - p.pad_t);
+  const int64_t ih_hi = imin(p.H, ohb * p.stride_h - p.pad_t + (p.KH - 1) * p.dil_h + 1);
+  if (ih_lo >= ih_hi) return;
+  const int64_t sz = sizeof(T);
+  const char* base = reinterpret_cast<const char*>(static_cast<const T*>(P.in) + b.n * p.in_sn);
+  if (P.pixels) {
+    if (p.in_sc != 1 || p.in_sw < p.C) return;
+    if (p.in_sw == p.C && p.in_sh == p.W * p.C) {
+      prefetch_run(base + ih_lo * p.in_sh * sz, (ih_hi - ih_lo) * p.in_sh * sz);
+    } else {
+      for (int64_t ih = ih_lo; ih < ih_hi; ++ih) prefetch_run(base + ih * p.in_sh * sz, ((p.W - 1) * p.in_sw + p.C) * sz);
+    }
+    return;
+  }
+  if (p.in_sw != 1) return;
+  for (int64_t c = 0; c < p.C; ++c) {
+    const char* cb = base + c * p.in_sc * sz;
+    if (p.in_sh == p.W) {
+      prefetch_run(cb + ih_lo * p.W * sz, (ih_hi - ih_lo) * p.W * sz);
+    } else {
+      for (int64_t ih = ih_lo; ih < ih_hi; ++ih) prefetch_run(cb + ih * p.in_sh * sz, p.W * sz);
+    }
+  }
+}
+
 // --- planes (NCHW output) ----------------------------------------------------------------------------
 // One padded input row (window [xa, xa + span) of row `src`, zeros outside [0, W)) as float,
 // split into stride_w phases of length Lph: element x goes to dst[((x-xa) % sw) * Lph + (x-xa) / sw].
 template <class T>
-void fill_row(const DwParams& p, const T* src, int64_t xa, int64_t span, int64_t Lph, float* dst, float* tmp) {
+inline void fill_row(const DwParams& p, const T* src, int64_t xa, int64_t span, int64_t Lph, float* dst, float* tmp) {
   const int64_t sw = p.stride_w;
+  if (sw == 1 && p.in_sw == 1) {
+    // One (masked) load per vector: the padding lanes come out as zeros. Full-vector stores: the
+    // row has L floats of slack past the window.
+    const T* s = src + xa;
+    for (int64_t i = 0; i < span; i += L) {
+      const int64_t lo = -xa - i, hi = p.W - xa - i;  // lanes inside the input row
+      V::store(dst + i, (lo <= 0 && hi >= L) ? ld(s + i) : ld_range(s + i, lo, hi));
+    }
+    return;
+  }
   float* t = sw == 1 ? dst : tmp;
   const int64_t lz = imin(imax(-xa, 0), span);              // left zeros
   const int64_t rb = imin(imax(p.W - xa, lz), span);         // right zeros from here
-  for (int64_t i = 0; i < lz; ++i) t[i] = 0.f;
-  for (int64_t i = rb; i < span; ++i) t[i] = 0.f;
+  zero_fill(t, lz);
+  zero_fill(t + rb, span - rb);
   const int64_t n = rb - lz;
   if (n > 0) {
     const T* s = src + (xa + lz) * p.in_sw;
@@ -246,8 +315,9 @@ void fill_row(const DwParams& p, const T* src, int64_t xa, int64_t span, int64_t
 }
 
 // R output rows x U vectors: tdst[r*OW + 0 .. U*L) for r < R (the last vector of each row partial
-// when n_last < L). Row r reads the buffer rows from br + r*sh*rowlen.
-template <int R, int U>
+// when n_last < L). Row r reads the buffer rows from br + r*row_step. KW: taps per row when known
+// at compile time (0: p.KW).
+template <int R, int U, int KW>
 inline void dw_chunk(const float* br, int64_t rowlen, int64_t row_step, const int64_t* tapoff, const float* wc,
                      const DwParams& p, float bias, float* tdst, int64_t OW, int64_t n_last) {
   vec acc[R][U];
@@ -255,11 +325,17 @@ inline void dw_chunk(const float* br, int64_t rowlen, int64_t row_step, const in
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
     for (int u = 0; u < U; ++u) acc[r][u] = V::set1(bias);
+  const int64_t kwn = KW ? KW : p.KW;
+  int64_t off[KW ? KW : 1];
+  if (KW)
+    for (int k = 0; k < KW; ++k) off[k] = tapoff[k];
   for (int64_t kh = 0; kh < p.KH; ++kh) {
     const float* row = br + kh * p.dil_h * rowlen;
-    for (int64_t kw = 0; kw < p.KW; ++kw) {
-      const vec w = V::set1(wc[kh * p.KW + kw]);
-      const float* s = row + tapoff[kw];
+    const float* wk = wc + kh * kwn;
+#pragma GCC unroll 8
+    for (int64_t kw = 0; kw < kwn; ++kw) {
+      const vec w = V::set1(wk[kw]);
+      const float* s = row + (KW ? off[KW ? kw : 0] : tapoff[kw]);
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
@@ -278,22 +354,48 @@ inline void dw_chunk(const float* br, int64_t rowlen, int64_t row_step, const in
 }
 
 // Output columns [s0, s1) of R consecutive rows: register chunks of kDwU vectors, then one chunk
-// of the remaining vectors.
-template <int R>
+// of the remaining vectors (fewer vectors per chunk when more rows share it).
+template <int R, int KW>
 inline void dw_segment(const float* br, int64_t rowlen, int64_t row_step, const int64_t* tapoff, const float* wc,
                        const DwParams& p, float bias, float* tdst, int64_t OW, int64_t s0, int64_t s1) {
+  constexpr int UMAX = R >= 4 ? 2 : kDwU;
   int64_t ow = s0;
-  for (; ow + kDwU * L <= s1; ow += kDwU * L)
-    dw_chunk<R, kDwU>(br + ow, rowlen, row_step, tapoff, wc, p, bias, tdst + ow, OW, L);
+  for (; ow + UMAX * L <= s1; ow += UMAX * L)
+    dw_chunk<R, UMAX, KW>(br + ow, rowlen, row_step, tapoff, wc, p, bias, tdst + ow, OW, L);
   const int64_t rem = s1 - ow;
   if (rem <= 0) return;
   const int64_t nv = ceil_div(rem, L), n_last = rem - (nv - 1) * L;
   static_assert(kDwU <= 4, "dw_segment handles remainders of up to 4 vectors");
   switch (nv) {
-    case 1: dw_chunk<R, 1>(br + ow, rowlen, row_step, tapoff, wc, p, bias, tdst + ow, OW, n_last); break;
-    case 2: dw_chunk<R, 2>(br + ow, rowlen, row_step, tapoff, wc, p, bias, tdst + ow, OW, n_last); break;
-    case 3: dw_chunk<R, 3>(br + ow, rowlen, row_step, tapoff, wc, p, bias, tdst + ow, OW, n_last); break;
-    default: dw_chunk<R, 4>(br + ow, rowlen, row_step, tapoff, wc, p, bias, tdst + ow, OW, n_last); break;
+    case 1: dw_chunk<R, 1, KW>(br + ow, rowlen, row_step, tapoff, wc, p, bias, tdst + ow, OW, n_last); break;
+    case 2: dw_chunk<R, (UMAX >= 2 ? 2 : 1), KW>(br + ow, rowlen, row_step, tapoff, wc, p, bias, tdst + ow, OW, n_last); break;
+    case 3: dw_chunk<R, (UMAX >= 3 ? 3 : 1), KW>(br + ow, rowlen, row_step, tapoff, wc, p, bias, tdst + ow, OW, n_last); break;
+    default: dw_chunk<R, (UMAX >= 4 ? 4 : 1), KW>(br + ow, rowlen, row_step, tapoff, wc, p, bias, tdst + ow, OW, n_last); break;
+  }
+}
+
+template <int KW>
+inline void dw_rows(const float* rowbuf, int64_t rowlen, const int64_t* tapoff, const float* wc, const DwParams& p,
+                    float b, float* trow, int64_t q0, int64_t q1, int64_t oha, int64_t ohb, int64_t owa, int64_t owb) {
+  const int64_t OW = p.OW, sh = p.stride_h;
+  for (int64_t oh = oha; oh <= ohb;) {
+    const int64_t s0 = imax(owa, q0 - oh * OW), s1 = imin(owb, q1 - oh * OW);
+    const float* br = rowbuf + (oh - oha) * sh * rowlen - owa;
+    float* tdst = trow + oh * OW - q0;
+    // Several rows at a time (more independent accumulators) where they cover the same columns.
+    auto same = [&](int64_t r) {
+      return oh + r <= ohb && imax(owa, q0 - (oh + r) * OW) == s0 && imin(owb, q1 - (oh + r) * OW) == s1;
+    };
+    if (s1 - s0 <= 2 * L && same(3)) {
+      dw_segment<4, KW>(br, rowlen, sh * rowlen, tapoff, wc, p, b, tdst, OW, s0, s1);
+      oh += 4;
+    } else if (same(1)) {
+      dw_segment<2, KW>(br, rowlen, sh * rowlen, tapoff, wc, p, b, tdst, OW, s0, s1);
+      oh += 2;
+    } else {
+      dw_segment<1, KW>(br, rowlen, sh * rowlen, tapoff, wc, p, b, tdst, OW, s0, s1);
+      oh += 1;
+    }
   }
 }
 
@@ -323,7 +425,6 @@ void dw_band_planes(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
   }
   // Input rows of a band are short runs (a few rows of one channel plane), too short for the
   // hardware prefetchers: fetch the window of channel c + kAhead while channel c is computed.
-  // (Written inline: GCC deems a function holding only prefetches pure and drops its calls.)
   constexpr int64_t kAhead = 3;
   const int64_t ih_lo = imax(iha, 0), ih_hi = imin(iha + nrows, p.H);
   const int64_t x_lo = imax(xa, 0), x_hi = imin(xa + span, p.W);
@@ -333,41 +434,39 @@ void dw_band_planes(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
   const int64_t pf_rows_hi = one_run ? ih_lo + 1 : ih_hi;
   const int64_t pf_len = one_run ? ((ih_hi - 1 - ih_lo) * p.W + x_hi - x_lo) * int64_t(sizeof(T))
                                  : (x_hi - x_lo) * int64_t(sizeof(T));
+  const bool use_prefetch = can_prefetch;
+  auto fill_channel = [&](int64_t c) {
+    const T* ip = in + c * p.in_sc;
+    float* buf = rowbuf;
+    for (int64_t r = 0; r < nrows; ++r) {
+      const int64_t ih = iha + r;
+      float* dst = buf + r * rowlen;
+      if (ih < 0 || ih >= p.H)
+        zero_fill(dst, rowlen);
+      else
+        fill_row<T>(p, ip + ih * p.in_sh, xa, span, Lph, dst, tmp);
+    }
+  };
   for (int64_t c = -kAhead; c < p.C; ++c) {
-    if (can_prefetch && c + kAhead < p.C) {
+    if (use_prefetch && c + kAhead < p.C) {
       const char* base = reinterpret_cast<const char*>(in + (c + kAhead) * p.in_sc + x_lo);
       for (int64_t ih = ih_lo; ih < pf_rows_hi; ++ih) {
         const char* a = base + ih * p.in_sh * int64_t(sizeof(T));
-        for (int64_t o = 0; o < pf_len; o += 64) _mm_prefetch(a + o, _MM_HINT_T0);
-        _mm_prefetch(a + pf_len - 1, _MM_HINT_T0);
+        for (int64_t o = 0; o < pf_len; o += 64) prefetch_l1(a + o);
+        prefetch_l1(a + pf_len - 1);
       }
     }
     if (c < 0) continue;  // warm-up iterations: prefetch only
-    const T* ip = in + c * p.in_sc;
-    for (int64_t r = 0; r < nrows; ++r) {
-      const int64_t ih = iha + r;
-      float* dst = rowbuf + r * rowlen;
-      if (ih < 0 || ih >= p.H) {
-        for (int64_t i = 0; i < rowlen; ++i) dst[i] = 0.f;
-      } else {
-        fill_row<T>(p, ip + ih * p.in_sh, xa, span, Lph, dst, tmp);
-      }
-    }
+    fill_channel(c);
+    const float* rowbuf_c = rowbuf;
     const float* wc = P.dw_w + c * taps;
     const float b = P.dw_b ? P.dw_b[c] : 0.f;
     float* trow = tile + c * ldt;
-    for (int64_t oh = oha; oh <= ohb;) {
-      const int64_t s0 = imax(owa, q0 - oh * OW), s1 = imin(owb, q1 - oh * OW);
-      const float* br = rowbuf + (oh - oha) * sh * rowlen - owa;
-      float* tdst = trow + oh * OW - q0;
-      // Two rows at a time (twice the independent accumulators) where both cover the same columns.
-      if (oh < ohb && imax(owa, q0 - (oh + 1) * OW) == s0 && imin(owb, q1 - (oh + 1) * OW) == s1) {
-        dw_segment<2>(br, rowlen, sh * rowlen, tapoff_p, wc, p, b, tdst, OW, s0, s1);
-        oh += 2;
-      } else {
-        dw_segment<1>(br, rowlen, sh * rowlen, tapoff_p, wc, p, b, tdst, OW, s0, s1);
-        oh += 1;
-      }
+    switch (p.KW) {
+      case 3: dw_rows<3>(rowbuf_c, rowlen, tapoff_p, wc, p, b, trow, q0, q1, oha, ohb, owa, owb); break;
+      case 5: dw_rows<5>(rowbuf_c, rowlen, tapoff_p, wc, p, b, trow, q0, q1, oha, ohb, owa, owb); break;
+      case 7: dw_rows<7>(rowbuf_c, rowlen, tapoff_p, wc, p, b, trow, q0, q1, oha, ohb, owa, owb); break;
+      default: dw_rows<0>(rowbuf_c, rowlen, tapoff_p, wc, p, b, trow, q0, q1, oha, ohb, owa, owb); break;
     }
     act_inplace(trow, q1 - q0, P.act);
   }
@@ -375,8 +474,9 @@ void dw_band_planes(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
 }
 
 template <class T>
-void run_band_planes(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* scratch) {
+void run_band_planes(const Problem& P, const Band& bnd, const Band& next, float* scratch) {
   const DwParams& p = P.p;
+  const int64_t n = bnd.n, q0 = bnd.q0, q1 = bnd.q1;
   constexpr int NR = kPlanesNV * L, MR = kPlanesMR;
   const int64_t band = q1 - q0;
   const int64_t ldt = round_up(P.band, NR);
@@ -387,16 +487,27 @@ void run_band_planes(const Problem& P, int64_t n, int64_t q0, int64_t q1, float*
   const int64_t nrows_max = (max_band_rows(p, P.band) - 1) * p.stride_h + (p.KH - 1) * p.dil_h + 1;
   float* tmp = rowbuf + nrows_max * p.stride_w * phase_len(p, span_max);
   dw_band_planes<T>(P, n, q0, q1, tile, ldt, rowbuf, tmp);
+  prefetch_band_input<T>(P, next);
 
   T* out = static_cast<T*>(P.out) + n * p.out_sn + q0;
   const int64_t nblk = ceil_div(P.Cout, MR);
   for (int64_t j = 0; j < band; j += NR) {
     const int64_t nc = imin(NR, band - j);
+    // the last column block only as wide as needed (whole vectors)
+    const int nv = static_cast<int>(ceil_div(nc, L));
     for (int64_t blk = 0; blk < nblk; ++blk) {
       const int64_t co0 = blk * MR, mr = imin(MR, P.Cout - co0);
-      ukernel<MR, kPlanesNV, true>(p.C, P.packed_pw + blk * p.C * MR, 0, tile + j, ldt, Cb);
-      epilogue<T>(P.pw_act, Cb, NR, mr, nc, P.pw_b ? P.pw_b + co0 : nullptr, true, out + co0 * p.out_sc + j,
-                  p.out_sc);
+      const float* A = P.packed_pw + blk * p.C * MR;
+      static_assert(kPlanesNV <= 4, "planes tail blocks handle up to 4 vectors");
+      switch (nv >= kPlanesNV ? kPlanesNV : nv) {
+        case 1: ukernel<MR, 1, true>(p.C, A, 0, tile + j, ldt, Cb); break;
+        case 2: ukernel<MR, (kPlanesNV >= 2 ? 2 : 1), true>(p.C, A, 0, tile + j, ldt, Cb); break;
+        case 3: ukernel<MR, (kPlanesNV >= 3 ? 3 : 1), true>(p.C, A, 0, tile + j, ldt, Cb); break;
+        default: ukernel<MR, kPlanesNV, true>(p.C, A, 0, tile + j, ldt, Cb); break;
+      }
+      // Cb rows are nv*L wide for the narrower blocks
+      epilogue<T>(P.pw_act, Cb, (nv >= kPlanesNV ? kPlanesNV : nv) * L, mr, nc, P.pw_b ? P.pw_b + co0 : nullptr, true,
+                  out + co0 * p.out_sc + j, p.out_sc);
     }
   }
 }
@@ -421,49 +532,199 @@ inline void dw_pixel_chunk(const T* in, const int64_t* offs, const int64_t* taps
   for (int v = 0; v < NV; ++v) V::store(dst + v * L, acc[v]);
 }
 
+// One output pixel, all channels, any geometry: the valid taps listed in offs / idx.
+template <class T>
+void dw_pixel_all(const Problem& P, const T* in, int64_t oh, int64_t ow, int64_t* offs, int64_t* idx,
+                  float* trow, int64_t Cp) {
+  const DwParams& p = P.p;
+  int64_t nt = 0;
+  for (int64_t kh = 0; kh < p.KH; ++kh) {
+    const int64_t ih = oh * p.stride_h - p.pad_t + kh * p.dil_h;
+    if (ih < 0 || ih >= p.H) continue;
+    for (int64_t kw = 0; kw < p.KW; ++kw) {
+      const int64_t iw = ow * p.stride_w - p.pad_l + kw * p.dil_w;
+      if (iw < 0 || iw >= p.W) continue;
+      offs[nt] = ih * p.in_sh + iw * p.in_sw;
+      idx[nt] = kh * p.KW + kw;
+      ++nt;
+    }
+  }
+  constexpr int U = 8;
+  for (int64_t c0 = 0; c0 < p.C; c0 += U * L) {
+    const int64_t nv = imin(U, ceil_div(p.C - c0, L));
+    const int64_t n_last = imin(L, p.C - c0 - (nv - 1) * L);
+    const T* ic = in + c0;
+    const float* wt = P.packed_dw + c0;
+    const float* bc = P.packed_dw_b + c0;
+    float* d = trow + c0;
+    switch (nv) {
+      case 1: dw_pixel_chunk<1, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+      case 2: dw_pixel_chunk<2, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+      case 3: dw_pixel_chunk<3, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+      case 4: dw_pixel_chunk<4, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+      case 5: dw_pixel_chunk<5, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+      case 6: dw_pixel_chunk<6, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+      case 7: dw_pixel_chunk<7, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+      default: dw_pixel_chunk<8, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
+    }
+  }
+}
+
+// PB adjacent interior output pixels of one row x NV channel vectors, for KW taps per row at
+// unit dilation and column stride SW (compile-time): each input vector is loaded once and feeds
+// every (pixel, tap) that reads it; the row's KW weight vectors stay in registers.
+// in: input at (row of kh = 0, column of pixel 0's tap 0, channel c0); rows kh in [kh_lo, kh_hi).
+// EDGE: input columns j with bit j of jmask clear lie in the padding: read as zeros, never loaded
+// (masked loads, no branches). Without EDGE every column is inside the input.
+template <int PB, int NV, int KW, int SW, bool EDGE, class T>
+inline void dw_pixel_group(const T* in, int64_t in_sh, int64_t in_sw, int64_t dil_h, int64_t kh_lo, int64_t kh_hi,
+                           uint32_t jmask, const float* wt, int64_t Cp, const float* bias, float* dst, int64_t ldt,
+                           int64_t n_last) {
+  vec acc[PB][NV];
+#pragma GCC unroll 16
+  for (int q = 0; q < PB; ++q)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[q][v] = V::load(bias + v * L);
+  constexpr int J = SW * (PB - 1) + KW;  // input columns touched
+  for (int64_t kh = kh_lo; kh < kh_hi; ++kh) {
+    const T* row = in + kh * dil_h * in_sh;
+    const float* wr = wt + kh * KW * Cp;
+    vec w[KW][NV];
+#pragma GCC unroll 8
+    for (int k = 0; k < KW; ++k)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) w[k][v] = V::load(wr + k * Cp + v * L);
+    // One running pointer: the empty asm keeps the compiler from precomputing all J addresses
+    // (one register each, then spilled).
+    const T* xp = row;
+#pragma GCC unroll 32
+    for (int j = 0; j < J; ++j, xp += in_sw) {
+      asm("" : "+r"(xp));
+      vec x[NV];
+      if (EDGE) {
+        const bool on = (jmask >> j) & 1u;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) x[v] = ld_if(xp + v * L, on, v == NV - 1 ? n_last : L);
+      } else {
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v)
+          x[v] = (v == NV - 1 && n_last != L) ? ld_n(xp + v * L, n_last) : ld(xp + v * L);
+      }
+      // Keep x in registers: GCC would otherwise fold its load into each FMA using it (KW / SW
+      // loads of the same vector instead of one).
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) asm("" : "+v"(x[v]));
+#pragma GCC unroll 8
+      for (int k = 0; k < KW; ++k) {
+        if ((j - k) % SW != 0) continue;
+        const int q = (j - k) / SW;
+        if (j < k || q >= PB) continue;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[q][v] = V::fma(w[k][v], x[v], acc[q][v]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int q = 0; q < PB; ++q)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) V::store(dst + q * ldt + v * L, acc[q][v]);
+}
+
+template <int PB, int NV, int KW, int SW, bool EDGE, class T>
+inline void dw_group_channels(const Problem& P, const T* base, int64_t kh_lo, int64_t kh_hi, uint32_t jmask,
+                              float* dst, int64_t ldt, int64_t cb, int64_t ce) {
+  const DwParams& p = P.p;
+  for (int64_t c0 = cb; c0 < ce; c0 += NV * L) {
+    const int64_t rem = ce - c0;
+    const float* wt = P.packed_dw + c0;
+    const float* bc = P.packed_dw_b + c0;
+    if (rem >= NV * L) {
+      dw_pixel_group<PB, NV, KW, SW, EDGE, T>(base + c0, p.in_sh, p.in_sw, p.dil_h, kh_lo, kh_hi, jmask, wt, ldt, bc,
+                                              dst + c0, ldt, L);
+    } else if (rem > L) {  // NV == 2 here: two vectors, the last partial
+      dw_pixel_group<PB, 2, KW, SW, EDGE, T>(base + c0, p.in_sh, p.in_sw, p.dil_h, kh_lo, kh_hi, jmask, wt, ldt, bc,
+                                             dst + c0, ldt, rem - L);
+    } else {
+      dw_pixel_group<PB, 1, KW, SW, EDGE, T>(base + c0, p.in_sh, p.in_sw, p.dil_h, kh_lo, kh_hi, jmask, wt, ldt, bc,
+                                             dst + c0, ldt, rem);
+    }
+  }
+}
+
+// All channels of output columns [a, a + PB) of row oh (taps in the padding masked out).
+template <int KW, int SW, int PB, class T>
+void dw_group_all_channels(const Problem& P, const T* in, int64_t oh, int64_t a, int64_t kh_lo, int64_t kh_hi,
+                           float* dst, int64_t ldt, int64_t cb, int64_t ce) {
+  const DwParams& p = P.p;
+  constexpr int NV = (KW <= 5 && kDwPixelWide) ? 2 : 1;
+  constexpr int J = SW * (PB - 1) + KW;
+  static_assert(J <= 32, "jmask holds 32 columns");
+  const int64_t iw0 = a * SW - p.pad_l;
+  uint32_t jmask = 0;
+  for (int j = 0; j < J; ++j)
+    if (iw0 + j >= 0 && iw0 + j < p.W) jmask |= 1u << j;
+  const T* base = in + (oh * p.stride_h - p.pad_t) * p.in_sh + iw0 * p.in_sw;
+  if (jmask == (J == 32 ? ~0u : (1u << J) - 1u))
+    dw_group_channels<PB, NV, KW, SW, false, T>(P, base, kh_lo, kh_hi, jmask, dst, ldt, cb, ce);
+  else
+    dw_group_channels<PB, NV, KW, SW, true, T>(P, base, kh_lo, kh_hi, jmask, dst, ldt, cb, ce);
+}
+
+// Channels [cb, ce) of output columns [s0, s1) of row oh: groups of kDwPixelBlock pixels, then of
+// half that, then single pixels.
+template <int KW, int SW, class T>
+void dw_row_groups(const Problem& P, const T* in, int64_t oh, int64_t s0, int64_t s1, int64_t kh_lo, int64_t kh_hi,
+                   float* trow, int64_t ldt, int64_t cb, int64_t ce) {
+  constexpr int PB = kDwPixelBlock, PB2 = kDwPixelBlock / 2;
+  int64_t ow = s0;
+  for (; ow + PB <= s1; ow += PB)
+    dw_group_all_channels<KW, SW, PB, T>(P, in, oh, ow, kh_lo, kh_hi, trow + (ow - s0) * ldt, ldt, cb, ce);
+  for (; ow + PB2 <= s1; ow += PB2)
+    dw_group_all_channels<KW, SW, PB2, T>(P, in, oh, ow, kh_lo, kh_hi, trow + (ow - s0) * ldt, ldt, cb, ce);
+  for (; ow < s1; ++ow)
+    dw_group_all_channels<KW, SW, 1, T>(P, in, oh, ow, kh_lo, kh_hi, trow + (ow - s0) * ldt, ldt, cb, ce);
+}
+
 template <class T>
 void dw_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* tile, int64_t ldt) {
   const DwParams& p = P.p;
   const T* in = static_cast<const T*>(P.in) + n * p.in_sn;
-  const int64_t taps = p.KH * p.KW, C = p.C, Cp = ldt;
+  const int64_t taps = p.KH * p.KW;
   int64_t* offs = new int64_t[2 * taps];
   int64_t* idx = offs + taps;
-  constexpr int U = 8;
-  for (int64_t q = q0; q < q1; ++q) {
-    const int64_t oh = q / p.OW, ow = q % p.OW;
-    int64_t nt = 0;
-    for (int64_t kh = 0; kh < p.KH; ++kh) {
-      const int64_t ih = oh * p.stride_h - p.pad_t + kh * p.dil_h;
-      if (ih < 0 || ih >= p.H) continue;
-      for (int64_t kw = 0; kw < p.KW; ++kw) {
-        const int64_t iw = ow * p.stride_w - p.pad_l + kw * p.dil_w;
-        if (iw < 0 || iw >= p.W) continue;
-        offs[nt] = ih * p.in_sh + iw * p.in_sw;
-        idx[nt] = kh * p.KW + kw;
-        ++nt;
+  // Grouped fast path: unit column dilation, column stride 1 or 2, 3/5/7 taps per row.
+  const bool grouped = p.dil_w == 1 && (p.stride_w == 1 || p.stride_w == 2) &&
+                       (p.KW == 3 || p.KW == 5 || p.KW == 7);
+  if (!grouped) {
+    for (int64_t q = q0; q < q1; ++q)
+      dw_pixel_all<T>(P, in, q / p.OW, q % p.OW, offs, idx, tile + (q - q0) * ldt, ldt);
+  } else {
+    // Channel blocks outermost: the input rows of a block (rows x W x 64 channels) stay in L1 while
+    // every output row of the band reads them (channels innermost would stream each input row
+    // through L1 once per output row).
+    constexpr int64_t CB = 64;
+    for (int64_t cb = 0; cb < p.C; cb += CB) {
+      const int64_t ce = imin(p.C, cb + CB);
+      for (int64_t oh = q0 / p.OW; oh * p.OW < q1; ++oh) {
+        const int64_t s0 = imax(q0 - oh * p.OW, 0), s1 = imin(q1 - oh * p.OW, p.OW);
+        float* trow = tile + (oh * p.OW + s0 - q0) * ldt;
+        // rows kh with the input row inside [0, H)
+        const int64_t ih0 = oh * p.stride_h - p.pad_t;
+        int64_t kh_lo = 0, kh_hi = p.KH;
+        while (kh_lo < p.KH && ih0 + kh_lo * p.dil_h < 0) ++kh_lo;
+        while (kh_hi > kh_lo && ih0 + (kh_hi - 1) * p.dil_h >= p.H) --kh_hi;
+        switch (p.KW * 4 + p.stride_w) {
+          case 13: dw_row_groups<3, 1, T>(P, in, oh, s0, s1, kh_lo, kh_hi, trow, ldt, cb, ce); break;
+          case 14: dw_row_groups<3, 2, T>(P, in, oh, s0, s1, kh_lo, kh_hi, trow, ldt, cb, ce); break;
+          case 21: dw_row_groups<5, 1, T>(P, in, oh, s0, s1, kh_lo, kh_hi, trow, ldt, cb, ce); break;
+          case 22: dw_row_groups<5, 2, T>(P, in, oh, s0, s1, kh_lo, kh_hi, trow, ldt, cb, ce); break;
+          case 29: dw_row_groups<7, 1, T>(P, in, oh, s0, s1, kh_lo, kh_hi, trow, ldt, cb, ce); break;
+          default: dw_row_groups<7, 2, T>(P, in, oh, s0, s1, kh_lo, kh_hi, trow, ldt, cb, ce); break;
+        }
       }
     }
-    float* trow = tile + (q - q0) * ldt;
-    for (int64_t c0 = 0; c0 < C; c0 += U * L) {
-      const int64_t nv = imin(U, ceil_div(C - c0, L));
-      const int64_t n_last = C - c0 - (nv - 1) * L >= L ? L : C - c0 - (nv - 1) * L;
-      const T* ic = in + c0;
-      const float* wt = P.packed_dw + c0;
-      const float* bc = P.packed_dw_b + c0;
-      float* d = trow + c0;
-      switch (nv) {
-        case 1: dw_pixel_chunk<1, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
-        case 2: dw_pixel_chunk<2, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
-        case 3: dw_pixel_chunk<3, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
-        case 4: dw_pixel_chunk<4, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
-        case 5: dw_pixel_chunk<5, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
-        case 6: dw_pixel_chunk<6, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
-        case 7: dw_pixel_chunk<7, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
-        default: dw_pixel_chunk<8, T>(ic, offs, idx, nt, wt, Cp, bc, d, n_last); break;
-      }
-    }
-    act_inplace(trow, C, P.act);
   }
+  for (int64_t q = q0; q < q1; ++q) act_inplace(tile + (q - q0) * ldt, p.C, P.act);
   delete[] offs;
 }
 
@@ -487,11 +748,13 @@ void pixels_gemm(const Problem& P, int64_t n, int64_t q0, int64_t band, const fl
 }
 
 template <class T>
-void run_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* scratch) {
+void run_band_pixels(const Problem& P, const Band& bnd, const Band& next, float* scratch) {
+  const int64_t n = bnd.n, q0 = bnd.q0, q1 = bnd.q1;
   const int64_t ldt = round_up(P.p.C, L);
   float* tile = scratch;
   float* Cb = tile + (round_up(P.band, 16) + 16) * ldt;
   dw_band_pixels<T>(P, n, q0, q1, tile, ldt);
+  prefetch_band_input<T>(P, next);
   switch (pixels_nv(P.Cout)) {
     case 1: pixels_gemm<1, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
     case 2: pixels_gemm<2, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
@@ -562,16 +825,16 @@ int64_t scratch_size(const Problem& P) {
          span_max + L;
 }
 
-void run_band(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* scratch) {
+void run_band(const Problem& P, const Band& band, const Band& next, float* scratch) {
   if (P.pixels) {
     if (P.dtype == kBF16)
-      run_band_pixels<uint16_t>(P, n, q0, q1, scratch);
+      run_band_pixels<uint16_t>(P, band, next, scratch);
     else
-      run_band_pixels<float>(P, n, q0, q1, scratch);
+      run_band_pixels<float>(P, band, next, scratch);
   } else {
     if (P.dtype == kBF16)
-      run_band_planes<uint16_t>(P, n, q0, q1, scratch);
+      run_band_planes<uint16_t>(P, band, next, scratch);
     else
-      run_band_planes<float>(P, n, q0, q1, scratch);
+      run_band_planes<float>(P, band, next, scratch);
   }
 }
