@@ -175,14 +175,22 @@ __attribute__((always_inline)) inline void plane_tile(const PlaneGeom& g, const 
       // Row j of the tile's window feeds output row r with kh = j - r*SH_ (dilation 1).
       const int64_t J = (R - 1) * SH_ + KH;
       if constexpr (KH_ > 0) {
+        // Fixed kernels: stride (SH_, SH_), so column phase kw % SH_ and offset kw / SH_ are
+        // compile-time; weights are re-read per tile (embedded broadcasts, no hoisting/spills).
+        const int64_t PWp = g.PWp;
+        __asm__("" : "+r"(w));
 #pragma GCC unroll 64
         for (int64_t j = 0; j < J; ++j) {
           const float* row = ss + j * RS;
 #pragma GCC unroll 16
           for (int64_t kw = 0; kw < KW; ++kw) {
             V x[NV_T];
+            const float* rp = row + (kw % SH_) * PWp + kw / SH_;
 #pragma GCC unroll 8
-            for (int v = 0; v < NV_T; ++v) x[v] = Vec::load(row + koff[kw] + v * L);
+            for (int v = 0; v < NV_T; ++v) {
+              x[v] = Vec::load(rp + v * L);
+              __asm__("" : "+v"(x[v]));  // one (unaligned) load feeds every row of the tile
+            }
 #pragma GCC unroll 8
             for (int r = 0; r < R; ++r) {
               const int64_t kh = j - r * SH_;
@@ -316,7 +324,7 @@ enum PlaneKind : int {
 
 // Register tiles: AVX-512 has 32 vector registers, AVX2 16.
 constexpr int kVM = 4;                       // vectors per tile along the row
-constexpr int kRFixed = 2;                   // rows per tile, fixed kernels
+constexpr int kRFixed = L == 16 ? 4 : 2;      // rows per tile, fixed kernels
 constexpr int kRShared = L == 16 ? 4 : 2;    // rows per tile, runtime-size kernels
 
 int plane_kind(int64_t KH, int64_t KW, int64_t sh, int64_t sw, int64_t dh, int64_t dw) {
