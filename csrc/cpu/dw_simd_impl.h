@@ -115,8 +115,30 @@ inline void stream_copy(T* dst, const T* src, int64_t n) {
   if (b < nb) std::memcpy(d + b, s + b, nb - b);
 }
 
+// Software prefetch of the cache lines of [p, p + bytes).
+inline void prefetch_bytes(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  const char* e = c + bytes;
+  for (c = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(c) & ~uintptr_t(63)); c < e; c += 64)
+    _mm_prefetch(c, _MM_HINT_T0);
+}
+constexpr int64_t kPrefetchRows = 6;  // input rows prefetched ahead of the one being prepared
+
 // Outputs larger than this are written with non-temporal stores (they can't stay in the L3).
 constexpr int64_t kStreamBytes = 16ll << 20;
+
+// d[x] = s[(x - pad) * ss] for the x in [0, len) with 0 <= x - pad < n; other x untouched.
+template <class T>
+inline void copy_data(float* d, int64_t len, const T* s, int64_t ss, int64_t n, int64_t pad) {
+  const int64_t lo = clampi(pad, 0, len), hi = clampi(pad + n, 0, len);
+  if (hi <= lo) return;
+  if (ss == 1) {
+    widen_copy(d + lo, s + (lo - pad), hi - lo);
+  } else {
+    const T* src = s + (lo - pad) * ss;
+    for (int64_t x = 0; x < hi - lo; ++x) d[lo + x] = to_f32(src[x * ss]);
+  }
+}
 
 // d[x] = s[(x - pad) * ss] where 0 <= x - pad < n, 0 elsewhere, for x in [0, len).
 template <class T>
@@ -360,31 +382,61 @@ void plane_rows(const PlaneGeom& g, const float* scratch, int64_t Y0, int64_t sr
 
 // Scratch rows hold the phases of the input columns: phase ph, position x <-> padded input
 // column x*sw + ph <-> input column x*sw + ph - pad_l.
+// Scratch rows are zeroed once per thread and kept zero outside the data positions, so preparing
+// a row writes only its data; `dirty` marks rows holding data (cleared when a later band needs
+// the row as padding).
+//
 // Scratch row for one input row (src == nullptr: zero row): phases of the zero-padded row.
 template <class T>
 void prep_fwd_row(float* dst, const T* src, int64_t in_sw, int64_t W, int64_t pad_l, int64_t phases, int64_t PWp,
-                  float* tmp) {
+                  float* tmp, uint8_t* dirty) {
   if (!src) {
-    zero_floats(dst, phases * PWp);
+    if (*dirty) zero_floats(dst, phases * PWp);
+    *dirty = 0;
     return;
   }
+  *dirty = 1;
   if (phases == 1) {
-    copy_padded(dst, PWp, src, in_sw, W, pad_l);
+    copy_data(dst, PWp, src, in_sw, W, pad_l);
     return;
   }
-  copy_padded(tmp, phases * PWp, src, in_sw, W, pad_l);
-  if (phases == 2) {
+  if (phases == 2 && in_sw == 1) {
+    // Deinterleave straight from the source: chunk x0 of both phases is src[b, b + 2L) with
+    // b = 2*x0 - pad_l; lanes outside [0, W) load as zeros (masked, never touched).
     for (int64_t x = 0; x < PWp; x += L) {  // PWp is a multiple of L
+      const int64_t b = 2 * x - pad_l;
+      if (b + 2 * L <= 0 || b >= W) continue;  // all padding: already zero
+      V lo, hi;
+      if (b >= 0 && b + 2 * L <= W) {
+        lo = Vec::load(src + b);
+        hi = Vec::load(src + b + L);
+      } else {
+        lo = Vec::load_range(src + b, static_cast<int>(clampi(-b, 0, L)), static_cast<int>(clampi(W - b, 0, L)));
+        hi = Vec::load_range(src + b + L, static_cast<int>(clampi(-b - L, 0, L)),
+                             static_cast<int>(clampi(W - b - L, 0, L)));
+      }
       V e, od;
-      Vec::deinterleave2(Vec::load(tmp + 2 * x), Vec::load(tmp + 2 * x + L), &e, &od);
+      Vec::deinterleave2(lo, hi, &e, &od);
       Vec::store(dst + x, e);
       Vec::store(dst + PWp + x, od);
     }
     return;
   }
+  copy_padded(tmp, phases * PWp, src, in_sw, W, pad_l);
   for (int64_t ph = 0; ph < phases; ++ph)
     for (int64_t x = 0; x < PWp; ++x) dst[ph * PWp + x] = tmp[x * phases + ph];
 }
+
+// Zeroed per-thread scratch with per-row dirty flags.
+struct Scratch {
+  Buf buf, flags;
+  Scratch(int64_t floats, int64_t rows) : buf(floats * 4 + 256), flags(rows + 64) {
+    std::memset(buf.p, 0, static_cast<size_t>(floats * 4 + 256));
+    std::memset(flags.p, 0, static_cast<size_t>(rows + 64));
+  }
+  float* f() const { return buf.as<float>(); }
+  uint8_t* dirty(int64_t row) const { return flags.as<uint8_t>() + row; }
+};
 
 // Scratch budget per band (floats): the band's rows stay in L2 while its outputs are computed.
 constexpr int64_t kBandFloats = 48 * 1024;
@@ -427,31 +479,60 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
   // Large outputs with contiguous planes: compute a band into a staging buffer, stream it out.
   const bool nt = p.N * p.OC() * p.OH * p.OW * static_cast<int64_t>(sizeof(T)) >= kStreamBytes &&
                   p.out_sh == p.OW && p.out_sw == 1;
+  // Rows are prepared just before the row group that first needs them (reads interleave with
+  // compute, so the hardware prefetcher sees a steady stream) and input rows kPrefetchRows ahead
+  // (into the next task at the end of a band) are prefetched by software.
+  const int64_t RG = g.kind == kPGeneral ? 4 : (g.kind == kPShared ? kRShared : kRFixed);
+  const int64_t row_bytes = p.W * p.in_sw * static_cast<int64_t>(sizeof(T));
   at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
-    Buf scratch(rows_max * g.RS * 4 + 64);
+    Scratch scratch(rows_max * g.RS, rows_max);
     Buf tmp((sw > 1 ? sw * g.PWp : 1) * 4 + 64);
-    Buf stage(nt ? B * p.OW * static_cast<int64_t>(sizeof(T)) + 64 : 64);
-    float* sc = scratch.as<float>();
+    Buf stage(nt ? RG * p.OW * static_cast<int64_t>(sizeof(T)) + 64 : 64);
+    float* sc = scratch.f();
+    // (plane, first virtual row, end virtual row) of a task
+    auto task_of = [&](int64_t t, const T** plane, int64_t* Y0, int64_t* Y1) {
+      const int64_t band = t % nbands, nc = t / nbands;
+      *plane = in + (nc / C) * p.in_sn + (nc % C) * p.in_sc;
+      *Y0 = band * B * sh;
+      *Y1 = (imin(p.OH, band * B + B) - 1) * sh + win;
+    };
+    const T* nplane = nullptr;
+    int64_t nY0 = 0, nY1 = 0;
+    if (begin < end) task_of(begin, &nplane, &nY0, &nY1);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t band = t % nbands, nc = t / nbands, c = nc % C, n = nc / C;
       const int64_t o0 = band * B, o1 = imin(p.OH, o0 + B);
-      const int64_t Y0 = o0 * sh, Y1 = (o1 - 1) * sh + win;
-      const T* ip = in + n * p.in_sn + c * p.in_sc;
-      for (int64_t Y = Y0; Y < Y1; ++Y) {
-        const int64_t ih = Y - p.pad_t;
-        prep_fwd_row<T>(sc + (Y - Y0) * g.RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
-                        p.pad_l, sw, g.PWp, tmp.as<float>());
-      }
-      for (int64_t m = 0; m < M; ++m) {
-        const int64_t oc = c * M + m;
-        const float* wp = w32 + oc * taps;
-        T* op = out + n * p.out_sn + oc * p.out_sc;
-        if (nt) {
-          T* st = stage.as<T>() - o0 * p.OW;
-          plane_rows<T>(g, sc, Y0, 0, &wp, 1, b32 ? b32[oc] : 0.f, st, p.OW, o0, o1);
-          stream_copy<T>(op + o0 * p.OW, st + o0 * p.OW, (o1 - o0) * p.OW);
-        } else {
-          plane_rows<T>(g, sc, Y0, 0, &wp, 1, b32 ? b32[oc] : 0.f, op, p.out_sh, o0, o1);
+      const T* ip = nplane;
+      const int64_t Y0 = nY0, Y1 = nY1;
+      if (t + 1 < end) task_of(t + 1, &nplane, &nY0, &nY1);
+      int64_t Yp = Y0;
+      for (int64_t o = o0; o < o1; o += RG) {
+        const int64_t oe = imin(o1, o + RG), need = (oe - 1) * sh + win;
+        for (; Yp < need; ++Yp) {
+          // prefetch the input row kPrefetchRows ahead (in the next task past this band's end)
+          int64_t Yf = Yp + kPrefetchRows;
+          const T* pl = ip;
+          if (Yf >= Y1) {
+            pl = t + 1 < end ? nplane : nullptr;
+            Yf = nY0 + (Yf - Y1);
+          }
+          const int64_t ihf = Yf - p.pad_t;
+          if (pl && ihf >= 0 && ihf < p.H) prefetch_bytes(pl + ihf * p.in_sh, row_bytes);
+          const int64_t ih = Yp - p.pad_t;
+          prep_fwd_row<T>(sc + (Yp - Y0) * g.RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
+                          p.pad_l, sw, g.PWp, tmp.as<float>(), scratch.dirty(Yp - Y0));
+        }
+        for (int64_t m = 0; m < M; ++m) {
+          const int64_t oc = c * M + m;
+          const float* wp = w32 + oc * taps;
+          T* op = out + n * p.out_sn + oc * p.out_sc;
+          if (nt) {
+            T* st = stage.as<T>() - o * p.OW;
+            plane_rows<T>(g, sc, Y0, 0, &wp, 1, b32 ? b32[oc] : 0.f, st, p.OW, o, oe);
+            stream_copy<T>(op + o * p.OW, st + o * p.OW, (oe - o) * p.OW);
+          } else {
+            plane_rows<T>(g, sc, Y0, 0, &wp, 1, b32 ? b32[oc] : 0.f, op, p.out_sh, o, oe);
+          }
         }
       }
     }
@@ -697,18 +778,21 @@ void pix_engine(const PixGeom& g, int kind, int64_t N, int64_t OHe, int64_t OWe,
 // ---------------------------------------------------------------------------------------------
 // Grad input, planes: the forward engine on the zero-inserted, padded grad_output.
 
-// Scratch row of the virtual input: dst[X] = g[(X - pad) / s] where divisible and in range.
+// Scratch row of the virtual input: dst[X] = g[(X - pad) / s] where divisible and in range
+// (data positions only: the rest of the row stays zero, see Scratch).
 template <class T>
-void prep_bwd_row(float* dst, const T* g, int64_t gsw, int64_t OW, int64_t pad, int64_t s, int64_t PWp) {
+void prep_bwd_row(float* dst, const T* g, int64_t gsw, int64_t OW, int64_t pad, int64_t s, int64_t PWp,
+                  uint8_t* dirty) {
   if (!g) {
-    zero_floats(dst, PWp);
+    if (*dirty) zero_floats(dst, PWp);
+    *dirty = 0;
     return;
   }
+  *dirty = 1;
   if (s == 1) {
-    copy_padded(dst, PWp, g, gsw, OW, pad);
+    copy_data(dst, PWp, g, gsw, OW, pad);
     return;
   }
-  zero_floats(dst, PWp);
   // ow with 0 <= pad + ow*s < PWp
   const int64_t lo = pad >= 0 ? 0 : cdiv(-pad, s);
   const int64_t hi = imin(OW, pad + (OW - 1) * s < PWp ? OW : (PWp - 1 - pad) / s + 1);
@@ -753,10 +837,10 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
   const bool nt = p.N * C * p.H * p.W * static_cast<int64_t>(sizeof(T)) >= kStreamBytes && p.in_sh == p.W &&
                   p.in_sw == 1;
   at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
-    Buf scratch(M * src_stride * 4 + 64);
+    Scratch scratch(M * src_stride, M * rows_max);
     Buf wsb(M * 8 + 64);
     Buf stage(nt ? B * p.W * static_cast<int64_t>(sizeof(T)) + 64 : 64);
-    float* sc = scratch.as<float>();
+    float* sc = scratch.f();
     const float** ws = wsb.as<const float*>();
     for (int64_t t = begin; t < end; ++t) {
       const int64_t band = t % nbands, nc = t / nbands, c = nc % C, n = nc / C;
@@ -768,7 +852,7 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
         for (int64_t Y = Y0; Y < Y1; ++Y) {
           const int64_t oh = rows(Y);
           prep_bwd_row<T>(sc + m * src_stride + (Y - Y0) * g.RS, oh >= 0 ? gp + oh * p.out_sh : nullptr, p.out_sw,
-                          p.OW, padc, p.stride_w, g.PWp);
+                          p.OW, padc, p.stride_w, g.PWp, scratch.dirty(m * rows_max + (Y - Y0)));
         }
         ws[m] = wflip + oc * taps;
       }
@@ -869,10 +953,10 @@ bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
   Buf part(nchunk > 1 ? OC * nchunk * (taps + 1) * 4 : 64);
   float* pt = part.as<float>();
   at::parallel_for(0, OC * nchunk, 1, [&](int64_t begin, int64_t end) {
-    Buf scratch(rows_max * RS * 4 + 64);
+    Scratch scratch(rows_max * RS, rows_max);
     Buf tmp((sw > 1 ? sw * PWp : 1) * 4 + 64);
     Buf totb((taps + 1) * L * 4 + 64);
-    float* sc = scratch.as<float>();
+    float* sc = scratch.f();
     V* tot = totb.as<V>();
     for (int64_t task = begin; task < end; ++task) {
       const int64_t oc = task / nchunk, chunk = task % nchunk, c = oc / p.M;
@@ -886,7 +970,7 @@ bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
           for (int64_t Y = Y0; Y < Y1; ++Y) {
             const int64_t ih = Y - p.pad_t;
             prep_fwd_row<T>(sc + (Y - Y0) * RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
-                            p.pad_l, sw, PWp, tmp.as<float>());
+                            p.pad_l, sw, PWp, tmp.as<float>(), scratch.dirty(Y - Y0));
           }
           for (int64_t t0 = 0; t0 < taps; t0 += ntb) {
             const int nt = static_cast<int>(imin(ntb, taps - t0));

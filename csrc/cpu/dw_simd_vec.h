@@ -37,6 +37,11 @@ struct Vec {
     return _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
   }
 
+  // Lanes [lo, hi) of p (0 <= lo <= hi <= L), zeros elsewhere; other lanes are never touched.
+  static inline Mask mask_range(int lo, int hi) { return (Mask)(((1u << hi) - 1u) & ~((1u << lo) - 1u)); }
+  template <class T>
+  static inline V load_range(const T* p, int lo, int hi) { return load(p, mask_range(lo, hi)); }
+
   static inline void store(float* p, V v) { _mm512_storeu_ps(p, v); }
   static inline void store(float* p, V v, Mask m) { _mm512_mask_storeu_ps(p, m, v); }
   // Non-temporal store of one vector (p aligned to the vector size).
@@ -102,6 +107,18 @@ struct Vec {
     alignas(16) uint16_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     const int n = mask_count(m);
     for (int i = 0; i < n; ++i) t[i] = p[i];
+    return load(t);
+  }
+
+  static inline V load_range(const float* p, int lo, int hi) {
+    const __m256i i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(lo), i),
+                                          _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), i));
+    return _mm256_maskload_ps(p, m);
+  }
+  static inline V load_range(const uint16_t* p, int lo, int hi) {
+    alignas(16) uint16_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = lo; i < hi; ++i) t[i] = p[i];
     return load(t);
   }
 
