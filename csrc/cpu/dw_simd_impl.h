@@ -123,6 +123,14 @@ inline void prefetch_bytes(const void* p, int64_t bytes) {
     _mm_prefetch(c, _MM_HINT_T0);
 }
 constexpr int64_t kPrefetchRows = 6;  // input rows prefetched ahead of the one being prepared
+constexpr int64_t kPrepLead = 4;      // scratch rows prepared ahead of the first one read
+constexpr int64_t kPrefetchBytes = 2048;  // how far ahead of the row being prepared to prefetch
+
+// Rows ahead to prefetch for rows of `row_bytes` in tasks of `task_rows` virtual rows (the
+// lookahead reaches at most into the next task).
+inline int64_t prefetch_rows_ahead(int64_t row_bytes, int64_t task_rows) {
+  return imax(1, imin(imax(kPrefetchRows, kPrefetchBytes / imax(1, row_bytes)), task_rows));
+}
 
 // Outputs larger than this are written with non-temporal stores (they can't stay in the L3).
 constexpr int64_t kStreamBytes = 16ll << 20;
@@ -388,8 +396,31 @@ void plane_rows(const PlaneGeom& g, const float* scratch, int64_t Y0, int64_t sr
 //
 // Scratch row for one input row (src == nullptr: zero row): phases of the zero-padded row.
 template <class T>
-void prep_fwd_row(float* dst, const T* src, int64_t in_sw, int64_t W, int64_t pad_l, int64_t phases, int64_t PWp,
-                  float* tmp, uint8_t* dirty) {
+void prep_fwd_row_slow(float* dst, const T* src, int64_t in_sw, int64_t W, int64_t pad_l, int64_t phases,
+                       int64_t PWp, float* tmp, uint8_t* dirty);
+
+template <class T>
+__attribute__((always_inline)) inline void prep_fwd_row(float* dst, const T* src, int64_t in_sw, int64_t W,
+                                                        int64_t pad_l, int64_t phases, int64_t PWp, float* tmp,
+                                                        uint8_t* dirty) {
+  // common case inline: unit stride, no stride phases, a row of at most 4 vectors inside the scratch
+  if (src && phases == 1 && in_sw == 1 && pad_l >= 0 && pad_l + W <= PWp && W <= 4 * L) {
+    *dirty = 1;
+    float* d = dst + pad_l;
+    int64_t i = 0;
+    for (; i + L <= W; i += L) Vec::store(d + i, Vec::load(src + i));
+    if (i < W) {
+      const Mask m = Vec::mask(static_cast<int>(W - i));
+      Vec::store(d + i, Vec::load(src + i, m), m);
+    }
+    return;
+  }
+  prep_fwd_row_slow(dst, src, in_sw, W, pad_l, phases, PWp, tmp, dirty);
+}
+
+template <class T>
+void prep_fwd_row_slow(float* dst, const T* src, int64_t in_sw, int64_t W, int64_t pad_l, int64_t phases,
+                       int64_t PWp, float* tmp, uint8_t* dirty) {
   if (!src) {
     if (*dirty) zero_floats(dst, phases * PWp);
     *dirty = 0;
@@ -479,45 +510,57 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
   // Large outputs with contiguous planes: compute a band into a staging buffer, stream it out.
   const bool nt = p.N * p.OC() * p.OH * p.OW * static_cast<int64_t>(sizeof(T)) >= kStreamBytes &&
                   p.out_sh == p.OW && p.out_sw == 1;
-  // Rows are prepared just before the row group that first needs them (reads interleave with
-  // compute, so the hardware prefetcher sees a steady stream) and input rows kPrefetchRows ahead
-  // (into the next task at the end of a band) are prefetched by software.
-  const int64_t RG = g.kind == kPGeneral ? 4 : (g.kind == kPShared ? kRShared : kRFixed);
+  // Rows are prepared (kPrepLead rows) before the row group that first needs them, so reads
+  // interleave with compute; source rows are prefetched about kPrefetchBytes ahead, into the
+  // next task at the end of a band. Groups of up to 16 rows (fewer calls for small planes).
+  const int64_t RK = g.kind == kPGeneral ? 1 : (g.kind == kPShared ? kRShared : kRFixed);
+  const int64_t RG = rup(16, RK);
   const int64_t row_bytes = p.W * p.in_sw * static_cast<int64_t>(sizeof(T));
+  struct Ctx {
+    const T* plane;
+  };
+  auto ctx_of = [&](int64_t t, Ctx* ctx, int64_t* Y0, int64_t* Y1) {
+    const int64_t band = t % nbands, nc = t / nbands;
+    ctx->plane = in + (nc / C) * p.in_sn + (nc % C) * p.in_sc;
+    *Y0 = band * B * sh;
+    *Y1 = (imin(p.OH, band * B + B) - 1) * sh + win;
+  };
+  const int64_t PFD = prefetch_rows_ahead(row_bytes, imin(rows_max, (p.OH - 1) * sh + win));
   at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
     Scratch scratch(rows_max * g.RS, rows_max);
     Buf tmp((sw > 1 ? sw * g.PWp : 1) * 4 + 64);
     Buf stage(nt ? RG * p.OW * static_cast<int64_t>(sizeof(T)) + 64 : 64);
     float* sc = scratch.f();
-    // (plane, first virtual row, end virtual row) of a task
-    auto task_of = [&](int64_t t, const T** plane, int64_t* Y0, int64_t* Y1) {
-      const int64_t band = t % nbands, nc = t / nbands;
-      *plane = in + (nc / C) * p.in_sn + (nc % C) * p.in_sc;
-      *Y0 = band * B * sh;
-      *Y1 = (imin(p.OH, band * B + B) - 1) * sh + win;
-    };
-    const T* nplane = nullptr;
-    int64_t nY0 = 0, nY1 = 0;
-    if (begin < end) task_of(begin, &nplane, &nY0, &nY1);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t band = t % nbands, nc = t / nbands, c = nc % C, n = nc / C;
       const int64_t o0 = band * B, o1 = imin(p.OH, o0 + B);
-      const T* ip = nplane;
-      const int64_t Y0 = nY0, Y1 = nY1;
-      if (t + 1 < end) task_of(t + 1, &nplane, &nY0, &nY1);
+      Ctx ctx;
+      int64_t Y0, Y1;
+      ctx_of(t, &ctx, &Y0, &Y1);
+      const T* ip = ctx.plane;
+      const T* nplane = nullptr;
+      int64_t nY0 = 0, nY1 = 0;
+      if (t + 1 < end) {
+        Ctx c2;
+        ctx_of(t + 1, &c2, &nY0, &nY1);
+        nplane = c2.plane;
+      }
       int64_t Yp = Y0;
       for (int64_t o = o0; o < o1; o += RG) {
-        const int64_t oe = imin(o1, o + RG), need = (oe - 1) * sh + win;
+        // A vector load overlapping a store still in flight can't be forwarded and stalls
+        // until the store retires: rows are prepared kPrepLead rows before they are read.
+        const int64_t oe = imin(o1, o + RG), need = imin(Y1, (oe - 1) * sh + win + kPrepLead);
         for (; Yp < need; ++Yp) {
-          // prefetch the input row kPrefetchRows ahead (in the next task past this band's end)
-          int64_t Yf = Yp + kPrefetchRows;
-          const T* pl = ip;
-          if (Yf >= Y1) {
-            pl = t + 1 < end ? nplane : nullptr;
-            Yf = nY0 + (Yf - Y1);
+          {
+            int64_t Yf = Yp + PFD;  // prefetch ahead, into the next task past this band's end
+            const T* pl = ip;
+            if (Yf >= Y1) {
+              pl = t + 1 < end ? nplane : nullptr;
+              Yf = nY0 + (Yf - Y1);
+            }
+            const int64_t ihf = Yf - p.pad_t;
+            if (pl && ihf >= 0 && ihf < p.H) prefetch_bytes(pl + ihf * p.in_sh, row_bytes);
           }
-          const int64_t ihf = Yf - p.pad_t;
-          if (pl && ihf >= 0 && ihf < p.H) prefetch_bytes(pl + ihf * p.in_sh, row_bytes);
           const int64_t ih = Yp - p.pad_t;
           prep_fwd_row<T>(sc + (Yp - Y0) * g.RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
                           p.pad_l, sw, g.PWp, tmp.as<float>(), scratch.dirty(Yp - Y0));
