@@ -122,6 +122,12 @@ inline void prefetch_bytes(const void* p, int64_t bytes) {
   for (c = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(c) & ~uintptr_t(63)); c < e; c += 64)
     _mm_prefetch(c, _MM_HINT_T0);
 }
+inline void prefetch_bytes_l2(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  const char* e = c + bytes;
+  for (c = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(c) & ~uintptr_t(63)); c < e; c += 64)
+    _mm_prefetch(c, _MM_HINT_T1);
+}
 constexpr int64_t kPrefetchRows = 6;  // input rows prefetched ahead of the one being prepared
 constexpr int64_t kPrepLead = 4;      // scratch rows prepared ahead of the first one read
 constexpr int64_t kPrefetchBytes = 2048;  // how far ahead of the row being prepared to prefetch
@@ -603,9 +609,10 @@ void pack_weights_cl(const T* w, int64_t OC, int64_t taps, bool flip, float* wpk
 struct PixGeom {
   int64_t KH, KW, sw, dw;  // engine tap geometry along W (virtual stride / dilation)
   int64_t C, CB, taps;
-  int64_t ncols;           // column pointers per row of a tile
+  int64_t ncols;           // column pointers per kernel row of the row table
   int64_t osw;             // output pixel stride (elements)
   int ctail;               // valid lanes of the last channel block (1..L)
+  bool nt;                 // non-temporal stores (large, vector-aligned output)
 };
 
 // P pixels x VC channel vectors, any kernel width. ptrs: [nkh][ncols] column pointers of the
@@ -647,6 +654,8 @@ __attribute__((always_inline)) inline void pix_tile_gen(const PixGeom& g, const 
     for (int v = 0; v < VC; ++v) {
       if (MSK)
         Vec::store(o + q * g.osw + v * L, acc[q][v], cm);
+      else if (std::is_same<T, float>::value && g.nt)
+        Vec::stream(reinterpret_cast<float*>(o + q * g.osw + v * L), acc[q][v]);
       else
         Vec::store(o + q * g.osw + v * L, acc[q][v]);
     }
@@ -696,6 +705,8 @@ __attribute__((always_inline)) inline void pix_tile_fix(const PixGeom& g, const 
     for (int v = 0; v < VC; ++v) {
       if (MSK)
         Vec::store(o + q * g.osw + v * L, acc[q][v], cm);
+      else if (std::is_same<T, float>::value && g.nt)
+        Vec::stream(reinterpret_cast<float*>(o + q * g.osw + v * L), acc[q][v]);
       else
         Vec::store(o + q * g.osw + v * L, acc[q][v]);
     }
@@ -711,32 +722,43 @@ __attribute__((always_inline)) inline void pix_tile(const PixGeom& g, const T* c
     pix_tile_gen<T, P, VC, MSK>(g, ptrs, khs, nkh, col0, w, bias, c0, o, cm);
 }
 
-// All channel blocks of P pixels (np <= P valid; np < P runs single pixels).
-template <class T, int P, int KW_, int SW_>
-void pix_pixels(const PixGeom& g, const T* const* ptrs, const int* khs, int nkh, int64_t np, const float* wpk,
-                const float* bias, T* o) {
+// One output row, channel vectors [c0, c0 + VC*L): tiles of P pixels, then single pixels.
+// ptrs: the row's table [nkh][g.ncols] of column pointers.
+template <class T, int P, int VC, bool MSK, int KW_, int SW_>
+void pix_row_cb(const PixGeom& g, const T* const* ptrs, const int* khs, int nkh, int64_t OWe, const float* w,
+                const float* bias, int64_t c0, T* o, Mask cm) {
+  int64_t q0 = 0;
+  for (; q0 + P <= OWe; q0 += P)
+    pix_tile<T, P, VC, MSK, KW_, SW_>(g, ptrs, khs, nkh, q0 * g.sw, w, bias, c0, o + q0 * g.osw, cm);
+  for (; q0 < OWe; ++q0)
+    pix_tile<T, 1, VC, MSK, KW_, SW_>(g, ptrs, khs, nkh, q0 * g.sw, w, bias, c0, o + q0 * g.osw, cm);
+}
+
+// A band of output rows; per row every channel block sweeps the row's pixels (the block's lines
+// of the KH input rows stay in L1 across the sweep). Blocks outermost over the whole band was
+// measured no faster. rows_tab(r, &ptrs, &khs, &nkh, &orow) describes band row r; on_row(r) runs
+// before it (prefetching).
+template <class T, int P, int KW_, int SW_, class RowTab, class OnRow>
+void pix_band(const PixGeom& g, int64_t nrows, int64_t OWe, const float* wpk, const float* bias,
+              const RowTab& rows_tab, const OnRow& on_row) {
   const int64_t CBfull = g.C / L;
   const Mask cm = Vec::mask(g.ctail);
-  const int64_t wstride = g.taps * L;  // per channel block
-  constexpr int VC2 = L == 16 ? 2 : 1; // two channel vectors per tile where registers allow
-  if (np == P) {
+  const int64_t wstride = g.taps * L;   // per channel block
+  constexpr int VC2 = L == 16 ? 2 : 1;  // two channel vectors per tile where registers allow
+  for (int64_t r = 0; r < nrows; ++r) {
+    const T* const* ptrs;
+    const int* khs;
+    int nkh;
+    T* orow;
+    rows_tab(r, &ptrs, &khs, &nkh, &orow);
+    on_row(r);
     int64_t cb = 0;
     for (; cb + VC2 <= CBfull; cb += VC2)
-      pix_tile<T, P, VC2, false, KW_, SW_>(g, ptrs, khs, nkh, 0, wpk + cb * wstride, bias, cb * L, o + cb * L, cm);
+      pix_row_cb<T, P, VC2, false, KW_, SW_>(g, ptrs, khs, nkh, OWe, wpk + cb * wstride, bias, cb * L, orow + cb * L, cm);
     for (; cb < CBfull; ++cb)
-      pix_tile<T, P, 1, false, KW_, SW_>(g, ptrs, khs, nkh, 0, wpk + cb * wstride, bias, cb * L, o + cb * L, cm);
+      pix_row_cb<T, P, 1, false, KW_, SW_>(g, ptrs, khs, nkh, OWe, wpk + cb * wstride, bias, cb * L, orow + cb * L, cm);
     if (g.ctail < L)
-      pix_tile<T, P, 1, true, KW_, SW_>(g, ptrs, khs, nkh, 0, wpk + cb * wstride, bias, cb * L, o + cb * L, cm);
-    return;
-  }
-  for (int64_t q = 0; q < np; ++q) {
-    const int64_t col0 = q * g.sw;
-    T* oq = o + q * g.osw;
-    int64_t cb = 0;
-    for (; cb < CBfull; ++cb)
-      pix_tile<T, 1, 1, false, KW_, SW_>(g, ptrs, khs, nkh, col0, wpk + cb * wstride, bias, cb * L, oq + cb * L, cm);
-    if (g.ctail < L)
-      pix_tile<T, 1, 1, true, KW_, SW_>(g, ptrs, khs, nkh, col0, wpk + cb * wstride, bias, cb * L, oq + cb * L, cm);
+      pix_row_cb<T, P, 1, true, KW_, SW_>(g, ptrs, khs, nkh, OWe, wpk + cb * wstride, bias, cb * L, orow + cb * L, cm);
   }
 }
 
@@ -754,17 +776,17 @@ int pix_kind(int64_t KW, int64_t sw, int64_t dw) {
 constexpr int kPFix = L == 16 ? 6 : 4;
 constexpr int kPGen = L == 16 ? 6 : 4;
 
-template <class T>
-void pix_dispatch(int kind, const PixGeom& g, const T* const* ptrs, const int* khs, int nkh, int64_t np,
-                  const float* wpk, const float* bias, T* o) {
+template <class T, class RowTab, class OnRow>
+void pix_band_dispatch(int kind, const PixGeom& g, int64_t nrows, int64_t OWe, const float* wpk, const float* bias,
+                       const RowTab& rt, const OnRow& onr) {
   switch (kind) {
-    case kX3s1: pix_pixels<T, kPFix, 3, 1>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
-    case kX3s2: pix_pixels<T, kPFix, 3, 2>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
-    case kX5s1: pix_pixels<T, kPFix, 5, 1>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
-    case kX5s2: pix_pixels<T, kPFix, 5, 2>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
-    case kX7s1: pix_pixels<T, kPFix, 7, 1>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
-    case kX7s2: pix_pixels<T, kPFix, 7, 2>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
-    default: pix_pixels<T, kPGen, 0, 0>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
+    case kX3s1: pix_band<T, kPFix, 3, 1>(g, nrows, OWe, wpk, bias, rt, onr); break;
+    case kX3s2: pix_band<T, kPFix, 3, 2>(g, nrows, OWe, wpk, bias, rt, onr); break;
+    case kX5s1: pix_band<T, kPFix, 5, 1>(g, nrows, OWe, wpk, bias, rt, onr); break;
+    case kX5s2: pix_band<T, kPFix, 5, 2>(g, nrows, OWe, wpk, bias, rt, onr); break;
+    case kX7s1: pix_band<T, kPFix, 7, 1>(g, nrows, OWe, wpk, bias, rt, onr); break;
+    case kX7s2: pix_band<T, kPFix, 7, 2>(g, nrows, OWe, wpk, bias, rt, onr); break;
+    default: pix_band<T, kPGen, 0, 0>(g, nrows, OWe, wpk, bias, rt, onr); break;
   }
 }
 
@@ -785,36 +807,64 @@ struct AxisMap {
 
 // out pixels (n, o, q) for o in [0, OHe), q in [0, OWe):
 //   out = bias + sum_{kh,kw} w[kh,kw] * src(n, rows(o*sh + kh*dh), cols(q*sw + kw*dw))
+// One task = a band of output rows of one image; per row a table of column pointers for every
+// kernel row that lands inside the source (zero buffer for padding / inserted zeros).
 template <class T>
-void pix_engine(const PixGeom& g, int kind, int64_t N, int64_t OHe, int64_t OWe, int64_t sh, int64_t dh,
+void pix_engine(PixGeom g, int kind, int64_t N, int64_t OHe, int64_t OWe, int64_t sh, int64_t dh,
                 const AxisMap& rows, const AxisMap& cols, const T* src, int64_t s_sn, int64_t s_sh, int64_t s_sw,
-                const float* wpk, const float* bias, T* out, int64_t o_sn, int64_t o_sh, const T* zero) {
-  const int64_t P = tile_p(kind);
-  at::parallel_for(0, N * OHe, 1, [&](int64_t begin, int64_t end) {
-    Buf ptrb(g.KH * g.ncols * 8 + 64), khb(g.KH * 4 + 64), colb(g.ncols * 8 + 64);
+                int64_t s_rowlen, const float* wpk, const float* bias, T* out, int64_t o_sn, int64_t o_sh,
+                const T* zero) {
+  g.ncols = (OWe - 1) * g.sw + (g.KW - 1) * g.dw + 1;
+  const int64_t BR = imax(1, imin(8, N * OHe / 16));
+  const int64_t nbands = cdiv(OHe, BR);
+  Buf colb(g.ncols * 8 + 64);
+  int64_t* coloff = colb.as<int64_t>();
+  for (int64_t j = 0; j < g.ncols; ++j) {
+    const int64_t ci = cols(j);
+    coloff[j] = ci >= 0 ? ci * s_sw : -1;
+  }
+  // whole source rows (s_rowlen elements) are prefetched into L2 one output row ahead
+  const int64_t row_bytes = s_rowlen * static_cast<int64_t>(sizeof(T));
+  at::parallel_for(0, N * nbands, 1, [&](int64_t begin, int64_t end) {
+    Buf ptrb(BR * g.KH * g.ncols * 8 + 64), khb(BR * g.KH * 4 + 64), nkhb(BR * 4 + 64);
     const T** ptrs = ptrb.as<const T*>();
     int* khs = khb.as<int>();
-    int64_t* coloff = colb.as<int64_t>();
+    int* nkhs = nkhb.as<int>();
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t n = t / OHe, o = t % OHe;
-      int nkh = 0;
-      for (int64_t kh = 0; kh < g.KH; ++kh)
-        if (rows(o * sh + kh * dh) >= 0) khs[nkh++] = static_cast<int>(kh);
-      T* orow = out + n * o_sn + o * o_sh;
-      for (int64_t q0 = 0; q0 < OWe; q0 += P) {
-        const int64_t np = imin(P, OWe - q0);
-        for (int64_t j = 0; j < g.ncols; ++j) {
-          const int64_t ci = cols(q0 * g.sw + j);
-          coloff[j] = ci >= 0 ? ci * s_sw : -1;
-        }
-        for (int i = 0; i < nkh; ++i) {
-          const T* rp = src + n * s_sn + rows(o * sh + khs[i] * dh) * s_sh;
-          const T** pr = ptrs + i * g.ncols;
+      const int64_t n = t / nbands, o0 = (t % nbands) * BR, o1 = imin(OHe, o0 + BR);
+      const T* sp = src + n * s_sn;
+      for (int64_t o = o0; o < o1; ++o) {
+        const int64_t r = o - o0;
+        int nkh = 0;
+        for (int64_t kh = 0; kh < g.KH; ++kh) {
+          const int64_t si = rows(o * sh + kh * dh);
+          if (si < 0) continue;
+          const T* rp = sp + si * s_sh;
+          const T** pr = ptrs + (r * g.KH + nkh) * g.ncols;
           for (int64_t j = 0; j < g.ncols; ++j) pr[j] = coloff[j] >= 0 ? rp + coloff[j] : zero;
+          khs[r * g.KH + nkh++] = static_cast<int>(kh);
         }
-        pix_dispatch<T>(kind, g, ptrs, khs, nkh, np, wpk, bias, orow + q0 * g.osw);
+        nkhs[r] = nkh;
       }
+      auto rows_tab = [&](int64_t r, const T* const** pt, const int** kp, int* nk, T** orow) {
+        *pt = ptrs + r * g.KH * g.ncols;
+        *kp = khs + r * g.KH;
+        *nk = nkhs[r];
+        *orow = out + n * o_sn + (o0 + r) * o_sh;
+      };
+      auto prefetch_next = [&](int64_t r) {
+        if (row_bytes <= 0) return;
+        // source rows first needed by output row o0 + r + 1
+        const int64_t o = o0 + r + 1;
+        if (o >= OHe) return;
+        for (int64_t Y = (o - 1) * sh + (g.KH - 1) * dh + 1; Y <= o * sh + (g.KH - 1) * dh; ++Y) {
+          const int64_t si = rows(Y);
+          if (si >= 0) prefetch_bytes_l2(sp + si * s_sh, row_bytes);
+        }
+      };
+      pix_band_dispatch<T>(kind, g, o1 - o0, OWe, wpk, bias, rows_tab, prefetch_next);
     }
+    if (g.nt) _mm_sfence();
   });
 }
 
@@ -1183,8 +1233,8 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
     g.osw = p.out_sw;
     g.ctail = static_cast<int>(OC - (g.CB - 1) * L);
     const int kind = pix_kind(p.KW, p.stride_w, p.dil_w);
-    const int64_t P = tile_p(kind);
-    g.ncols = (P - 1) * g.sw + (g.KW - 1) * g.dw + 1;
+    g.nt = OC % L == 0 && p.out_sw % L == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0 &&
+           p.N * OC * p.OH * p.OW * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
     Buf wpk(g.CB * taps * L * 4), bb(g.CB * L * 4), zb((OC + 2 * L) * sizeof(T));
     pack_weights_cl(w, OC, taps, false, wpk.as<float>());
     float* bias = nullptr;
@@ -1195,7 +1245,7 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
     std::memset(zb.p, 0, (OC + 2 * L) * sizeof(T));
     const AxisMap rows{p.pad_t, 1, p.H}, cols{p.pad_l, 1, p.W};
     pix_engine<T>(g, kind, p.N, p.OH, p.OW, p.stride_h, p.dil_h, rows, cols, in, p.in_sn, p.in_sh, p.in_sw,
-                  wpk.as<float>(), bias, out, p.out_sn, p.out_sh, zb.as<T>());
+                  p.in_sw == OC ? p.W * OC : 0, wpk.as<float>(), bias, out, p.out_sn, p.out_sh, zb.as<T>());
     return true;
   }
   if (p.out_sw != 1) return false;
@@ -1223,14 +1273,15 @@ bool backward_input_t(const DwParams& p, const T* gout, const T* w, T* gin) {
     g.osw = p.in_sw;
     g.ctail = static_cast<int>(p.C - (g.CB - 1) * L);
     const int kind = pix_kind(p.KW, 1, p.dil_w);
-    g.ncols = (tile_p(kind) - 1) + (g.KW - 1) * g.dw + 1;
+    g.nt = p.C % L == 0 && p.in_sw % L == 0 && reinterpret_cast<uintptr_t>(gin) % 64 == 0 &&
+           p.N * p.C * p.H * p.W * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
     Buf wpk(g.CB * taps * L * 4), zb((OC + 2 * L) * sizeof(T));
     pack_weights_cl(w, OC, taps, true, wpk.as<float>());
     std::memset(zb.p, 0, (OC + 2 * L) * sizeof(T));
     const AxisMap rows{(p.KH - 1) * p.dil_h - p.pad_t, p.stride_h, p.OH};
     const AxisMap cols{(p.KW - 1) * p.dil_w - p.pad_l, p.stride_w, p.OW};
     pix_engine<T>(g, kind, p.N, p.H, p.W, 1, p.dil_h, rows, cols, gout, p.out_sn, p.out_sh, p.out_sw,
-                  wpk.as<float>(), nullptr, gin, p.in_sn, p.in_sh, zb.as<T>());
+                  p.out_sw == OC ? p.OW * OC : 0, wpk.as<float>(), nullptr, gin, p.in_sn, p.in_sh, zb.as<T>());
     return true;
   }
   if (p.in_sw != 1) return false;
