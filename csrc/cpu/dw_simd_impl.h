@@ -257,6 +257,9 @@ __attribute__((always_inline)) inline void plane_tile(const PlaneGeom& g, const 
               }
             }
           } else {
+            // Edge rows of the window: only some tile rows take row j (branches on loop-invariant
+            // flags: measured faster than predicated FMAs; zero weights are not an option, 0 * inf
+            // would turn finite outputs into NaN).
             bool ok[R];
 #pragma GCC unroll 8
             for (int r = 0; r < R; ++r) ok[r] = j - r * SH_ >= 0 && j - r * SH_ < KH;
@@ -355,6 +358,8 @@ void plane_rows_k(const PlaneGeom& g, const float* scratch, int64_t Y0, int64_t 
 enum PlaneKind : int {
   kP3s1, kP3s2, kP5s1, kP5s2, kP7s1, kP7s2,  // fixed k x k, dilation 1, stride (s, s)
   kPShared,                                  // runtime size, row stride 1 / row dilation 1
+  kPShared4,                                 //   the same with 4-row tiles (narrow planes)
+  kPShared8,                                 //   the same with 8-row tiles (narrow planes)
   kPGeneral,                                 // runtime size, any stride / dilation
 };
 
@@ -372,6 +377,16 @@ int plane_kind(int64_t KH, int64_t KW, int64_t sh, int64_t sw, int64_t dh, int64
   return (sh == 1 && dh == 1) ? kPShared : kPGeneral;
 }
 
+// Deeper row tiles of the runtime-size kernel on narrow planes (one or two vectors per row), for
+// enough independent accumulators; not deeper than the kernel is tall (the window's edge rows
+// feed only part of the tile). Measured on Zen 5.
+int plane_kind_for_width(int kind, int64_t NV, int64_t KH) {
+  if (kind != kPShared) return kind;
+  if (L == 16) return NV == 2 && KH >= 16 ? kPShared8 : kind;
+  if (NV == 1) return KH >= 16 ? kPShared8 : kPShared4;
+  return NV == 2 ? kPShared4 : kind;
+}
+
 template <class T>
 void plane_rows(const PlaneGeom& g, const float* scratch, int64_t Y0, int64_t src_stride, const float* const* ws,
                 int nsrc, float bias, T* out, int64_t osh, int64_t o0, int64_t o1) {
@@ -387,6 +402,8 @@ void plane_rows(const PlaneGeom& g, const float* scratch, int64_t Y0, int64_t sr
     DSCONV_K(kP7s1, kRFixed, 7, 1)
     DSCONV_K(kP7s2, kRFixed, 7, 2)
     DSCONV_K(kPShared, kRShared, 0, 1)
+    DSCONV_K(kPShared4, 4, 0, 1)
+    DSCONV_K(kPShared8, 8, 0, 1)
 #undef DSCONV_K
     default:
       plane_rows_k<T, 1, kVM, 0, 0, 0>(g, scratch, Y0, src_stride, ws, nsrc, bias, out, osh, o0, o1);
@@ -498,7 +515,7 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
   g.dh = p.dil_h;
   g.NV = cdiv(p.OW, L);
   g.tail = static_cast<int>(p.OW - (g.NV - 1) * L);
-  g.kind = plane_kind(p.KH, p.KW, p.stride_h, sw, p.dil_h, dw);
+  g.kind = plane_kind_for_width(plane_kind(p.KH, p.KW, p.stride_h, sw, p.dil_h, dw), g.NV, p.KH);
   const int64_t maxoff = ((p.KW - 1) * dw) / sw;
   g.PWp = rup(g.NV * L + maxoff + 1, L);
   g.RS = sw * g.PWp;
@@ -519,7 +536,7 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
   // Rows are prepared (kPrepLead rows) before the row group that first needs them, so reads
   // interleave with compute; source rows are prefetched about kPrefetchBytes ahead, into the
   // next task at the end of a band. Groups of up to 16 rows (fewer calls for small planes).
-  const int64_t RK = g.kind == kPGeneral ? 1 : (g.kind == kPShared ? kRShared : kRFixed);
+  const int64_t RK = g.kind == kPGeneral ? 1 : (g.kind == kPShared ? kRShared : (g.kind == kPShared8 ? 8 : (g.kind == kPShared4 ? 4 : kRFixed)));
   const int64_t RG = rup(16, RK);
   const int64_t row_bytes = p.W * p.in_sw * static_cast<int64_t>(sizeof(T));
   struct Ctx {
@@ -911,7 +928,7 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
   g.dh = p.dil_h;
   g.NV = cdiv(p.W, L);
   g.tail = static_cast<int>(p.W - (g.NV - 1) * L);
-  g.kind = plane_kind(p.KH, p.KW, 1, 1, p.dil_h, p.dil_w);
+  g.kind = plane_kind_for_width(plane_kind(p.KH, p.KW, 1, 1, p.dil_h, p.dil_w), g.NV, p.KH);
   g.PWp = rup(g.NV * L + (p.KW - 1) * p.dil_w + 1, L);
   g.RS = g.PWp;
   Buf koffb(p.KW * 8);

@@ -22,6 +22,10 @@ struct Vec {
   static inline V set1(float x) { return _mm512_set1_ps(x); }
   static inline V add(V a, V b) { return _mm512_add_ps(a, b); }
   static inline V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  // Predicated FMA: c + a*b where p is set, c unchanged (whatever a*b is) where it is not.
+  using Pred = __mmask16;
+  static inline Pred pred(bool b) { return b ? Pred(0xFFFF) : Pred(0); }
+  static inline V fmadd_pred(V a, V b, V c, Pred p) { return _mm512_mask3_fmadd_ps(a, b, c, p); }
   // First n lanes (0 <= n <= L).
   static inline Mask mask(int n) { return (Mask)((1u << n) - 1u); }
 
@@ -92,6 +96,9 @@ struct Vec {
   static inline V set1(float x) { return _mm256_set1_ps(x); }
   static inline V add(V a, V b) { return _mm256_add_ps(a, b); }
   static inline V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  using Pred = __m256;
+  static inline Pred pred(bool b) { return _mm256_castsi256_ps(_mm256_set1_epi32(b ? -1 : 0)); }
+  static inline V fmadd_pred(V a, V b, V c, Pred p) { return _mm256_blendv_ps(c, _mm256_fmadd_ps(a, b, c), p); }
   static inline Mask mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
