@@ -13,11 +13,27 @@ import statistics
 import sys
 import time
 
-# Fresh multi-MB outputs otherwise page-fault on every call (4 KiB pages, ~0.2 ms per MB here),
-# which swamps the kernels; torch's CPU allocator asks for huge pages when this is set.
-# --no-thp measures with the default instead.
-if "--no-thp" not in sys.argv:
+# Memory regime (--alloc): every call allocates its output, and fresh multi-MB allocations
+# page-fault (4 KiB pages, ~0.2-0.4 ms per MB here), which can swamp the kernels.
+#   default  as a user gets it (what bench/ and the copy reference `clone` see)
+#   thp      torch's allocator asks for huge pages (THP_MEM_ALLOC_ENABLE=1)
+#   reuse    glibc keeps freed memory (MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_): no faults,
+#            kernel time only; the process re-executes itself to set this before glibc starts.
+def _alloc_mode():
+    for i, a in enumerate(sys.argv):
+        if a == "--alloc" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if a.startswith("--alloc="):
+            return a.split("=", 1)[1]
+    return "default"
+
+
+if _alloc_mode() == "thp":
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+elif _alloc_mode() == "reuse" and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(1 << 40)
+    os.environ["MALLOC_TRIM_THRESHOLD_"] = str(1 << 40)
+    os.execv(sys.executable, [sys.executable] + sys.argv)
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +81,7 @@ def main():
     ap.add_argument("--layouts", default="nchw,cl")
     ap.add_argument("--bwd", action="store_true", help="also time forward+backward")
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--no-thp", action="store_true", help="leave THP_MEM_ALLOC_ENABLE unset")
+    ap.add_argument("--alloc", default="default", choices=["default", "thp", "reuse"])
     ap.add_argument("--isa", default="", help="force dsconv_ext.set_cpu_isa")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -74,7 +90,7 @@ def main():
     dtype = getattr(torch, args.dtype)
     bw, bw_prealloc = copy_bandwidth(dtype)
     print(f"threads={args.threads} dtype={args.dtype} isa={dsconv_ext.cpu_isa()} "
-          f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')} "
+          f"alloc={args.alloc} "
           f"copy bandwidth: clone {bw:.1f} GB/s, copy_ into a preallocated tensor {bw_prealloc:.1f} GB/s")
     names = [n for n in SHAPES if not args.only or any(o in n for o in args.only.split(","))]
     fwd_ratio, fb_ratio = {"nchw": [], "cl": []}, {"nchw": [], "cl": []}

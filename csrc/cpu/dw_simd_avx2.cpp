@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <type_traits>
 
 #pragma GCC push_options
 // GCC 12 reports its own _mm512_undefined_* helpers as maybe-uninitialized: a false positive.

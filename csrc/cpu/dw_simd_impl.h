@@ -115,8 +115,44 @@ inline void stream_copy(T* dst, const T* src, int64_t n) {
   if (b < nb) std::memcpy(d + b, s + b, nb - b);
 }
 
+// Software prefetch of the cache lines of [p, p + bytes).
+inline void prefetch_bytes(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  const char* e = c + bytes;
+  for (c = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(c) & ~uintptr_t(63)); c < e; c += 64)
+    _mm_prefetch(c, _MM_HINT_T0);
+}
+inline void prefetch_bytes_l2(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  const char* e = c + bytes;
+  for (c = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(c) & ~uintptr_t(63)); c < e; c += 64)
+    _mm_prefetch(c, _MM_HINT_T1);
+}
+constexpr int64_t kPrefetchRows = 6;  // input rows prefetched ahead of the one being prepared
+constexpr int64_t kPrepLead = 4;      // scratch rows prepared ahead of the first one read
+constexpr int64_t kPrefetchBytes = 2048;  // how far ahead of the row being prepared to prefetch
+
+// Rows ahead to prefetch for rows of `row_bytes` in tasks of `task_rows` virtual rows (the
+// lookahead reaches at most into the next task).
+inline int64_t prefetch_rows_ahead(int64_t row_bytes, int64_t task_rows) {
+  return imax(1, imin(imax(kPrefetchRows, kPrefetchBytes / imax(1, row_bytes)), task_rows));
+}
+
 // Outputs larger than this are written with non-temporal stores (they can't stay in the L3).
 constexpr int64_t kStreamBytes = 16ll << 20;
+
+// d[x] = s[(x - pad) * ss] for the x in [0, len) with 0 <= x - pad < n; other x untouched.
+template <class T>
+inline void copy_data(float* d, int64_t len, const T* s, int64_t ss, int64_t n, int64_t pad) {
+  const int64_t lo = clampi(pad, 0, len), hi = clampi(pad + n, 0, len);
+  if (hi <= lo) return;
+  if (ss == 1) {
+    widen_copy(d + lo, s + (lo - pad), hi - lo);
+  } else {
+    const T* src = s + (lo - pad) * ss;
+    for (int64_t x = 0; x < hi - lo; ++x) d[lo + x] = to_f32(src[x * ss]);
+  }
+}
 
 // d[x] = s[(x - pad) * ss] where 0 <= x - pad < n, 0 elsewhere, for x in [0, len).
 template <class T>
@@ -175,14 +211,22 @@ __attribute__((always_inline)) inline void plane_tile(const PlaneGeom& g, const 
       // Row j of the tile's window feeds output row r with kh = j - r*SH_ (dilation 1).
       const int64_t J = (R - 1) * SH_ + KH;
       if constexpr (KH_ > 0) {
+        // Fixed kernels: stride (SH_, SH_), so column phase kw % SH_ and offset kw / SH_ are
+        // compile-time; weights are re-read per tile (embedded broadcasts, no hoisting/spills).
+        const int64_t PWp = g.PWp;
+        __asm__("" : "+r"(w));
 #pragma GCC unroll 64
         for (int64_t j = 0; j < J; ++j) {
           const float* row = ss + j * RS;
 #pragma GCC unroll 16
           for (int64_t kw = 0; kw < KW; ++kw) {
             V x[NV_T];
+            const float* rp = row + (kw % SH_) * PWp + kw / SH_;
 #pragma GCC unroll 8
-            for (int v = 0; v < NV_T; ++v) x[v] = Vec::load(row + koff[kw] + v * L);
+            for (int v = 0; v < NV_T; ++v) {
+              x[v] = Vec::load(rp + v * L);
+              __asm__("" : "+v"(x[v]));  // one (unaligned) load feeds every row of the tile
+            }
 #pragma GCC unroll 8
             for (int r = 0; r < R; ++r) {
               const int64_t kh = j - r * SH_;
@@ -213,6 +257,9 @@ __attribute__((always_inline)) inline void plane_tile(const PlaneGeom& g, const 
               }
             }
           } else {
+            // Edge rows of the window: only some tile rows take row j (branches on loop-invariant
+            // flags: measured faster than predicated FMAs; zero weights are not an option, 0 * inf
+            // would turn finite outputs into NaN).
             bool ok[R];
 #pragma GCC unroll 8
             for (int r = 0; r < R; ++r) ok[r] = j - r * SH_ >= 0 && j - r * SH_ < KH;
@@ -311,12 +358,14 @@ void plane_rows_k(const PlaneGeom& g, const float* scratch, int64_t Y0, int64_t 
 enum PlaneKind : int {
   kP3s1, kP3s2, kP5s1, kP5s2, kP7s1, kP7s2,  // fixed k x k, dilation 1, stride (s, s)
   kPShared,                                  // runtime size, row stride 1 / row dilation 1
+  kPShared4,                                 //   the same with 4-row tiles (narrow planes)
+  kPShared8,                                 //   the same with 8-row tiles (narrow planes)
   kPGeneral,                                 // runtime size, any stride / dilation
 };
 
 // Register tiles: AVX-512 has 32 vector registers, AVX2 16.
 constexpr int kVM = 4;                       // vectors per tile along the row
-constexpr int kRFixed = 2;                   // rows per tile, fixed kernels
+constexpr int kRFixed = L == 16 ? 4 : 2;      // rows per tile, fixed kernels
 constexpr int kRShared = L == 16 ? 4 : 2;    // rows per tile, runtime-size kernels
 
 int plane_kind(int64_t KH, int64_t KW, int64_t sh, int64_t sw, int64_t dh, int64_t dw) {
@@ -326,6 +375,16 @@ int plane_kind(int64_t KH, int64_t KW, int64_t sh, int64_t sw, int64_t dh, int64
     if (KH == 7) return sh == 1 ? kP7s1 : kP7s2;
   }
   return (sh == 1 && dh == 1) ? kPShared : kPGeneral;
+}
+
+// Deeper row tiles of the runtime-size kernel on narrow planes (one or two vectors per row), for
+// enough independent accumulators; not deeper than the kernel is tall (the window's edge rows
+// feed only part of the tile). Measured on Zen 5.
+int plane_kind_for_width(int kind, int64_t NV, int64_t KH) {
+  if (kind != kPShared) return kind;
+  if (L == 16) return NV == 2 && KH >= 16 ? kPShared8 : kind;
+  if (NV == 1) return KH >= 16 ? kPShared8 : kPShared4;
+  return NV == 2 ? kPShared4 : kind;
 }
 
 template <class T>
@@ -343,6 +402,8 @@ void plane_rows(const PlaneGeom& g, const float* scratch, int64_t Y0, int64_t sr
     DSCONV_K(kP7s1, kRFixed, 7, 1)
     DSCONV_K(kP7s2, kRFixed, 7, 2)
     DSCONV_K(kPShared, kRShared, 0, 1)
+    DSCONV_K(kPShared4, 4, 0, 1)
+    DSCONV_K(kPShared8, 8, 0, 1)
 #undef DSCONV_K
     default:
       plane_rows_k<T, 1, kVM, 0, 0, 0>(g, scratch, Y0, src_stride, ws, nsrc, bias, out, osh, o0, o1);
@@ -352,31 +413,84 @@ void plane_rows(const PlaneGeom& g, const float* scratch, int64_t Y0, int64_t sr
 
 // Scratch rows hold the phases of the input columns: phase ph, position x <-> padded input
 // column x*sw + ph <-> input column x*sw + ph - pad_l.
+// Scratch rows are zeroed once per thread and kept zero outside the data positions, so preparing
+// a row writes only its data; `dirty` marks rows holding data (cleared when a later band needs
+// the row as padding).
+//
 // Scratch row for one input row (src == nullptr: zero row): phases of the zero-padded row.
 template <class T>
-void prep_fwd_row(float* dst, const T* src, int64_t in_sw, int64_t W, int64_t pad_l, int64_t phases, int64_t PWp,
-                  float* tmp) {
+void prep_fwd_row_slow(float* dst, const T* src, int64_t in_sw, int64_t W, int64_t pad_l, int64_t phases,
+                       int64_t PWp, float* tmp, uint8_t* dirty);
+
+template <class T>
+__attribute__((always_inline)) inline void prep_fwd_row(float* dst, const T* src, int64_t in_sw, int64_t W,
+                                                        int64_t pad_l, int64_t phases, int64_t PWp, float* tmp,
+                                                        uint8_t* dirty) {
+  // common case inline: unit stride, no stride phases, a row of at most 4 vectors inside the scratch
+  if (src && phases == 1 && in_sw == 1 && pad_l >= 0 && pad_l + W <= PWp && W <= 4 * L) {
+    *dirty = 1;
+    float* d = dst + pad_l;
+    int64_t i = 0;
+    for (; i + L <= W; i += L) Vec::store(d + i, Vec::load(src + i));
+    if (i < W) {
+      const Mask m = Vec::mask(static_cast<int>(W - i));
+      Vec::store(d + i, Vec::load(src + i, m), m);
+    }
+    return;
+  }
+  prep_fwd_row_slow(dst, src, in_sw, W, pad_l, phases, PWp, tmp, dirty);
+}
+
+template <class T>
+void prep_fwd_row_slow(float* dst, const T* src, int64_t in_sw, int64_t W, int64_t pad_l, int64_t phases,
+                       int64_t PWp, float* tmp, uint8_t* dirty) {
   if (!src) {
-    zero_floats(dst, phases * PWp);
+    if (*dirty) zero_floats(dst, phases * PWp);
+    *dirty = 0;
     return;
   }
+  *dirty = 1;
   if (phases == 1) {
-    copy_padded(dst, PWp, src, in_sw, W, pad_l);
+    copy_data(dst, PWp, src, in_sw, W, pad_l);
     return;
   }
-  copy_padded(tmp, phases * PWp, src, in_sw, W, pad_l);
-  if (phases == 2) {
+  if (phases == 2 && in_sw == 1) {
+    // Deinterleave straight from the source: chunk x0 of both phases is src[b, b + 2L) with
+    // b = 2*x0 - pad_l; lanes outside [0, W) load as zeros (masked, never touched).
     for (int64_t x = 0; x < PWp; x += L) {  // PWp is a multiple of L
+      const int64_t b = 2 * x - pad_l;
+      if (b + 2 * L <= 0 || b >= W) continue;  // all padding: already zero
+      V lo, hi;
+      if (b >= 0 && b + 2 * L <= W) {
+        lo = Vec::load(src + b);
+        hi = Vec::load(src + b + L);
+      } else {
+        lo = Vec::load_range(src + b, static_cast<int>(clampi(-b, 0, L)), static_cast<int>(clampi(W - b, 0, L)));
+        hi = Vec::load_range(src + b + L, static_cast<int>(clampi(-b - L, 0, L)),
+                             static_cast<int>(clampi(W - b - L, 0, L)));
+      }
       V e, od;
-      Vec::deinterleave2(Vec::load(tmp + 2 * x), Vec::load(tmp + 2 * x + L), &e, &od);
+      Vec::deinterleave2(lo, hi, &e, &od);
       Vec::store(dst + x, e);
       Vec::store(dst + PWp + x, od);
     }
     return;
   }
+  copy_padded(tmp, phases * PWp, src, in_sw, W, pad_l);
   for (int64_t ph = 0; ph < phases; ++ph)
     for (int64_t x = 0; x < PWp; ++x) dst[ph * PWp + x] = tmp[x * phases + ph];
 }
+
+// Zeroed per-thread scratch with per-row dirty flags.
+struct Scratch {
+  Buf buf, flags;
+  Scratch(int64_t floats, int64_t rows) : buf(floats * 4 + 256), flags(rows + 64) {
+    std::memset(buf.p, 0, static_cast<size_t>(floats * 4 + 256));
+    std::memset(flags.p, 0, static_cast<size_t>(rows + 64));
+  }
+  float* f() const { return buf.as<float>(); }
+  uint8_t* dirty(int64_t row) const { return flags.as<uint8_t>() + row; }
+};
 
 // Scratch budget per band (floats): the band's rows stay in L2 while its outputs are computed.
 constexpr int64_t kBandFloats = 48 * 1024;
@@ -401,7 +515,7 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
   g.dh = p.dil_h;
   g.NV = cdiv(p.OW, L);
   g.tail = static_cast<int>(p.OW - (g.NV - 1) * L);
-  g.kind = plane_kind(p.KH, p.KW, p.stride_h, sw, p.dil_h, dw);
+  g.kind = plane_kind_for_width(plane_kind(p.KH, p.KW, p.stride_h, sw, p.dil_h, dw), g.NV, p.KH);
   const int64_t maxoff = ((p.KW - 1) * dw) / sw;
   g.PWp = rup(g.NV * L + maxoff + 1, L);
   g.RS = sw * g.PWp;
@@ -419,31 +533,72 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
   // Large outputs with contiguous planes: compute a band into a staging buffer, stream it out.
   const bool nt = p.N * p.OC() * p.OH * p.OW * static_cast<int64_t>(sizeof(T)) >= kStreamBytes &&
                   p.out_sh == p.OW && p.out_sw == 1;
+  // Rows are prepared (kPrepLead rows) before the row group that first needs them, so reads
+  // interleave with compute; source rows are prefetched about kPrefetchBytes ahead, into the
+  // next task at the end of a band. Groups of up to 16 rows (fewer calls for small planes).
+  const int64_t RK = g.kind == kPGeneral ? 1 : (g.kind == kPShared ? kRShared : (g.kind == kPShared8 ? 8 : (g.kind == kPShared4 ? 4 : kRFixed)));
+  const int64_t RG = rup(16, RK);
+  const int64_t row_bytes = p.W * p.in_sw * static_cast<int64_t>(sizeof(T));
+  struct Ctx {
+    const T* plane;
+  };
+  auto ctx_of = [&](int64_t t, Ctx* ctx, int64_t* Y0, int64_t* Y1) {
+    const int64_t band = t % nbands, nc = t / nbands;
+    ctx->plane = in + (nc / C) * p.in_sn + (nc % C) * p.in_sc;
+    *Y0 = band * B * sh;
+    *Y1 = (imin(p.OH, band * B + B) - 1) * sh + win;
+  };
+  const int64_t PFD = prefetch_rows_ahead(row_bytes, imin(rows_max, (p.OH - 1) * sh + win));
   at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
-    Buf scratch(rows_max * g.RS * 4 + 64);
+    Scratch scratch(rows_max * g.RS, rows_max);
     Buf tmp((sw > 1 ? sw * g.PWp : 1) * 4 + 64);
-    Buf stage(nt ? B * p.OW * static_cast<int64_t>(sizeof(T)) + 64 : 64);
-    float* sc = scratch.as<float>();
+    Buf stage(nt ? RG * p.OW * static_cast<int64_t>(sizeof(T)) + 64 : 64);
+    float* sc = scratch.f();
     for (int64_t t = begin; t < end; ++t) {
       const int64_t band = t % nbands, nc = t / nbands, c = nc % C, n = nc / C;
       const int64_t o0 = band * B, o1 = imin(p.OH, o0 + B);
-      const int64_t Y0 = o0 * sh, Y1 = (o1 - 1) * sh + win;
-      const T* ip = in + n * p.in_sn + c * p.in_sc;
-      for (int64_t Y = Y0; Y < Y1; ++Y) {
-        const int64_t ih = Y - p.pad_t;
-        prep_fwd_row<T>(sc + (Y - Y0) * g.RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
-                        p.pad_l, sw, g.PWp, tmp.as<float>());
+      Ctx ctx;
+      int64_t Y0, Y1;
+      ctx_of(t, &ctx, &Y0, &Y1);
+      const T* ip = ctx.plane;
+      const T* nplane = nullptr;
+      int64_t nY0 = 0, nY1 = 0;
+      if (t + 1 < end) {
+        Ctx c2;
+        ctx_of(t + 1, &c2, &nY0, &nY1);
+        nplane = c2.plane;
       }
-      for (int64_t m = 0; m < M; ++m) {
-        const int64_t oc = c * M + m;
-        const float* wp = w32 + oc * taps;
-        T* op = out + n * p.out_sn + oc * p.out_sc;
-        if (nt) {
-          T* st = stage.as<T>() - o0 * p.OW;
-          plane_rows<T>(g, sc, Y0, 0, &wp, 1, b32 ? b32[oc] : 0.f, st, p.OW, o0, o1);
-          stream_copy<T>(op + o0 * p.OW, st + o0 * p.OW, (o1 - o0) * p.OW);
-        } else {
-          plane_rows<T>(g, sc, Y0, 0, &wp, 1, b32 ? b32[oc] : 0.f, op, p.out_sh, o0, o1);
+      int64_t Yp = Y0;
+      for (int64_t o = o0; o < o1; o += RG) {
+        // A vector load overlapping a store still in flight can't be forwarded and stalls
+        // until the store retires: rows are prepared kPrepLead rows before they are read.
+        const int64_t oe = imin(o1, o + RG), need = imin(Y1, (oe - 1) * sh + win + kPrepLead);
+        for (; Yp < need; ++Yp) {
+          {
+            int64_t Yf = Yp + PFD;  // prefetch ahead, into the next task past this band's end
+            const T* pl = ip;
+            if (Yf >= Y1) {
+              pl = t + 1 < end ? nplane : nullptr;
+              Yf = nY0 + (Yf - Y1);
+            }
+            const int64_t ihf = Yf - p.pad_t;
+            if (pl && ihf >= 0 && ihf < p.H) prefetch_bytes(pl + ihf * p.in_sh, row_bytes);
+          }
+          const int64_t ih = Yp - p.pad_t;
+          prep_fwd_row<T>(sc + (Yp - Y0) * g.RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
+                          p.pad_l, sw, g.PWp, tmp.as<float>(), scratch.dirty(Yp - Y0));
+        }
+        for (int64_t m = 0; m < M; ++m) {
+          const int64_t oc = c * M + m;
+          const float* wp = w32 + oc * taps;
+          T* op = out + n * p.out_sn + oc * p.out_sc;
+          if (nt) {
+            T* st = stage.as<T>() - o * p.OW;
+            plane_rows<T>(g, sc, Y0, 0, &wp, 1, b32 ? b32[oc] : 0.f, st, p.OW, o, oe);
+            stream_copy<T>(op + o * p.OW, st + o * p.OW, (oe - o) * p.OW);
+          } else {
+            plane_rows<T>(g, sc, Y0, 0, &wp, 1, b32 ? b32[oc] : 0.f, op, p.out_sh, o, oe);
+          }
         }
       }
     }
@@ -471,9 +626,10 @@ void pack_weights_cl(const T* w, int64_t OC, int64_t taps, bool flip, float* wpk
 struct PixGeom {
   int64_t KH, KW, sw, dw;  // engine tap geometry along W (virtual stride / dilation)
   int64_t C, CB, taps;
-  int64_t ncols;           // column pointers per row of a tile
+  int64_t ncols;           // column pointers per kernel row of the row table
   int64_t osw;             // output pixel stride (elements)
   int ctail;               // valid lanes of the last channel block (1..L)
+  bool nt;                 // non-temporal stores (large, vector-aligned output)
 };
 
 // P pixels x VC channel vectors, any kernel width. ptrs: [nkh][ncols] column pointers of the
@@ -515,6 +671,8 @@ __attribute__((always_inline)) inline void pix_tile_gen(const PixGeom& g, const 
     for (int v = 0; v < VC; ++v) {
       if (MSK)
         Vec::store(o + q * g.osw + v * L, acc[q][v], cm);
+      else if (std::is_same<T, float>::value && g.nt)
+        Vec::stream(reinterpret_cast<float*>(o + q * g.osw + v * L), acc[q][v]);
       else
         Vec::store(o + q * g.osw + v * L, acc[q][v]);
     }
@@ -564,6 +722,8 @@ __attribute__((always_inline)) inline void pix_tile_fix(const PixGeom& g, const 
     for (int v = 0; v < VC; ++v) {
       if (MSK)
         Vec::store(o + q * g.osw + v * L, acc[q][v], cm);
+      else if (std::is_same<T, float>::value && g.nt)
+        Vec::stream(reinterpret_cast<float*>(o + q * g.osw + v * L), acc[q][v]);
       else
         Vec::store(o + q * g.osw + v * L, acc[q][v]);
     }
@@ -579,32 +739,43 @@ __attribute__((always_inline)) inline void pix_tile(const PixGeom& g, const T* c
     pix_tile_gen<T, P, VC, MSK>(g, ptrs, khs, nkh, col0, w, bias, c0, o, cm);
 }
 
-// All channel blocks of P pixels (np <= P valid; np < P runs single pixels).
-template <class T, int P, int KW_, int SW_>
-void pix_pixels(const PixGeom& g, const T* const* ptrs, const int* khs, int nkh, int64_t np, const float* wpk,
-                const float* bias, T* o) {
+// One output row, channel vectors [c0, c0 + VC*L): tiles of P pixels, then single pixels.
+// ptrs: the row's table [nkh][g.ncols] of column pointers.
+template <class T, int P, int VC, bool MSK, int KW_, int SW_>
+void pix_row_cb(const PixGeom& g, const T* const* ptrs, const int* khs, int nkh, int64_t OWe, const float* w,
+                const float* bias, int64_t c0, T* o, Mask cm) {
+  int64_t q0 = 0;
+  for (; q0 + P <= OWe; q0 += P)
+    pix_tile<T, P, VC, MSK, KW_, SW_>(g, ptrs, khs, nkh, q0 * g.sw, w, bias, c0, o + q0 * g.osw, cm);
+  for (; q0 < OWe; ++q0)
+    pix_tile<T, 1, VC, MSK, KW_, SW_>(g, ptrs, khs, nkh, q0 * g.sw, w, bias, c0, o + q0 * g.osw, cm);
+}
+
+// A band of output rows; per row every channel block sweeps the row's pixels (the block's lines
+// of the KH input rows stay in L1 across the sweep). Blocks outermost over the whole band was
+// measured no faster. rows_tab(r, &ptrs, &khs, &nkh, &orow) describes band row r; on_row(r) runs
+// before it (prefetching).
+template <class T, int P, int KW_, int SW_, class RowTab, class OnRow>
+void pix_band(const PixGeom& g, int64_t nrows, int64_t OWe, const float* wpk, const float* bias,
+              const RowTab& rows_tab, const OnRow& on_row) {
   const int64_t CBfull = g.C / L;
   const Mask cm = Vec::mask(g.ctail);
-  const int64_t wstride = g.taps * L;  // per channel block
-  constexpr int VC2 = L == 16 ? 2 : 1; // two channel vectors per tile where registers allow
-  if (np == P) {
+  const int64_t wstride = g.taps * L;   // per channel block
+  constexpr int VC2 = L == 16 ? 2 : 1;  // two channel vectors per tile where registers allow
+  for (int64_t r = 0; r < nrows; ++r) {
+    const T* const* ptrs;
+    const int* khs;
+    int nkh;
+    T* orow;
+    rows_tab(r, &ptrs, &khs, &nkh, &orow);
+    on_row(r);
     int64_t cb = 0;
     for (; cb + VC2 <= CBfull; cb += VC2)
-      pix_tile<T, P, VC2, false, KW_, SW_>(g, ptrs, khs, nkh, 0, wpk + cb * wstride, bias, cb * L, o + cb * L, cm);
+      pix_row_cb<T, P, VC2, false, KW_, SW_>(g, ptrs, khs, nkh, OWe, wpk + cb * wstride, bias, cb * L, orow + cb * L, cm);
     for (; cb < CBfull; ++cb)
-      pix_tile<T, P, 1, false, KW_, SW_>(g, ptrs, khs, nkh, 0, wpk + cb * wstride, bias, cb * L, o + cb * L, cm);
+      pix_row_cb<T, P, 1, false, KW_, SW_>(g, ptrs, khs, nkh, OWe, wpk + cb * wstride, bias, cb * L, orow + cb * L, cm);
     if (g.ctail < L)
-      pix_tile<T, P, 1, true, KW_, SW_>(g, ptrs, khs, nkh, 0, wpk + cb * wstride, bias, cb * L, o + cb * L, cm);
-    return;
-  }
-  for (int64_t q = 0; q < np; ++q) {
-    const int64_t col0 = q * g.sw;
-    T* oq = o + q * g.osw;
-    int64_t cb = 0;
-    for (; cb < CBfull; ++cb)
-      pix_tile<T, 1, 1, false, KW_, SW_>(g, ptrs, khs, nkh, col0, wpk + cb * wstride, bias, cb * L, oq + cb * L, cm);
-    if (g.ctail < L)
-      pix_tile<T, 1, 1, true, KW_, SW_>(g, ptrs, khs, nkh, col0, wpk + cb * wstride, bias, cb * L, oq + cb * L, cm);
+      pix_row_cb<T, P, 1, true, KW_, SW_>(g, ptrs, khs, nkh, OWe, wpk + cb * wstride, bias, cb * L, orow + cb * L, cm);
   }
 }
 
@@ -622,17 +793,17 @@ int pix_kind(int64_t KW, int64_t sw, int64_t dw) {
 constexpr int kPFix = L == 16 ? 6 : 4;
 constexpr int kPGen = L == 16 ? 6 : 4;
 
-template <class T>
-void pix_dispatch(int kind, const PixGeom& g, const T* const* ptrs, const int* khs, int nkh, int64_t np,
-                  const float* wpk, const float* bias, T* o) {
+template <class T, class RowTab, class OnRow>
+void pix_band_dispatch(int kind, const PixGeom& g, int64_t nrows, int64_t OWe, const float* wpk, const float* bias,
+                       const RowTab& rt, const OnRow& onr) {
   switch (kind) {
-    case kX3s1: pix_pixels<T, kPFix, 3, 1>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
-    case kX3s2: pix_pixels<T, kPFix, 3, 2>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
-    case kX5s1: pix_pixels<T, kPFix, 5, 1>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
-    case kX5s2: pix_pixels<T, kPFix, 5, 2>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
-    case kX7s1: pix_pixels<T, kPFix, 7, 1>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
-    case kX7s2: pix_pixels<T, kPFix, 7, 2>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
-    default: pix_pixels<T, kPGen, 0, 0>(g, ptrs, khs, nkh, np, wpk, bias, o); break;
+    case kX3s1: pix_band<T, kPFix, 3, 1>(g, nrows, OWe, wpk, bias, rt, onr); break;
+    case kX3s2: pix_band<T, kPFix, 3, 2>(g, nrows, OWe, wpk, bias, rt, onr); break;
+    case kX5s1: pix_band<T, kPFix, 5, 1>(g, nrows, OWe, wpk, bias, rt, onr); break;
+    case kX5s2: pix_band<T, kPFix, 5, 2>(g, nrows, OWe, wpk, bias, rt, onr); break;
+    case kX7s1: pix_band<T, kPFix, 7, 1>(g, nrows, OWe, wpk, bias, rt, onr); break;
+    case kX7s2: pix_band<T, kPFix, 7, 2>(g, nrows, OWe, wpk, bias, rt, onr); break;
+    default: pix_band<T, kPGen, 0, 0>(g, nrows, OWe, wpk, bias, rt, onr); break;
   }
 }
 
@@ -653,54 +824,85 @@ struct AxisMap {
 
 // out pixels (n, o, q) for o in [0, OHe), q in [0, OWe):
 //   out = bias + sum_{kh,kw} w[kh,kw] * src(n, rows(o*sh + kh*dh), cols(q*sw + kw*dw))
+// One task = a band of output rows of one image; per row a table of column pointers for every
+// kernel row that lands inside the source (zero buffer for padding / inserted zeros).
 template <class T>
-void pix_engine(const PixGeom& g, int kind, int64_t N, int64_t OHe, int64_t OWe, int64_t sh, int64_t dh,
+void pix_engine(PixGeom g, int kind, int64_t N, int64_t OHe, int64_t OWe, int64_t sh, int64_t dh,
                 const AxisMap& rows, const AxisMap& cols, const T* src, int64_t s_sn, int64_t s_sh, int64_t s_sw,
-                const float* wpk, const float* bias, T* out, int64_t o_sn, int64_t o_sh, const T* zero) {
-  const int64_t P = tile_p(kind);
-  at::parallel_for(0, N * OHe, 1, [&](int64_t begin, int64_t end) {
-    Buf ptrb(g.KH * g.ncols * 8 + 64), khb(g.KH * 4 + 64), colb(g.ncols * 8 + 64);
+                int64_t s_rowlen, const float* wpk, const float* bias, T* out, int64_t o_sn, int64_t o_sh,
+                const T* zero) {
+  g.ncols = (OWe - 1) * g.sw + (g.KW - 1) * g.dw + 1;
+  const int64_t BR = imax(1, imin(8, N * OHe / 16));
+  const int64_t nbands = cdiv(OHe, BR);
+  Buf colb(g.ncols * 8 + 64);
+  int64_t* coloff = colb.as<int64_t>();
+  for (int64_t j = 0; j < g.ncols; ++j) {
+    const int64_t ci = cols(j);
+    coloff[j] = ci >= 0 ? ci * s_sw : -1;
+  }
+  // whole source rows (s_rowlen elements) are prefetched into L2 one output row ahead
+  const int64_t row_bytes = s_rowlen * static_cast<int64_t>(sizeof(T));
+  at::parallel_for(0, N * nbands, 1, [&](int64_t begin, int64_t end) {
+    Buf ptrb(BR * g.KH * g.ncols * 8 + 64), khb(BR * g.KH * 4 + 64), nkhb(BR * 4 + 64);
     const T** ptrs = ptrb.as<const T*>();
     int* khs = khb.as<int>();
-    int64_t* coloff = colb.as<int64_t>();
+    int* nkhs = nkhb.as<int>();
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t n = t / OHe, o = t % OHe;
-      int nkh = 0;
-      for (int64_t kh = 0; kh < g.KH; ++kh)
-        if (rows(o * sh + kh * dh) >= 0) khs[nkh++] = static_cast<int>(kh);
-      T* orow = out + n * o_sn + o * o_sh;
-      for (int64_t q0 = 0; q0 < OWe; q0 += P) {
-        const int64_t np = imin(P, OWe - q0);
-        for (int64_t j = 0; j < g.ncols; ++j) {
-          const int64_t ci = cols(q0 * g.sw + j);
-          coloff[j] = ci >= 0 ? ci * s_sw : -1;
-        }
-        for (int i = 0; i < nkh; ++i) {
-          const T* rp = src + n * s_sn + rows(o * sh + khs[i] * dh) * s_sh;
-          const T** pr = ptrs + i * g.ncols;
+      const int64_t n = t / nbands, o0 = (t % nbands) * BR, o1 = imin(OHe, o0 + BR);
+      const T* sp = src + n * s_sn;
+      for (int64_t o = o0; o < o1; ++o) {
+        const int64_t r = o - o0;
+        int nkh = 0;
+        for (int64_t kh = 0; kh < g.KH; ++kh) {
+          const int64_t si = rows(o * sh + kh * dh);
+          if (si < 0) continue;
+          const T* rp = sp + si * s_sh;
+          const T** pr = ptrs + (r * g.KH + nkh) * g.ncols;
           for (int64_t j = 0; j < g.ncols; ++j) pr[j] = coloff[j] >= 0 ? rp + coloff[j] : zero;
+          khs[r * g.KH + nkh++] = static_cast<int>(kh);
         }
-        pix_dispatch<T>(kind, g, ptrs, khs, nkh, np, wpk, bias, orow + q0 * g.osw);
+        nkhs[r] = nkh;
       }
+      auto rows_tab = [&](int64_t r, const T* const** pt, const int** kp, int* nk, T** orow) {
+        *pt = ptrs + r * g.KH * g.ncols;
+        *kp = khs + r * g.KH;
+        *nk = nkhs[r];
+        *orow = out + n * o_sn + (o0 + r) * o_sh;
+      };
+      auto prefetch_next = [&](int64_t r) {
+        if (row_bytes <= 0) return;
+        // source rows first needed by output row o0 + r + 1
+        const int64_t o = o0 + r + 1;
+        if (o >= OHe) return;
+        for (int64_t Y = (o - 1) * sh + (g.KH - 1) * dh + 1; Y <= o * sh + (g.KH - 1) * dh; ++Y) {
+          const int64_t si = rows(Y);
+          if (si >= 0) prefetch_bytes_l2(sp + si * s_sh, row_bytes);
+        }
+      };
+      pix_band_dispatch<T>(kind, g, o1 - o0, OWe, wpk, bias, rows_tab, prefetch_next);
     }
+    if (g.nt) _mm_sfence();
   });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Grad input, planes: the forward engine on the zero-inserted, padded grad_output.
 
-// Scratch row of the virtual input: dst[X] = g[(X - pad) / s] where divisible and in range.
+// Scratch row of the virtual input: dst[X] = g[(X - pad) / s] where divisible and in range
+// (data positions only: the rest of the row stays zero, see Scratch).
 template <class T>
-void prep_bwd_row(float* dst, const T* g, int64_t gsw, int64_t OW, int64_t pad, int64_t s, int64_t PWp) {
+void prep_bwd_row(float* dst, const T* g, int64_t gsw, int64_t OW, int64_t pad, int64_t s, int64_t PWp,
+                  uint8_t* dirty) {
   if (!g) {
-    zero_floats(dst, PWp);
+    if (*dirty) zero_floats(dst, PWp);
+    *dirty = 0;
     return;
   }
+  *dirty = 1;
   if (s == 1) {
-    copy_padded(dst, PWp, g, gsw, OW, pad);
+    copy_data(dst, PWp, g, gsw, OW, pad);
     return;
   }
-  zero_floats(dst, PWp);
   // ow with 0 <= pad + ow*s < PWp
   const int64_t lo = pad >= 0 ? 0 : cdiv(-pad, s);
   const int64_t hi = imin(OW, pad + (OW - 1) * s < PWp ? OW : (PWp - 1 - pad) / s + 1);
@@ -726,7 +928,7 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
   g.dh = p.dil_h;
   g.NV = cdiv(p.W, L);
   g.tail = static_cast<int>(p.W - (g.NV - 1) * L);
-  g.kind = plane_kind(p.KH, p.KW, 1, 1, p.dil_h, p.dil_w);
+  g.kind = plane_kind_for_width(plane_kind(p.KH, p.KW, 1, 1, p.dil_h, p.dil_w), g.NV, p.KH);
   g.PWp = rup(g.NV * L + (p.KW - 1) * p.dil_w + 1, L);
   g.RS = g.PWp;
   Buf koffb(p.KW * 8);
@@ -745,10 +947,10 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
   const bool nt = p.N * C * p.H * p.W * static_cast<int64_t>(sizeof(T)) >= kStreamBytes && p.in_sh == p.W &&
                   p.in_sw == 1;
   at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
-    Buf scratch(M * src_stride * 4 + 64);
+    Scratch scratch(M * src_stride, M * rows_max);
     Buf wsb(M * 8 + 64);
     Buf stage(nt ? B * p.W * static_cast<int64_t>(sizeof(T)) + 64 : 64);
-    float* sc = scratch.as<float>();
+    float* sc = scratch.f();
     const float** ws = wsb.as<const float*>();
     for (int64_t t = begin; t < end; ++t) {
       const int64_t band = t % nbands, nc = t / nbands, c = nc % C, n = nc / C;
@@ -760,7 +962,7 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
         for (int64_t Y = Y0; Y < Y1; ++Y) {
           const int64_t oh = rows(Y);
           prep_bwd_row<T>(sc + m * src_stride + (Y - Y0) * g.RS, oh >= 0 ? gp + oh * p.out_sh : nullptr, p.out_sw,
-                          p.OW, padc, p.stride_w, g.PWp);
+                          p.OW, padc, p.stride_w, g.PWp, scratch.dirty(m * rows_max + (Y - Y0)));
         }
         ws[m] = wflip + oc * taps;
       }
@@ -861,10 +1063,10 @@ bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
   Buf part(nchunk > 1 ? OC * nchunk * (taps + 1) * 4 : 64);
   float* pt = part.as<float>();
   at::parallel_for(0, OC * nchunk, 1, [&](int64_t begin, int64_t end) {
-    Buf scratch(rows_max * RS * 4 + 64);
+    Scratch scratch(rows_max * RS, rows_max);
     Buf tmp((sw > 1 ? sw * PWp : 1) * 4 + 64);
     Buf totb((taps + 1) * L * 4 + 64);
-    float* sc = scratch.as<float>();
+    float* sc = scratch.f();
     V* tot = totb.as<V>();
     for (int64_t task = begin; task < end; ++task) {
       const int64_t oc = task / nchunk, chunk = task % nchunk, c = oc / p.M;
@@ -878,7 +1080,7 @@ bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
           for (int64_t Y = Y0; Y < Y1; ++Y) {
             const int64_t ih = Y - p.pad_t;
             prep_fwd_row<T>(sc + (Y - Y0) * RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
-                            p.pad_l, sw, PWp, tmp.as<float>());
+                            p.pad_l, sw, PWp, tmp.as<float>(), scratch.dirty(Y - Y0));
           }
           for (int64_t t0 = 0; t0 < taps; t0 += ntb) {
             const int nt = static_cast<int>(imin(ntb, taps - t0));
@@ -1048,8 +1250,8 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
     g.osw = p.out_sw;
     g.ctail = static_cast<int>(OC - (g.CB - 1) * L);
     const int kind = pix_kind(p.KW, p.stride_w, p.dil_w);
-    const int64_t P = tile_p(kind);
-    g.ncols = (P - 1) * g.sw + (g.KW - 1) * g.dw + 1;
+    g.nt = OC % L == 0 && p.out_sw % L == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0 &&
+           p.N * OC * p.OH * p.OW * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
     Buf wpk(g.CB * taps * L * 4), bb(g.CB * L * 4), zb((OC + 2 * L) * sizeof(T));
     pack_weights_cl(w, OC, taps, false, wpk.as<float>());
     float* bias = nullptr;
@@ -1060,7 +1262,7 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
     std::memset(zb.p, 0, (OC + 2 * L) * sizeof(T));
     const AxisMap rows{p.pad_t, 1, p.H}, cols{p.pad_l, 1, p.W};
     pix_engine<T>(g, kind, p.N, p.OH, p.OW, p.stride_h, p.dil_h, rows, cols, in, p.in_sn, p.in_sh, p.in_sw,
-                  wpk.as<float>(), bias, out, p.out_sn, p.out_sh, zb.as<T>());
+                  p.in_sw == OC ? p.W * OC : 0, wpk.as<float>(), bias, out, p.out_sn, p.out_sh, zb.as<T>());
     return true;
   }
   if (p.out_sw != 1) return false;
@@ -1088,14 +1290,15 @@ bool backward_input_t(const DwParams& p, const T* gout, const T* w, T* gin) {
     g.osw = p.in_sw;
     g.ctail = static_cast<int>(p.C - (g.CB - 1) * L);
     const int kind = pix_kind(p.KW, 1, p.dil_w);
-    g.ncols = (tile_p(kind) - 1) + (g.KW - 1) * g.dw + 1;
+    g.nt = p.C % L == 0 && p.in_sw % L == 0 && reinterpret_cast<uintptr_t>(gin) % 64 == 0 &&
+           p.N * p.C * p.H * p.W * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
     Buf wpk(g.CB * taps * L * 4), zb((OC + 2 * L) * sizeof(T));
     pack_weights_cl(w, OC, taps, true, wpk.as<float>());
     std::memset(zb.p, 0, (OC + 2 * L) * sizeof(T));
     const AxisMap rows{(p.KH - 1) * p.dil_h - p.pad_t, p.stride_h, p.OH};
     const AxisMap cols{(p.KW - 1) * p.dil_w - p.pad_l, p.stride_w, p.OW};
     pix_engine<T>(g, kind, p.N, p.H, p.W, 1, p.dil_h, rows, cols, gout, p.out_sn, p.out_sh, p.out_sw,
-                  wpk.as<float>(), nullptr, gin, p.in_sn, p.in_sh, zb.as<T>());
+                  p.out_sw == OC ? p.OW * OC : 0, wpk.as<float>(), nullptr, gin, p.in_sn, p.in_sh, zb.as<T>());
     return true;
   }
   if (p.in_sw != 1) return false;

@@ -22,6 +22,10 @@ struct Vec {
   static inline V set1(float x) { return _mm512_set1_ps(x); }
   static inline V add(V a, V b) { return _mm512_add_ps(a, b); }
   static inline V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  // Predicated FMA: c + a*b where p is set, c unchanged (whatever a*b is) where it is not.
+  using Pred = __mmask16;
+  static inline Pred pred(bool b) { return b ? Pred(0xFFFF) : Pred(0); }
+  static inline V fmadd_pred(V a, V b, V c, Pred p) { return _mm512_mask3_fmadd_ps(a, b, c, p); }
   // First n lanes (0 <= n <= L).
   static inline Mask mask(int n) { return (Mask)((1u << n) - 1u); }
 
@@ -36,6 +40,11 @@ struct Vec {
     __m512i x = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
   }
+
+  // Lanes [lo, hi) of p (0 <= lo <= hi <= L), zeros elsewhere; other lanes are never touched.
+  static inline Mask mask_range(int lo, int hi) { return (Mask)(((1u << hi) - 1u) & ~((1u << lo) - 1u)); }
+  template <class T>
+  static inline V load_range(const T* p, int lo, int hi) { return load(p, mask_range(lo, hi)); }
 
   static inline void store(float* p, V v) { _mm512_storeu_ps(p, v); }
   static inline void store(float* p, V v, Mask m) { _mm512_mask_storeu_ps(p, m, v); }
@@ -87,6 +96,9 @@ struct Vec {
   static inline V set1(float x) { return _mm256_set1_ps(x); }
   static inline V add(V a, V b) { return _mm256_add_ps(a, b); }
   static inline V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  using Pred = __m256;
+  static inline Pred pred(bool b) { return _mm256_castsi256_ps(_mm256_set1_epi32(b ? -1 : 0)); }
+  static inline V fmadd_pred(V a, V b, V c, Pred p) { return _mm256_blendv_ps(c, _mm256_fmadd_ps(a, b, c), p); }
   static inline Mask mask(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
@@ -102,6 +114,18 @@ struct Vec {
     alignas(16) uint16_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     const int n = mask_count(m);
     for (int i = 0; i < n; ++i) t[i] = p[i];
+    return load(t);
+  }
+
+  static inline V load_range(const float* p, int lo, int hi) {
+    const __m256i i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(lo), i),
+                                          _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), i));
+    return _mm256_maskload_ps(p, m);
+  }
+  static inline V load_range(const uint16_t* p, int lo, int hi) {
+    alignas(16) uint16_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = lo; i < hi; ++i) t[i] = p[i];
     return load(t);
   }
 
