@@ -174,9 +174,8 @@ def test_cuda_autocast_matches_conv2d(dtype):
 needs_separable = pytest.mark.skipif(
     not hasattr(dsconv_ext, "DepthwiseSeparableConv2d"), reason="this dsconv_ext has no DepthwiseSeparableConv2d"
 )
-# dsconv_ext.separable_conv2d (fused.py) doesn't cast to the autocast dtype as depthwise_conv2d
-# does: after a layer that autocast ran in bfloat16, the fused op gets a bfloat16 input and float32
-# folded weights and raises "input dtype (BFloat16) and weight dtype (Float) should be the same".
+
+
 def _separable_net():
     S = dsconv_ext.DepthwiseSeparableConv2d
     return nn.Sequential(

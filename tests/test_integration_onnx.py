@@ -197,9 +197,8 @@ def test_exported_program_with_decomposition(tmp_path):
 needs_separable = pytest.mark.skipif(
     not hasattr(dsconv_ext, "DepthwiseSeparableConv2d"), reason="this dsconv_ext has no DepthwiseSeparableConv2d"
 )
-# dsconv_ext/fused.py calls torch.ops.dsconv.separable_conv2d (and, in its unfused composition,
-# torch.ops.dsconv.depthwise_conv2d) even during ONNX export; the fix is the same
-# torch.onnx.is_in_onnx_export() fallback to F.conv2d that functional.py has.
+
+
 def _separable_net():
     S = dsconv_ext.DepthwiseSeparableConv2d
     return nn.Sequential(
