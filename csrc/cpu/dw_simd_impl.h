@@ -1025,6 +1025,131 @@ void gw_plane_dispatch(int nt, const float* srow0, int64_t rstep, const int64_t*
   }
 }
 
+// Row-shared tap block (row stride and dilation 1): taps [kh0, kh0+KHB) x [kw0, kw0+KWB) in
+// registers; scratch row j (virtual row = output row + kh) is loaded once per column offset and
+// meets the grad_output rows j - kh of every kernel row of the block: (KHB + KWB) loads per
+// KHB*KWB FMAs.
+template <class T, int KHB, int KWB>
+void gw_plane_shared(const float* sc, int64_t RS, int64_t Y0, const int64_t* koff, int64_t kh0, const T* g0,
+                     int64_t gsh, int64_t o0, int64_t o1, int64_t NV, int tail, V* tot, int64_t KW) {
+  V acc[KHB][KWB];
+#pragma GCC unroll 8
+  for (int b = 0; b < KHB; ++b)
+#pragma GCC unroll 8
+    for (int k = 0; k < KWB; ++k) acc[b][k] = Vec::zero();
+  const Mask tm = Vec::mask(tail);
+  const int64_t NVf = tail < L ? NV - 1 : NV;  // full vectors per row
+  int64_t xo[KWB];
+#pragma GCC unroll 8
+  for (int k = 0; k < KWB; ++k) xo[k] = koff[k];
+  // compile-time flags: masked (last, partial vector), every (all kernel rows of the block valid)
+  auto step = [&](const float* srow, const T* const* grow, const bool* ok, int64_t v, auto masked,
+                  auto every) __attribute__((always_inline)) {
+    V gv[KHB];
+#pragma GCC unroll 8
+    for (int b = 0; b < KHB; ++b)
+      gv[b] = decltype(masked)::value ? Vec::load(grow[b] + v * L, tm) : Vec::load(grow[b] + v * L);
+#pragma GCC unroll 8
+    for (int k = 0; k < KWB; ++k) {
+      const V x = Vec::load(srow + xo[k] + v * L);
+#pragma GCC unroll 8
+      for (int b = 0; b < KHB; ++b)
+        if (decltype(every)::value || ok[b]) acc[b][k] = Vec::fmadd(gv[b], x, acc[b][k]);
+    }
+  };
+  using F = std::false_type;
+  using Tr = std::true_type;
+  // rows j whose block rows are not all inside [o0, o1): the first and last KHB-1
+  const int64_t jb = o0 + kh0, je = o1 + kh0 + KHB - 1;  // j range
+  const int64_t fb = imin(je, jb + KHB - 1), fe = imax(fb, o1 + kh0);  // full rows [fb, fe)
+  // Vectors outermost, rows innermost: the long loop runs over rows (narrow planes have only a
+  // vector or two per row). Per tap the sum runs over vectors, then output rows, in order.
+  auto column = [&](int64_t v, auto masked) __attribute__((always_inline)) {
+    auto partial_row = [&](int64_t j) {
+      const float* srow = sc + (j - Y0) * RS;
+      bool ok[KHB];
+      const T* grow[KHB];
+#pragma GCC unroll 8
+      for (int b = 0; b < KHB; ++b) {
+        const int64_t o = j - kh0 - b;
+        ok[b] = o >= o0 && o < o1;
+        grow[b] = g0 + (clampi(o, o0, o1 - 1) - o0) * gsh;
+      }
+      step(srow, grow, ok, v, masked, F());
+    };
+    for (int64_t j = jb; j < fb; ++j) partial_row(j);
+    const float* srow = sc + (fb - Y0) * RS;
+    const T* grow[KHB];
+    const bool ok[KHB] = {};
+#pragma GCC unroll 8
+    for (int b = 0; b < KHB; ++b) grow[b] = g0 + (fb - kh0 - b - o0) * gsh;
+    for (int64_t j = fb; j < fe; ++j) {
+      step(srow, grow, ok, v, masked, Tr());
+      srow += RS;
+#pragma GCC unroll 8
+      for (int b = 0; b < KHB; ++b) grow[b] += gsh;
+    }
+    for (int64_t j = fe; j < je; ++j) partial_row(j);
+  };
+  for (int64_t v = 0; v < NVf; ++v) column(v, F());
+  if (NVf < NV) column(NVf, Tr());
+#pragma GCC unroll 8
+  for (int b = 0; b < KHB; ++b)
+#pragma GCC unroll 8
+    for (int k = 0; k < KWB; ++k) tot[b * KW + k] = Vec::add(tot[b * KW + k], acc[b][k]);
+}
+
+constexpr int kGwKHB = L == 16 ? 4 : 2;  // row-shared weight-gradient tile (kernel rows x columns)
+constexpr int kGwKWB = L == 16 ? 6 : 5;
+
+template <class T, int KHB>
+void gw_plane_shared_kw(int kwb, const float* sc, int64_t RS, int64_t Y0, const int64_t* koff, int64_t kh0,
+                        const T* g0, int64_t gsh, int64_t o0, int64_t o1, int64_t NV, int tail, V* tot, int64_t KW) {
+  switch (kwb) {
+#define DSCONV_KWB(n) \
+  case n: if constexpr (n <= kGwKWB) gw_plane_shared<T, KHB, n>(sc, RS, Y0, koff, kh0, g0, gsh, o0, o1, NV, tail, tot, KW); break;
+    DSCONV_KWB(1) DSCONV_KWB(2) DSCONV_KWB(3) DSCONV_KWB(4) DSCONV_KWB(5) DSCONV_KWB(6)
+#undef DSCONV_KWB
+    default: break;
+  }
+}
+
+// All taps of one band with row-shared tiles, plus the bias sum.
+template <class T>
+void gw_plane_shared_all(const float* sc, int64_t RS, int64_t Y0, const int64_t* koff, int64_t KH, int64_t KW,
+                         const T* g0, int64_t gsh, int64_t o0, int64_t o1, int64_t NV, int tail, V* tot, V* btot) {
+  // balanced blocks (31 columns: 6+5+5+5+5+5, not 6*5+1)
+  const int64_t nhb = cdiv(KH, kGwKHB), nwb = cdiv(KW, kGwKWB);
+  for (int64_t bh = 0; bh < nhb; ++bh) {
+    const int64_t kh0 = bh * KH / nhb;
+    const int khb = static_cast<int>((bh + 1) * KH / nhb - kh0);
+    for (int64_t bw = 0; bw < nwb; ++bw) {
+      const int64_t kw0 = bw * KW / nwb;
+      const int kwb = static_cast<int>((bw + 1) * KW / nwb - kw0);
+      V* tt = tot + kh0 * KW + kw0;
+      switch (khb) {
+        case 1: gw_plane_shared_kw<T, 1>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
+        case 2: gw_plane_shared_kw<T, 2>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
+        case 3: if constexpr (kGwKHB >= 3) gw_plane_shared_kw<T, 3>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
+        case 4: if constexpr (kGwKHB >= 4) gw_plane_shared_kw<T, 4>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
+        case 5: if constexpr (kGwKHB >= 5) gw_plane_shared_kw<T, 5>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
+        case 6: if constexpr (kGwKHB >= 6) gw_plane_shared_kw<T, 6>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
+        default: break;
+      }
+    }
+  }
+  if (btot) {
+    const Mask tm = Vec::mask(tail);
+    V b = Vec::zero();
+    for (int64_t o = o0; o < o1; ++o) {
+      const T* grow = g0 + (o - o0) * gsh;
+      for (int64_t v = 0; v < NV; ++v)
+        b = Vec::add(b, (v == NV - 1 && tail < L) ? Vec::load(grow + v * L, tm) : Vec::load(grow + v * L));
+    }
+    *btot = Vec::add(*btot, b);
+  }
+}
+
 // Fixed, shape-derived chunking of a reduction over `n` items for `tasks` independent tasks, so
 // that small channel counts still use every thread and the order never depends on threads.
 int64_t reduction_chunks(int64_t tasks, int64_t n) { return tasks >= 64 ? 1 : imin(n, cdiv(64, tasks)); }
@@ -1062,6 +1187,13 @@ bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
   const int64_t nchunk = reduction_chunks(OC, p.N), nper = cdiv(p.N, nchunk);
   Buf part(nchunk > 1 ? OC * nchunk * (taps + 1) * 4 : 64);
   float* pt = part.as<float>();
+  const int64_t in_row_bytes = p.in_sw == 1 ? p.W * static_cast<int64_t>(sizeof(T)) : 0;
+  const int64_t out_row_bytes = p.OW * static_cast<int64_t>(sizeof(T));
+  // row-shared tiles where rows have stride and dilation 1 and the kernel is at least 3 x 3
+  const bool shared = sh == 1 && p.dil_h == 1 && p.KH >= 3 && p.KW >= 3;
+  Buf koffb(p.KW * 8);
+  int64_t* koff = koffb.as<int64_t>();
+  for (int64_t kw = 0; kw < p.KW; ++kw) koff[kw] = ((kw * dw) % sw) * PWp + (kw * dw) / sw;
   at::parallel_for(0, OC * nchunk, 1, [&](int64_t begin, int64_t end) {
     Scratch scratch(rows_max * RS, rows_max);
     Buf tmp((sw > 1 ? sw * PWp : 1) * 4 + 64);
@@ -1077,10 +1209,20 @@ bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
         for (int64_t band = 0; band < nbands; ++band) {
           const int64_t o0 = band * B, o1 = imin(p.OH, o0 + B);
           const int64_t Y0 = o0 * sh, Y1 = (o1 - 1) * sh + win;
+          // the next image's rows of this band stream in while this one is computed
+          const bool pf = n + 1 < imin(p.N, (chunk + 1) * nper);
           for (int64_t Y = Y0; Y < Y1; ++Y) {
             const int64_t ih = Y - p.pad_t;
+            if (pf && ih >= 0 && ih < p.H) prefetch_bytes(ip + p.in_sn + ih * p.in_sh, in_row_bytes);
             prep_fwd_row<T>(sc + (Y - Y0) * RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
                             p.pad_l, sw, PWp, tmp.as<float>(), scratch.dirty(Y - Y0));
+          }
+          if (pf)
+            for (int64_t o = o0; o < o1; ++o) prefetch_bytes(gp + p.out_sn + o * p.out_sh, out_row_bytes);
+          if (shared) {
+            gw_plane_shared_all<T>(sc, RS, Y0, koff, p.KH, p.KW, gp + o0 * p.out_sh, p.out_sh, o0, o1, NV, tail, tot,
+                                   gb ? tot + taps : nullptr);
+            continue;
           }
           for (int64_t t0 = 0; t0 < taps; t0 += ntb) {
             const int nt = static_cast<int>(imin(ntb, taps - t0));
