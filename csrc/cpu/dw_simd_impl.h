@@ -496,12 +496,15 @@ struct Scratch {
 constexpr int64_t kBandFloats = 48 * 1024;
 
 // Output rows per band so that `rows(B) * row_floats` fits the budget (at least R_min rows).
-int64_t band_rows(int64_t OH, int64_t sh, int64_t win, int64_t row_floats, int64_t nsrc) {
-  const int64_t fit = kBandFloats / imax(1, row_floats * nsrc);
+// (budget: floats for all nsrc planes; bands are multiples of 8 rows, the deepest row tile)
+int64_t band_rows(int64_t OH, int64_t sh, int64_t win, int64_t row_floats, int64_t nsrc,
+                  int64_t budget = kBandFloats) {
+  const int64_t fit = budget / imax(1, row_floats * nsrc);
   int64_t B = fit > win ? (fit - win) / imax(1, sh) + 1 : 1;
-  B = imax(B, 8);
-  return imin(B, OH);
+  B = imax(8, B / 8 * 8);
+  return B >= OH ? OH : B;
 }
+constexpr int64_t kClBandFloats = 256 * 1024;  // L planes of a channels_last block: ~1 MB
 
 template <class T>
 bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b32, T* out) {
@@ -1025,6 +1028,131 @@ void gw_plane_dispatch(int nt, const float* srow0, int64_t rstep, const int64_t*
   }
 }
 
+// Row-shared tap block (row stride and dilation 1): taps [kh0, kh0+KHB) x [kw0, kw0+KWB) in
+// registers; scratch row j (virtual row = output row + kh) is loaded once per column offset and
+// meets the grad_output rows j - kh of every kernel row of the block: (KHB + KWB) loads per
+// KHB*KWB FMAs.
+template <class T, int KHB, int KWB>
+void gw_plane_shared(const float* sc, int64_t RS, int64_t Y0, const int64_t* koff, int64_t kh0, const T* g0,
+                     int64_t gsh, int64_t o0, int64_t o1, int64_t NV, int tail, V* tot, int64_t KW) {
+  V acc[KHB][KWB];
+#pragma GCC unroll 8
+  for (int b = 0; b < KHB; ++b)
+#pragma GCC unroll 8
+    for (int k = 0; k < KWB; ++k) acc[b][k] = Vec::zero();
+  const Mask tm = Vec::mask(tail);
+  const int64_t NVf = tail < L ? NV - 1 : NV;  // full vectors per row
+  int64_t xo[KWB];
+#pragma GCC unroll 8
+  for (int k = 0; k < KWB; ++k) xo[k] = koff[k];
+  // compile-time flags: masked (last, partial vector), every (all kernel rows of the block valid)
+  auto step = [&](const float* srow, const T* const* grow, const bool* ok, int64_t v, auto masked,
+                  auto every) __attribute__((always_inline)) {
+    V gv[KHB];
+#pragma GCC unroll 8
+    for (int b = 0; b < KHB; ++b)
+      gv[b] = decltype(masked)::value ? Vec::load(grow[b] + v * L, tm) : Vec::load(grow[b] + v * L);
+#pragma GCC unroll 8
+    for (int k = 0; k < KWB; ++k) {
+      const V x = Vec::load(srow + xo[k] + v * L);
+#pragma GCC unroll 8
+      for (int b = 0; b < KHB; ++b)
+        if (decltype(every)::value || ok[b]) acc[b][k] = Vec::fmadd(gv[b], x, acc[b][k]);
+    }
+  };
+  using F = std::false_type;
+  using Tr = std::true_type;
+  // rows j whose block rows are not all inside [o0, o1): the first and last KHB-1
+  const int64_t jb = o0 + kh0, je = o1 + kh0 + KHB - 1;  // j range
+  const int64_t fb = imin(je, jb + KHB - 1), fe = imax(fb, o1 + kh0);  // full rows [fb, fe)
+  // Vectors outermost, rows innermost: the long loop runs over rows (narrow planes have only a
+  // vector or two per row). Per tap the sum runs over vectors, then output rows, in order.
+  auto column = [&](int64_t v, auto masked) __attribute__((always_inline)) {
+    auto partial_row = [&](int64_t j) {
+      const float* srow = sc + (j - Y0) * RS;
+      bool ok[KHB];
+      const T* grow[KHB];
+#pragma GCC unroll 8
+      for (int b = 0; b < KHB; ++b) {
+        const int64_t o = j - kh0 - b;
+        ok[b] = o >= o0 && o < o1;
+        grow[b] = g0 + (clampi(o, o0, o1 - 1) - o0) * gsh;
+      }
+      step(srow, grow, ok, v, masked, F());
+    };
+    for (int64_t j = jb; j < fb; ++j) partial_row(j);
+    const float* srow = sc + (fb - Y0) * RS;
+    const T* grow[KHB];
+    const bool ok[KHB] = {};
+#pragma GCC unroll 8
+    for (int b = 0; b < KHB; ++b) grow[b] = g0 + (fb - kh0 - b - o0) * gsh;
+    for (int64_t j = fb; j < fe; ++j) {
+      step(srow, grow, ok, v, masked, Tr());
+      srow += RS;
+#pragma GCC unroll 8
+      for (int b = 0; b < KHB; ++b) grow[b] += gsh;
+    }
+    for (int64_t j = fe; j < je; ++j) partial_row(j);
+  };
+  for (int64_t v = 0; v < NVf; ++v) column(v, F());
+  if (NVf < NV) column(NVf, Tr());
+#pragma GCC unroll 8
+  for (int b = 0; b < KHB; ++b)
+#pragma GCC unroll 8
+    for (int k = 0; k < KWB; ++k) tot[b * KW + k] = Vec::add(tot[b * KW + k], acc[b][k]);
+}
+
+constexpr int kGwKHB = L == 16 ? 4 : 2;  // row-shared weight-gradient tile (kernel rows x columns)
+constexpr int kGwKWB = L == 16 ? 6 : 5;
+
+template <class T, int KHB>
+void gw_plane_shared_kw(int kwb, const float* sc, int64_t RS, int64_t Y0, const int64_t* koff, int64_t kh0,
+                        const T* g0, int64_t gsh, int64_t o0, int64_t o1, int64_t NV, int tail, V* tot, int64_t KW) {
+  switch (kwb) {
+#define DSCONV_KWB(n) \
+  case n: if constexpr (n <= kGwKWB) gw_plane_shared<T, KHB, n>(sc, RS, Y0, koff, kh0, g0, gsh, o0, o1, NV, tail, tot, KW); break;
+    DSCONV_KWB(1) DSCONV_KWB(2) DSCONV_KWB(3) DSCONV_KWB(4) DSCONV_KWB(5) DSCONV_KWB(6)
+#undef DSCONV_KWB
+    default: break;
+  }
+}
+
+// All taps of one band with row-shared tiles, plus the bias sum.
+template <class T>
+void gw_plane_shared_all(const float* sc, int64_t RS, int64_t Y0, const int64_t* koff, int64_t KH, int64_t KW,
+                         const T* g0, int64_t gsh, int64_t o0, int64_t o1, int64_t NV, int tail, V* tot, V* btot) {
+  // balanced blocks (31 columns: 6+5+5+5+5+5, not 6*5+1)
+  const int64_t nhb = cdiv(KH, kGwKHB), nwb = cdiv(KW, kGwKWB);
+  for (int64_t bh = 0; bh < nhb; ++bh) {
+    const int64_t kh0 = bh * KH / nhb;
+    const int khb = static_cast<int>((bh + 1) * KH / nhb - kh0);
+    for (int64_t bw = 0; bw < nwb; ++bw) {
+      const int64_t kw0 = bw * KW / nwb;
+      const int kwb = static_cast<int>((bw + 1) * KW / nwb - kw0);
+      V* tt = tot + kh0 * KW + kw0;
+      switch (khb) {
+        case 1: gw_plane_shared_kw<T, 1>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
+        case 2: gw_plane_shared_kw<T, 2>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
+        case 3: if constexpr (kGwKHB >= 3) gw_plane_shared_kw<T, 3>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
+        case 4: if constexpr (kGwKHB >= 4) gw_plane_shared_kw<T, 4>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
+        case 5: if constexpr (kGwKHB >= 5) gw_plane_shared_kw<T, 5>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
+        case 6: if constexpr (kGwKHB >= 6) gw_plane_shared_kw<T, 6>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
+        default: break;
+      }
+    }
+  }
+  if (btot) {
+    const Mask tm = Vec::mask(tail);
+    V b = Vec::zero();
+    for (int64_t o = o0; o < o1; ++o) {
+      const T* grow = g0 + (o - o0) * gsh;
+      for (int64_t v = 0; v < NV; ++v)
+        b = Vec::add(b, (v == NV - 1 && tail < L) ? Vec::load(grow + v * L, tm) : Vec::load(grow + v * L));
+    }
+    *btot = Vec::add(*btot, b);
+  }
+}
+
 // Fixed, shape-derived chunking of a reduction over `n` items for `tasks` independent tasks, so
 // that small channel counts still use every thread and the order never depends on threads.
 int64_t reduction_chunks(int64_t tasks, int64_t n) { return tasks >= 64 ? 1 : imin(n, cdiv(64, tasks)); }
@@ -1062,6 +1190,13 @@ bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
   const int64_t nchunk = reduction_chunks(OC, p.N), nper = cdiv(p.N, nchunk);
   Buf part(nchunk > 1 ? OC * nchunk * (taps + 1) * 4 : 64);
   float* pt = part.as<float>();
+  const int64_t in_row_bytes = p.in_sw == 1 ? p.W * static_cast<int64_t>(sizeof(T)) : 0;
+  const int64_t out_row_bytes = p.OW * static_cast<int64_t>(sizeof(T));
+  // row-shared tiles where rows have stride and dilation 1 and the kernel is at least 3 x 3
+  const bool shared = sh == 1 && p.dil_h == 1 && p.KH >= 3 && p.KW >= 3;
+  Buf koffb(p.KW * 8);
+  int64_t* koff = koffb.as<int64_t>();
+  for (int64_t kw = 0; kw < p.KW; ++kw) koff[kw] = ((kw * dw) % sw) * PWp + (kw * dw) / sw;
   at::parallel_for(0, OC * nchunk, 1, [&](int64_t begin, int64_t end) {
     Scratch scratch(rows_max * RS, rows_max);
     Buf tmp((sw > 1 ? sw * PWp : 1) * 4 + 64);
@@ -1077,10 +1212,20 @@ bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
         for (int64_t band = 0; band < nbands; ++band) {
           const int64_t o0 = band * B, o1 = imin(p.OH, o0 + B);
           const int64_t Y0 = o0 * sh, Y1 = (o1 - 1) * sh + win;
+          // the next image's rows of this band stream in while this one is computed
+          const bool pf = n + 1 < imin(p.N, (chunk + 1) * nper);
           for (int64_t Y = Y0; Y < Y1; ++Y) {
             const int64_t ih = Y - p.pad_t;
+            if (pf && ih >= 0 && ih < p.H) prefetch_bytes(ip + p.in_sn + ih * p.in_sh, in_row_bytes);
             prep_fwd_row<T>(sc + (Y - Y0) * RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
                             p.pad_l, sw, PWp, tmp.as<float>(), scratch.dirty(Y - Y0));
+          }
+          if (pf)
+            for (int64_t o = o0; o < o1; ++o) prefetch_bytes(gp + p.out_sn + o * p.out_sh, out_row_bytes);
+          if (shared) {
+            gw_plane_shared_all<T>(sc, RS, Y0, koff, p.KH, p.KW, gp + o0 * p.out_sh, p.out_sh, o0, o1, NV, tail, tot,
+                                   gb ? tot + taps : nullptr);
+            continue;
           }
           for (int64_t t0 = 0; t0 < taps; t0 += ntb) {
             const int nt = static_cast<int>(imin(ntb, taps - t0));
@@ -1231,6 +1376,226 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Large kernels in channels_last: through the planes kernels. Per task a block of L channels of
+// one image (and band of rows) is transposed into L zero-padded scratch planes, computed with
+// the planes kernels (which reach ~85% of the FMA peak at 31x31, against ~50% for the pixel
+// kernels, whose every FMA needs its own input and weight vector), and transposed back. The
+// transposes cost a few scalar moves per element, nothing next to the >= kClPlanesTaps FMAs.
+
+constexpr int64_t kClPlanesTaps = 81;  // 9x9 and larger
+
+// Scatters one source pixel's channel vector into L planes at element offset `off`.
+template <class T>
+inline void scatter_channels(const T* px, bool msk, Mask cm, float* const* rows, int64_t off) {
+  alignas(64) float tv[L];
+  Vec::store(tv, msk ? Vec::load(px, cm) : Vec::load(px));
+#pragma GCC unroll 16
+  for (int c = 0; c < L; ++c) rows[c][off] = tv[c];
+}
+
+// Forward (GI = false) or grad input (GI = true) of a channels_last problem with M == 1.
+template <class T, bool GI>
+bool cl_planes(const DwParams& p, const T* src, const float* w32, const float* b32, T* dst) {
+  const int64_t C = p.C, taps = p.taps();
+  // engine geometry: forward as fwd_planes; grad input as bwd_input_planes (stride 1, phases 1)
+  const int64_t OHe = GI ? p.H : p.OH, OWe = GI ? p.W : p.OW;
+  const int64_t esh = GI ? 1 : p.stride_h, esw = GI ? 1 : p.stride_w;
+  PlaneGeom g;
+  g.OH = OHe;
+  g.OW = OWe;
+  g.KH = p.KH;
+  g.KW = p.KW;
+  g.sh = esh;
+  g.dh = p.dil_h;
+  g.NV = cdiv(OWe, L);
+  g.tail = static_cast<int>(OWe - (g.NV - 1) * L);
+  g.kind = plane_kind_for_width(plane_kind(p.KH, p.KW, esh, esw, p.dil_h, p.dil_w), g.NV, p.KH);
+  const int64_t maxoff = ((p.KW - 1) * p.dil_w) / esw;
+  g.PWp = rup(g.NV * L + maxoff + 1, L);
+  g.RS = esw * g.PWp;
+  Buf koffb(p.KW * 8);
+  int64_t* koff = koffb.as<int64_t>();
+  for (int64_t kw = 0; kw < p.KW; ++kw) koff[kw] = ((kw * p.dil_w) % esw) * g.PWp + (kw * p.dil_w) / esw;
+  g.koff = koff;
+  // source geometry
+  const int64_t SH = GI ? p.OH : p.H, SW = GI ? p.OW : p.W;
+  const int64_t s_sn = GI ? p.out_sn : p.in_sn, s_sh = GI ? p.out_sh : p.in_sh, s_sw = GI ? p.out_sw : p.in_sw;
+  const int64_t d_sn = GI ? p.in_sn : p.out_sn, d_sh = GI ? p.in_sh : p.out_sh, d_sw = GI ? p.in_sw : p.out_sw;
+  // virtual row Y -> source row; source column -> scratch element offset (or -1)
+  const AxisMap rows = GI ? AxisMap{(p.KH - 1) * p.dil_h - p.pad_t, p.stride_h, p.OH} : AxisMap{p.pad_t, 1, p.H};
+  Buf coffb(SW * 8 + 64);
+  int64_t* coff = coffb.as<int64_t>();
+  for (int64_t s = 0; s < SW; ++s) {
+    const int64_t X = GI ? (p.KW - 1) * p.dil_w - p.pad_l + s * p.stride_w : s + p.pad_l;
+    coff[s] = (X >= 0 && X / esw < g.PWp) ? (X % esw) * g.PWp + X / esw : -1;
+  }
+  const int64_t win = (p.KH - 1) * p.dil_h + 1;
+  const int64_t B = band_rows(OHe, esh, win, g.RS, L, kClBandFloats);
+  const int64_t nbands = cdiv(OHe, B);
+  const int64_t rows_max = (B - 1) * esh + win;
+  const int64_t pstride = rows_max * g.RS;  // floats per scratch plane
+  const int64_t CB = cdiv(C, L);
+  const int ctail = static_cast<int>(C - (CB - 1) * L);
+  const Mask cm = Vec::mask(ctail);
+  at::parallel_for(0, p.N * CB * nbands, 1, [&](int64_t begin, int64_t end) {
+    Scratch scratch(L * pstride, L * rows_max);
+    Buf stage(L * B * OWe * 4 + 64);
+    float* sc = scratch.f();
+    float* st = stage.as<float>();
+    float* rowp[L];
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t band = t % nbands, ncb = t / nbands, cb = ncb % CB, n = ncb / CB;
+      const int64_t c0 = cb * L, nc = imin(L, C - c0);
+      const bool msk = nc < L;
+      const int64_t o0 = band * B, o1 = imin(OHe, o0 + B);
+      const int64_t Y0 = o0 * esh, Y1 = (o1 - 1) * esh + win;
+      for (int64_t Y = Y0; Y < Y1; ++Y) {
+        const int64_t r = Y - Y0, si = rows(Y);
+        for (int c = 0; c < L; ++c) rowp[c] = sc + c * pstride + r * g.RS;
+        if (si < 0) {
+          for (int c = 0; c < L; ++c) {
+            uint8_t* d = scratch.dirty(c * rows_max + r);
+            if (*d) zero_floats(rowp[c], g.RS);
+            *d = 0;
+          }
+          continue;
+        }
+        for (int c = 0; c < L; ++c) *scratch.dirty(c * rows_max + r) = 1;
+        const T* srow = src + n * s_sn + si * s_sh + c0;
+        for (int64_t s = 0; s < SW; ++s)
+          if (coff[s] >= 0) scatter_channels(srow + s * s_sw, msk, cm, rowp, coff[s]);
+      }
+      for (int64_t c = 0; c < nc; ++c) {
+        const float* wp = w32 + (c0 + c) * taps;
+        plane_rows<float>(g, sc + c * pstride, Y0, 0, &wp, 1, b32 ? b32[c0 + c] : 0.f, st + c * B * OWe - o0 * OWe,
+                          OWe, o0, o1);
+      }
+      for (int64_t o = o0; o < o1; ++o) {
+        T* drow = dst + n * d_sn + o * d_sh + c0;
+        const float* srow = st + (o - o0) * OWe;
+        for (int64_t q = 0; q < OWe; ++q) {
+          alignas(64) float tv[L];
+          for (int c = 0; c < L; ++c) tv[c] = srow[c * B * OWe + q];
+          if (msk)
+            Vec::store(drow + q * d_sw, Vec::load(tv), cm);
+          else
+            Vec::store(drow + q * d_sw, Vec::load(tv));
+        }
+      }
+    }
+  });
+  return true;
+}
+
+// Grad weight / bias of a channels_last problem with M == 1, through the planes kernels.
+// One task = (channel block, fixed batch chunk); per-channel totals as in gw_planes.
+template <class T>
+bool gw_cl_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
+  const int64_t sw = p.stride_w, dw = p.dil_w, sh = p.stride_h, C = p.C;
+  const int64_t NV = cdiv(p.OW, L), GS = NV * L;
+  const int tail = static_cast<int>(p.OW - (NV - 1) * L);
+  const int64_t maxoff = ((p.KW - 1) * dw) / sw;
+  const int64_t PWp = rup(NV * L + maxoff + 1, L), RS = sw * PWp;
+  const int64_t taps = p.taps();
+  Buf toffb(taps * 8), koffb(p.KW * 8), coffb(p.W * 8 + 64);
+  int64_t* toff = toffb.as<int64_t>();
+  int64_t* koff = koffb.as<int64_t>();
+  int64_t* coff = coffb.as<int64_t>();
+  for (int64_t kh = 0; kh < p.KH; ++kh)
+    for (int64_t kw = 0; kw < p.KW; ++kw)
+      toff[kh * p.KW + kw] = kh * p.dil_h * RS + ((kw * dw) % sw) * PWp + (kw * dw) / sw;
+  for (int64_t kw = 0; kw < p.KW; ++kw) koff[kw] = ((kw * dw) % sw) * PWp + (kw * dw) / sw;
+  for (int64_t s = 0; s < p.W; ++s) {
+    const int64_t X = s + p.pad_l;
+    coff[s] = X / sw < PWp ? (X % sw) * PWp + X / sw : -1;
+  }
+  const bool shared = sh == 1 && p.dil_h == 1 && p.KH >= 3 && p.KW >= 3;
+  const int64_t nblocks = cdiv(taps, kNT), ntb = cdiv(taps, nblocks);
+  const int64_t win = (p.KH - 1) * p.dil_h + 1;
+  const int64_t B = band_rows(p.OH, sh, win, RS, L, kClBandFloats);
+  const int64_t nbands = cdiv(p.OH, B);
+  const int64_t rows_max = (B - 1) * sh + win;
+  const int64_t pstride = rows_max * RS;
+  const int64_t CB = cdiv(C, L);
+  const int ctail = static_cast<int>(C - (CB - 1) * L);
+  const Mask cm = Vec::mask(ctail);
+  const int64_t nchunk = reduction_chunks(CB, p.N), nper = cdiv(p.N, nchunk);
+  Buf part(CB * nchunk * L * (taps + 1) * 4 + 64);
+  float* pt = part.as<float>();
+  const AxisMap rows{p.pad_t, 1, p.H};
+  at::parallel_for(0, CB * nchunk, 1, [&](int64_t begin, int64_t end) {
+    Scratch scratch(L * pstride, L * rows_max);
+    Buf gpb(L * B * GS * 4 + 64), totb(L * (taps + 1) * L * 4 + 64);
+    float* sc = scratch.f();
+    float* gpl = gpb.as<float>();
+    V* tot = totb.as<V>();
+    float* rowp[L];
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t cb = task / nchunk, chunk = task % nchunk;
+      const int64_t c0 = cb * L, nc = imin(L, C - c0);
+      const bool msk = nc < L;
+      for (int64_t i = 0; i < L * (taps + 1); ++i) tot[i] = Vec::zero();
+      for (int64_t n = chunk * nper; n < imin(p.N, (chunk + 1) * nper); ++n) {
+        for (int64_t band = 0; band < nbands; ++band) {
+          const int64_t o0 = band * B, o1 = imin(p.OH, o0 + B);
+          const int64_t Y0 = o0 * sh, Y1 = (o1 - 1) * sh + win;
+          for (int64_t Y = Y0; Y < Y1; ++Y) {
+            const int64_t r = Y - Y0, si = rows(Y);
+            for (int c = 0; c < L; ++c) rowp[c] = sc + c * pstride + r * RS;
+            if (si < 0) {
+              for (int c = 0; c < L; ++c) {
+                uint8_t* d = scratch.dirty(c * rows_max + r);
+                if (*d) zero_floats(rowp[c], RS);
+                *d = 0;
+              }
+              continue;
+            }
+            for (int c = 0; c < L; ++c) *scratch.dirty(c * rows_max + r) = 1;
+            const T* srow = in + n * p.in_sn + si * p.in_sh + c0;
+            for (int64_t s = 0; s < p.W; ++s)
+              if (coff[s] >= 0) scatter_channels(srow + s * p.in_sw, msk, cm, rowp, coff[s]);
+          }
+          for (int64_t o = o0; o < o1; ++o) {
+            for (int c = 0; c < L; ++c) rowp[c] = gpl + (c * B + (o - o0)) * GS;
+            const T* grow = gout + n * p.out_sn + o * p.out_sh + c0;
+            for (int64_t q = 0; q < p.OW; ++q) scatter_channels(grow + q * p.out_sw, msk, cm, rowp, q);
+          }
+          for (int64_t c = 0; c < nc; ++c) {
+            V* tc = tot + c * (taps + 1);
+            const float* scp = sc + c * pstride;
+            const float* gp = gpl + c * B * GS;
+            if (shared) {
+              gw_plane_shared_all<float>(scp, RS, Y0, koff, p.KH, p.KW, gp, GS, o0, o1, NV, tail, tc,
+                                         gb ? tc + taps : nullptr);
+            } else {
+              for (int64_t t0 = 0; t0 < taps; t0 += ntb) {
+                const int ntk = static_cast<int>(imin(ntb, taps - t0));
+                gw_plane_dispatch<float>(ntk, scp, sh * RS, toff + t0, gp, GS, o1 - o0, NV, tail, tc + t0,
+                                         (gb && t0 == 0) ? tc + taps : nullptr);
+              }
+            }
+          }
+        }
+      }
+      for (int64_t c = 0; c < nc; ++c) {
+        float* d = pt + ((cb * nchunk + chunk) * L + c) * (taps + 1);
+        for (int64_t t = 0; t <= taps; ++t) d[t] = Vec::hsum(tot[c * (taps + 1) + t]);
+      }
+    }
+  });
+  for (int64_t oc = 0; oc < C; ++oc) {
+    const int64_t cb = oc / L, c = oc % L;
+    for (int64_t t = 0; t <= taps; ++t) {
+      float s = 0.f;
+      for (int64_t ch = 0; ch < nchunk; ++ch) s += pt[((cb * nchunk + ch) * L + c) * (taps + 1) + t];
+      if (t < taps && gw) store_scalar(gw + oc * taps + t, s);
+      if (t == taps && gb) store_scalar(gb + oc, s);
+    }
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Entry points
 
 template <class T>
@@ -1239,6 +1604,13 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
   const bool pixel_order = p.out_sc == 1 && OC > 1;
   if (pixel_order) {
     if (p.in_sc != 1 || p.M != 1) return false;
+    if (taps >= kClPlanesTaps) {
+      Buf w32(OC * taps * 4), b32(OC * 4);
+      for (int64_t i = 0; i < OC * taps; ++i) w32.as<float>()[i] = to_f32(w[i]);
+      if (b)
+        for (int64_t i = 0; i < OC; ++i) b32.as<float>()[i] = to_f32(b[i]);
+      return cl_planes<T, false>(p, in, w32.as<float>(), b ? b32.as<float>() : nullptr, out);
+    }
     PixGeom g;
     g.KH = p.KH;
     g.KW = p.KW;
@@ -1279,6 +1651,12 @@ bool backward_input_t(const DwParams& p, const T* gout, const T* w, T* gin) {
   const bool pixel_order = p.in_sc == 1 && p.C > 1;
   if (pixel_order) {
     if (p.out_sc != 1 || p.M != 1) return false;
+    if (taps >= kClPlanesTaps) {
+      Buf wf(OC * taps * 4);
+      for (int64_t oc = 0; oc < OC; ++oc)
+        for (int64_t t = 0; t < taps; ++t) wf.as<float>()[oc * taps + t] = to_f32(w[oc * taps + taps - 1 - t]);
+      return cl_planes<T, true>(p, gout, wf.as<float>(), nullptr, gin);
+    }
     PixGeom g;
     g.KH = p.KH;
     g.KW = p.KW;
@@ -1313,6 +1691,7 @@ bool backward_weight_bias_t(const DwParams& p, const T* gout, const T* in, T* gw
   const bool pixel_order = p.out_sc == 1 && p.OC() > 1;
   if (pixel_order) {
     if (p.in_sc != 1 || p.M != 1) return false;
+    if (p.taps() >= kClPlanesTaps) return gw_cl_planes<T>(p, gout, in, gw, gb);
     return gw_pixels<T>(p, gout, in, gw, gb);
   }
   if (p.out_sw != 1) return false;
