@@ -90,6 +90,16 @@ def measure(case: ModelCase, dtype: torch.dtype, layout: str, device, cfg: Timin
     classes = t["torch"].output.shape[-1]
     del t
 
+    fuse = getattr(dsconv_ext, "fuse", None)
+    if fuse is not None:
+        # Inference with the fused depthwise-separable path: eval-mode copy, BN folded, DW+PW chains fused.
+        fused = fuse(copy.deepcopy(ours).eval())
+        if any(type(m).__name__ == "FusedSeparableConv2d" for m in fused.modules()):
+            t = compare({"ours": _inference(fused, x), "torch": _inference(stock, x)}, cfg, device)
+            yield row("inference-fused", t, agreement(t["ours"].output, t["torch"].output, dtype))
+            del t
+        del fused
+
     stock.train(), ours.train()
     target = torch.randint(0, classes, (case.n,), generator=torch.Generator().manual_seed(1)).to(device)
     steps = {

@@ -162,7 +162,7 @@ def write_markdown(result: Dict[str, Any], path: Path, plots: Optional[List[Path
                 tables.markdown(tables.SEPARABLE_COLUMNS, result["separable"])]
     if result["models"]:
         out += ["", "## models: converted with dsconv_ext.convert vs stock", "",
-                "inference: eval, no_grad; train-step: forward, cross entropy, backward, SGD step. "
+                "inference: eval, no_grad; inference-fused: the same after dsconv_ext.fuse (BN folded, DW+PW fused); train-step: forward, cross entropy, backward, SGD step. "
                 "max |diff|: eval outputs (inference) or first-step loss (train-step).", "",
                 tables.markdown(tables.MODEL_COLUMNS, result["models"])]
     if result["errors"]:
