@@ -35,8 +35,9 @@ def test_smoke_run_writes_json_and_markdown(tmp_path, capsys):
     assert data["copy_bandwidth"]["reference_gbps"] > 0
     assert data["machine"]["threads"] == 1 and data["config"]["threads"] == 1
 
-    # one tiny layer x 2 layouts x 2 passes, one separable case x 2 layouts, one tiny model x 2 layouts x 2 modes
-    assert len(data["layers"]) == 4 and len(data["separable"]) == 2 and len(data["models"]) == 4
+    # one tiny layer x 2 layouts x 2 passes, one separable case x 2 layouts, one tiny model x 2 layouts
+    # x 3 modes (inference, inference-fused, train-step)
+    assert len(data["layers"]) == 4 and len(data["separable"]) == 2 and len(data["models"]) == 6
     for row in data["layers"]:
         assert LAYER_KEYS <= set(row)
         assert row["match"] and row["ours_ms"] > 0 and row["torch_ms"] > 0
@@ -45,7 +46,7 @@ def test_smoke_run_writes_json_and_markdown(tmp_path, capsys):
     }
     assert all(SEPARABLE_KEYS <= set(r) and r["match"] for r in data["separable"])
     assert all(MODEL_KEYS <= set(r) and r["match"] for r in data["models"])
-    assert {r["mode"] for r in data["models"]} == {"inference", "train-step"}
+    assert {r["mode"] for r in data["models"]} == {"inference", "inference-fused", "train-step"}
     assert {(s["layout"], s["pass"]) for s in data["summary"]["layers"]} == {
         (layout, p) for layout in ("nchw", "channels_last") for p in ("fwd", "fwd+bwd")
     }
