@@ -214,9 +214,11 @@ __attribute__((always_inline)) inline void plane_tile(const PlaneGeom& g, const 
         // Fixed kernels: stride (SH_, SH_), so column phase kw % SH_ and offset kw / SH_ are
         // compile-time; weights are re-read per tile (embedded broadcasts, no hoisting/spills).
         const int64_t PWp = g.PWp;
-        __asm__("" : "+r"(w));
 #pragma GCC unroll 64
         for (int64_t j = 0; j < J; ++j) {
+          // a fresh (opaque) weight pointer per input row: broadcasts are not kept live across
+          // rows (they would spill), each is loaded where used (one load per R*V... V FMAs)
+          __asm__("" : "+r"(w));
           const float* row = ss + j * RS;
 #pragma GCC unroll 16
           for (int64_t kw = 0; kw < KW; ++kw) {

@@ -6,10 +6,13 @@
 
 // x86-64 with GCC: the ISA files compile their kernels with #pragma GCC target. Elsewhere
 // (aarch64, other compilers) they compile to nothing and every problem takes the generic path.
+// -DDSCONV_SIMD_X86=0 forces that configuration.
+#ifndef DSCONV_SIMD_X86
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define DSCONV_SIMD_X86 1
 #else
 #define DSCONV_SIMD_X86 0
+#endif
 #endif
 
 namespace dsconv {
