@@ -752,6 +752,13 @@ void pix_row_cb(const PixGeom& g, const T* const* ptrs, const int* khs, int nkh,
   int64_t q0 = 0;
   for (; q0 + P <= OWe; q0 += P)
     pix_tile<T, P, VC, MSK, KW_, SW_>(g, ptrs, khs, nkh, q0 * g.sw, w, bias, c0, o + q0 * g.osw, cm);
+  if (q0 < OWe && OWe >= P) {
+    // remainder: one more full tile ending at the last pixel (it recomputes a few pixels, with
+    // the same operations in the same order, so they are rewritten with identical values)
+    q0 = OWe - P;
+    pix_tile<T, P, VC, MSK, KW_, SW_>(g, ptrs, khs, nkh, q0 * g.sw, w, bias, c0, o + q0 * g.osw, cm);
+    return;
+  }
   for (; q0 < OWe; ++q0)
     pix_tile<T, 1, VC, MSK, KW_, SW_>(g, ptrs, khs, nkh, q0 * g.sw, w, bias, c0, o + q0 * g.osw, cm);
 }
