@@ -1271,8 +1271,8 @@ bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
 // Partial sums of the groups are then added in group order.
 
 template <class T, int NT, bool MSK>
-void gw_pix_block(const T* const* const* tp, int64_t sw, const T* g, int64_t gsw, int64_t OW, int64_t c0, Mask cm,
-                  float* accp, float* bp) {
+void gw_pix_block(const T* const* const* tp, int64_t sw, const T* g, int64_t gsw, int64_t ow0, int64_t ow1,
+                  int64_t c0, Mask cm, float* accp, float* bp) {
   V acc[NT];
 #pragma GCC unroll 32
   for (int t = 0; t < NT; ++t) acc[t] = Vec::load(accp + t * L);
@@ -1280,7 +1280,7 @@ void gw_pix_block(const T* const* const* tp, int64_t sw, const T* g, int64_t gsw
   const T* const* tpl[NT];
 #pragma GCC unroll 32
   for (int t = 0; t < NT; ++t) tpl[t] = tp[t];
-  for (int64_t ow = 0; ow < OW; ++ow) {
+  for (int64_t ow = ow0; ow < ow1; ++ow) {
     const V gv = MSK ? Vec::load(g + ow * gsw + c0, cm) : Vec::load(g + ow * gsw + c0);
     if (bp) bacc = Vec::add(bacc, gv);
 #pragma GCC unroll 32
@@ -1295,15 +1295,89 @@ void gw_pix_block(const T* const* const* tp, int64_t sw, const T* g, int64_t gsw
 }
 
 template <class T, bool MSK>
-void gw_pix_dispatch(int nt, const T* const* const* tp, int64_t sw, const T* g, int64_t gsw, int64_t OW, int64_t c0,
-                     Mask cm, float* accp, float* bp) {
+void gw_pix_dispatch(int nt, const T* const* const* tp, int64_t sw, const T* g, int64_t gsw, int64_t ow0,
+                     int64_t ow1, int64_t c0, Mask cm, float* accp, float* bp) {
   switch (nt) {
 #define DSCONV_NT(n) \
-  case n: if constexpr (n <= kNT) gw_pix_block<T, n, MSK>(tp, sw, g, gsw, OW, c0, cm, accp, bp); break;
+  case n: if constexpr (n <= kNT) gw_pix_block<T, n, MSK>(tp, sw, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
     DSCONV_NT(1) DSCONV_NT(2) DSCONV_NT(3) DSCONV_NT(4) DSCONV_NT(5) DSCONV_NT(6) DSCONV_NT(7) DSCONV_NT(8)
     DSCONV_NT(9) DSCONV_NT(10) DSCONV_NT(11) DSCONV_NT(12) DSCONV_NT(13) DSCONV_NT(14) DSCONV_NT(15) DSCONV_NT(16)
     DSCONV_NT(17) DSCONV_NT(18) DSCONV_NT(19) DSCONV_NT(20) DSCONV_NT(21) DSCONV_NT(22) DSCONV_NT(23) DSCONV_NT(24)
 #undef DSCONV_NT
+    default: break;
+  }
+}
+
+// Interior pixels of one row, fixed kernel width KW_ and column stride SW_ (dilation 1), kernel
+// rows [kh0, kh0 + KHB) all inside the input: direct addressing from the rows' base pointers
+// (no pointer table), accumulators of the block in registers. Same summation order per tap as
+// gw_pix_block (pixels ascending).
+constexpr int64_t kGwPixAhead = 8;  // pixels prefetched ahead in gw_pix_fixed
+
+template <class T, int KHB, int KW_, int SW_, bool MSK>
+void gw_pix_fixed(const T* const* rb, int64_t in_sw, int64_t pad_l, const T* g, int64_t gsw, int64_t ow0,
+                  int64_t ow1, int64_t c0, Mask cm, float* accp, float* bp) {
+  V acc[KHB][KW_];
+#pragma GCC unroll 8
+  for (int b = 0; b < KHB; ++b)
+#pragma GCC unroll 8
+    for (int k = 0; k < KW_; ++k) acc[b][k] = Vec::load(accp + (b * KW_ + k) * L);
+  V bacc = bp ? Vec::load(bp) : Vec::zero();
+  const T* xb[KHB];
+#pragma GCC unroll 8
+  for (int b = 0; b < KHB; ++b) xb[b] = rb[b] + (ow0 * SW_ - pad_l) * in_sw + c0;
+  const T* gp = g + ow0 * gsw + c0;
+  for (int64_t ow = ow0; ow < ow1; ++ow) {
+    // the lines of pixels a few steps ahead (each pixel's channel vector is its own line)
+    _mm_prefetch(reinterpret_cast<const char*>(gp + kGwPixAhead * gsw), _MM_HINT_T0);
+#pragma GCC unroll 8
+    for (int b = 0; b < KHB; ++b)
+      _mm_prefetch(reinterpret_cast<const char*>(xb[b] + (kGwPixAhead * SW_ + KW_ - 1) * in_sw), _MM_HINT_T0);
+    const V gv = MSK ? Vec::load(gp, cm) : Vec::load(gp);
+    if (bp) bacc = Vec::add(bacc, gv);
+#pragma GCC unroll 8
+    for (int b = 0; b < KHB; ++b)
+#pragma GCC unroll 8
+      for (int k = 0; k < KW_; ++k) {
+        const T* x = xb[b] + k * in_sw;
+        acc[b][k] = Vec::fmadd(gv, MSK ? Vec::load(x, cm) : Vec::load(x), acc[b][k]);
+      }
+    gp += gsw;
+#pragma GCC unroll 8
+    for (int b = 0; b < KHB; ++b) xb[b] += SW_ * in_sw;
+  }
+#pragma GCC unroll 8
+  for (int b = 0; b < KHB; ++b)
+#pragma GCC unroll 8
+    for (int k = 0; k < KW_; ++k) Vec::store(accp + (b * KW_ + k) * L, acc[b][k]);
+  if (bp) Vec::store(bp, bacc);
+}
+
+// Kernel rows per register block of gw_pix_fixed (accumulators KHB * KW within the register file).
+constexpr int gw_fix_khb(int KW) { return L == 16 ? (KW == 5 ? 4 : 3) : (KW == 3 ? 3 : 1); }
+
+template <class T, int KW_, int SW_, bool MSK>
+void gw_pix_fixed_dispatch(int khb, const T* const* rb, int64_t in_sw, int64_t pad_l, const T* g, int64_t gsw,
+                           int64_t ow0, int64_t ow1, int64_t c0, Mask cm, float* accp, float* bp) {
+  switch (khb) {
+    case 1: gw_pix_fixed<T, 1, KW_, SW_, MSK>(rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
+    case 2: if constexpr (gw_fix_khb(KW_) >= 2) gw_pix_fixed<T, 2, KW_, SW_, MSK>(rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
+    case 3: if constexpr (gw_fix_khb(KW_) >= 3) gw_pix_fixed<T, 3, KW_, SW_, MSK>(rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
+    case 4: if constexpr (gw_fix_khb(KW_) >= 4) gw_pix_fixed<T, 4, KW_, SW_, MSK>(rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
+    default: break;
+  }
+}
+
+template <class T, bool MSK>
+void gw_pix_fixed_kind(int kind, int khb, const T* const* rb, int64_t in_sw, int64_t pad_l, const T* g, int64_t gsw,
+                       int64_t ow0, int64_t ow1, int64_t c0, Mask cm, float* accp, float* bp) {
+  switch (kind) {
+    case kX3s1: gw_pix_fixed_dispatch<T, 3, 1, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
+    case kX3s2: gw_pix_fixed_dispatch<T, 3, 2, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
+    case kX5s1: gw_pix_fixed_dispatch<T, 5, 1, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
+    case kX5s2: gw_pix_fixed_dispatch<T, 5, 2, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
+    case kX7s1: gw_pix_fixed_dispatch<T, 7, 1, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
+    case kX7s2: gw_pix_fixed_dispatch<T, 7, 2, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
     default: break;
   }
 }
@@ -1324,9 +1398,18 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
   std::memset(zb.p, 0, (C + 2 * L) * sizeof(T));
   const T* zero = zb.as<T>();
   float* pt = part.as<float>();
+  // Fixed 3/5/7-wide kernels: interior pixels [owlo, owhi) (every column inside the input) by
+  // direct addressing, in blocks of kernel rows sized to the register file.
+  const int kind = pix_kind(p.KW, p.stride_w, p.dil_w);
+  const bool fixed = kind != kXGen;
+  const int64_t khbmax = kind == kX3s1 || kind == kX3s2 ? gw_fix_khb(3) : (kind == kX5s1 || kind == kX5s2 ? gw_fix_khb(5) : gw_fix_khb(7));
+  const int64_t nkb = cdiv(p.KH, khbmax);
+  const int64_t owlo = imin(p.OW, cdiv(p.pad_l, p.stride_w));
+  const int64_t owhi = imax(owlo, imin(p.OW, p.W - p.KW + p.pad_l >= 0 ? (p.W - p.KW + p.pad_l) / p.stride_w + 1 : 0));
   at::parallel_for(0, G, 1, [&](int64_t begin, int64_t end) {
-    Buf ptrb(p.KH * ncols * 8 + 64), colb(ncols * 8 + 64), tpb(taps * 8 + 64);
+    Buf ptrb(p.KH * ncols * 8 + 64), colb(ncols * 8 + 64), tpb(taps * 8 + 64), rbb(p.KH * 8 + 64);
     const T** ptrs = ptrb.as<const T*>();
+    const T** rb = rbb.as<const T*>();
     int64_t* coloff = colb.as<int64_t>();
     const T* const** tp = tpb.as<const T* const*>();
     for (int64_t j = 0; j < ncols; ++j) {
@@ -1350,16 +1433,43 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
         }
         for (int64_t t = 0; t < taps; ++t) tp[t] = ptrs + (t / p.KW) * ncols + (t % p.KW) * p.dil_w;
         const T* g = gout + n * p.out_sn + o * p.out_sh;
+        bool rows_ok = true;  // every kernel row of this output row inside the input
+        for (int64_t kh = 0; kh < p.KH; ++kh) {
+          const int64_t ih = o * p.stride_h - p.pad_t + kh * p.dil_h;
+          rows_ok = rows_ok && ih >= 0 && ih < p.H;
+          rb[kh] = in + n * p.in_sn + imin(imax(ih, 0), p.H - 1) * p.in_sh;
+        }
         for (int64_t cb = 0; cb < CB; ++cb) {
           float* a = acc + cb * (taps + 1) * L;
           const bool msk = cb == CB - 1 && ctail < L;
+          auto ptr_path = [&](int64_t t0, int nt, int64_t ow0, int64_t ow1, float* bp) {
+            if (ow1 <= ow0) return;
+            if (msk)
+              gw_pix_dispatch<T, true>(nt, tp + t0, p.stride_w, g, p.out_sw, ow0, ow1, cb * L, cm, a + t0 * L, bp);
+            else
+              gw_pix_dispatch<T, false>(nt, tp + t0, p.stride_w, g, p.out_sw, ow0, ow1, cb * L, cm, a + t0 * L, bp);
+          };
+          if (fixed && rows_ok) {
+            // kernel-row blocks: border pixels through the pointer table, interior directly
+            for (int64_t bh = 0; bh < nkb; ++bh) {
+              const int64_t kh0 = bh * p.KH / nkb, khb = (bh + 1) * p.KH / nkb - kh0;
+              const int64_t t0 = kh0 * p.KW;
+              const int nt = static_cast<int>(khb * p.KW);
+              float* bp = (gb && bh == 0) ? a + taps * L : nullptr;
+              ptr_path(t0, nt, 0, owlo, bp);
+              if (msk)
+                gw_pix_fixed_kind<T, true>(kind, static_cast<int>(khb), rb + kh0, p.in_sw, p.pad_l, g, p.out_sw, owlo,
+                                           owhi, cb * L, cm, a + t0 * L, bp);
+              else
+                gw_pix_fixed_kind<T, false>(kind, static_cast<int>(khb), rb + kh0, p.in_sw, p.pad_l, g, p.out_sw,
+                                            owlo, owhi, cb * L, cm, a + t0 * L, bp);
+              ptr_path(t0, nt, owhi, p.OW, bp);
+            }
+            continue;
+          }
           for (int64_t t0 = 0; t0 < taps; t0 += ntb) {
             const int nt = static_cast<int>(imin(ntb, taps - t0));
-            float* bp = (gb && t0 == 0) ? a + taps * L : nullptr;
-            if (msk)
-              gw_pix_dispatch<T, true>(nt, tp + t0, p.stride_w, g, p.out_sw, p.OW, cb * L, cm, a + t0 * L, bp);
-            else
-              gw_pix_dispatch<T, false>(nt, tp + t0, p.stride_w, g, p.out_sw, p.OW, cb * L, cm, a + t0 * L, bp);
+            ptr_path(t0, nt, 0, p.OW, (gb && t0 == 0) ? a + taps * L : nullptr);
           }
         }
       }
