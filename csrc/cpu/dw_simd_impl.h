@@ -3,33 +3,43 @@
 // region, with DSCONV_SIMD_NS naming the ISA's namespace. Internal linkage throughout (anonymous
 // namespace) except the three entry points at the bottom.
 //
-// Two engines, picked like the generic kernels by the layout of the tensor being written:
+// Paths (entry points at the bottom pick one from the layout of the tensor being written, as the
+// generic kernels do; anything not listed returns false and runs the generic kernels):
 //
-// * planes (NCHW-like, W is the unit-stride axis): one task = (n, channel, band of rows). The
-//   input rows the band needs are copied into a per-thread fp32 scratch with zero padding on every
-//   side (stride-w > 1 inputs are split into stride phases while copying, so every tap of every
-//   kernel is one plain unaligned vector load and the inner loops carry no border logic). Tiles
-//   of R output rows x V vectors stay in registers across all taps; for row stride 1 (and 2 in the
-//   fixed kernels) an input row is loaded once and feeds every output row of the tile it touches.
-//   Fixed kernels for 3x3/5x5/7x7 with stride 1/2 (fully unrolled), a runtime-size kernel for
-//   everything else (any size, dilation, stride, multiplier).
-//   Grad input is the same engine on a "virtual input": grad_output zero-inserted by the stride
-//   and padded by (K-1)*dil - pad, correlated with the flipped weights (summing the M outputs of
-//   each input channel). Grad weight/bias reuses the same padded scratch and accumulates tap
-//   blocks in registers.
+// * planes (NCHW-like output, W the unit-stride axis; any input strides). One task = (n, channel,
+//   band of rows). The input rows a band needs are copied (a few rows ahead of use, with software
+//   prefetch further ahead) into a per-thread fp32 scratch that is zero outside the data, so every
+//   tap of every kernel is one plain unaligned vector load and the inner loops carry no border
+//   logic; stride-w > 1 inputs are split into stride phases while copying. Register tiles of R
+//   output rows x V vectors over all taps; with row stride 1 (and 2 in the fixed kernels) an input
+//   row is loaded once for every output row of the tile it feeds. Fixed kernels: 3x3/5x5/7x7 with
+//   stride 1/1 or 2/2 (fully unrolled); runtime-size kernels for everything else (any size,
+//   dilation, stride, multiplier; deeper row tiles on narrow planes). Outputs >= 16 MB go through
+//   a staging buffer and non-temporal stores.
+//   - grad input: the same engine on a virtual input, grad_output zero-inserted by the stride and
+//     padded by (K-1)*dil - pad, correlated with the flipped weights (summing the M outputs of
+//     each input channel).
+//   - grad weight + bias: task = (output channel, fixed batch chunk); the forward scratch rows,
+//     row-shared tap tiles (KHB x KWB accumulators, rows innermost) where the row stride and
+//     dilation are 1, tap blocks otherwise; the bias is summed in the same pass.
 //
-// * pixels (channels_last-like, C is the unit-stride axis): one task = (n, output row). Channel
-//   vectors x P output pixels in registers; border taps read through an XNNPACK-style table of
-//   column pointers where out-of-range columns point at a zero buffer, and out-of-range rows are
-//   skipped, so the inner loops have no branches. For fixed 3/5/7-wide kernels each input column
-//   is loaded once and feeds every pixel of the tile it touches.
+// * pixels (channels_last output and input, multiplier 1). One task = a band of output rows;
+//   channel vectors x P pixels in registers; per row a table of column pointers (XNNPACK-style:
+//   padding columns point at a zero buffer, padding rows are skipped), built once for all channel
+//   blocks. Fixed 3/5/7-wide kernels load each column once for every pixel of the tile it feeds.
+//   Grad input is the same engine with row/column maps onto grad_output. Grad weight + bias: fixed
+//   row groups with per-group partial sums reduced in group order; interior pixels of fixed
+//   kernels by direct addressing with software prefetch, borders through the pointer table.
+//   Kernels of >= kClPlanesTaps taps: blocks of L channels are transposed into zero-padded planes
+//   and computed by the planes kernels (forward, grad input, grad weight + bias).
 //
 // Determinism: every output element is computed by one task in a fixed order, and weight/bias
 // gradients are reduced over fixed, shape-derived chunks in a fixed order, so results are
 // bitwise identical for any thread count.
 //
 // Accumulation is fp32 for both fp32 and bf16 tensors; bf16 values are widened on load (the
-// planes engine widens once, into the scratch) and rounded to nearest even on store.
+// planes engine widens once, into the scratch) and rounded to nearest even on store exactly as
+// c10::BFloat16 does.
 
 namespace dsconv {
 namespace cpu {
@@ -1537,7 +1547,7 @@ bool cl_planes(const DwParams& p, const T* src, const float* w32, const float* b
   for (int64_t kw = 0; kw < p.KW; ++kw) koff[kw] = ((kw * p.dil_w) % esw) * g.PWp + (kw * p.dil_w) / esw;
   g.koff = koff;
   // source geometry
-  const int64_t SH = GI ? p.OH : p.H, SW = GI ? p.OW : p.W;
+  const int64_t SW = GI ? p.OW : p.W;  // source width
   const int64_t s_sn = GI ? p.out_sn : p.in_sn, s_sh = GI ? p.out_sh : p.in_sh, s_sw = GI ? p.out_sw : p.in_sw;
   const int64_t d_sn = GI ? p.in_sn : p.out_sn, d_sh = GI ? p.in_sh : p.out_sh, d_sw = GI ? p.in_sw : p.out_sw;
   // virtual row Y -> source row; source column -> scratch element offset (or -1)
