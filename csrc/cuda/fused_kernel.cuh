@@ -9,7 +9,8 @@
 //              stage [8 warps][16 x 16] float   epilogue staging of one accumulator fragment
 //   fp32:      A  [KC][BP + 4] float  (float4 reads along pixels)
 //              B  [KC][128 + 4] float (float4 reads along output channels)
-//   both:      dw weights of the chunk [KC][taps] float, dw bias [KC], per-pixel (ih0, iw0) [BP]
+//   both:      dw weights of the chunk [KC][taps] float, dw bias [KC], per pixel of the band:
+//              window origin (ih0, iw0) and the image's input / output offsets [BP]
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -45,6 +46,8 @@ struct Smem32 {
 template <typename T>
 struct Smem {
   __align__(32) typename std::conditional<std::is_same<T, float>::value, Smem32, Smem16<T>>::type g;
+  int64_t in_off[BP];   // n * in_sn
+  int64_t out_off[BP];  // n * out_sn + q * out_sq
   float dww[KC * kFusedMaxTaps];
   float dwb[KC];
   int ih0[BP];
@@ -131,17 +134,21 @@ __device__ __forceinline__ float dw_point(const FusedArgs& a, const T* src, cons
 // P), finished (bias, act). When the RUN pixels lie in one output row and their windows inside the
 // input (K, S compile-time), each input row segment is loaded once into registers and shared by
 // the RUN outputs (sliding window); otherwise pixel by pixel with border checks.
+// The band's pixels are consecutive in (n, oh, ow) order, so "one row" is iw0 advancing by S at
+// every step (a wrap to the next row or image moves it back).
 template <typename T, int K, int S>
-__device__ __forceinline__ float4 dw_run(const FusedArgs& a, const T* src, const float* wk, float bias,
-                                         const int* s_ih0, const int* s_iw0, int j0, int P) {
+__device__ __forceinline__ float4 dw_run(const FusedArgs& a, const T* src_c, const float* wk, float bias,
+                                         const int* s_ih0, const int* s_iw0, const int64_t* s_in_off, int j0,
+                                         int P) {
   float r[RUN];
   if constexpr (K > 0 && S > 0) {
     constexpr int L = (RUN - 1) * S + K;  // input columns the run reads per kernel row
     const int ih0 = s_ih0[j0], iw0 = s_iw0[j0];
-    if (j0 + RUN <= P && s_ih0[j0 + RUN - 1] == ih0 && ih0 >= 0 && iw0 >= 0 && ih0 + K <= a.H && iw0 + L <= a.W) {
+    if (j0 + RUN <= P && s_iw0[j0 + RUN - 1] == iw0 + (RUN - 1) * S && ih0 >= 0 && iw0 >= 0 && ih0 + K <= a.H &&
+        iw0 + L <= a.W) {
 #pragma unroll
       for (int i = 0; i < RUN; ++i) r[i] = bias;
-      const T* p0 = src + int64_t(ih0) * a.in_sh + int64_t(iw0) * a.in_sw;
+      const T* p0 = src_c + s_in_off[j0] + int64_t(ih0) * a.in_sh + int64_t(iw0) * a.in_sw;
 #pragma unroll
       for (int kh = 0; kh < K; ++kh) {
         const T* pr = p0 + int64_t(kh) * a.in_sh;
@@ -163,7 +170,7 @@ __device__ __forceinline__ float4 dw_run(const FusedArgs& a, const T* src, const
 #pragma unroll
   for (int i = 0; i < RUN; ++i) {
     const int j = j0 + i;
-    r[i] = j < P ? finish<T>(dw_point<T, K>(a, src, wk, bias, s_ih0[j], s_iw0[j]), a.act) : 0.f;
+    r[i] = j < P ? finish<T>(dw_point<T, K>(a, src_c + s_in_off[j], wk, bias, s_ih0[j], s_iw0[j]), a.act) : 0.f;
   }
   return make_float4(r[0], r[1], r[2], r[3]);
 }
@@ -173,18 +180,23 @@ __global__ void __launch_bounds__(NT) fused_kernel(const FusedArgs a) {
   __shared__ Smem<T> sm;
   constexpr bool kTC = !std::is_same<T, float>::value;  // tensor-core path
   const int tid = threadIdx.x;
-  const int64_t n = int64_t(blockIdx.x) / a.bands;
-  const int64_t q0 = (int64_t(blockIdx.x) % a.bands) * BP;
-  const int P = static_cast<int>(a.HW - q0 < BP ? a.HW - q0 : BP);  // valid pixels of this band
+  // The band: pixels g0 .. g0 + P - 1 of all N * OH * OW output pixels in (n, oh, ow) order (a
+  // band may span images, so small images waste no tile rows).
+  const int64_t g0 = int64_t(blockIdx.x) * BP;
+  const int P = static_cast<int>(a.NHW - g0 < BP ? a.NHW - g0 : BP);
   const int co0 = static_cast<int>(blockIdx.y) * a.BN;
-  const T* in_n = static_cast<const T*>(a.in) + n * a.in_sn;
+  const T* in = static_cast<const T*>(a.in);
   const T* pw = static_cast<const T*>(a.pw_w);
 
   if (tid < BP) {
-    const int q = static_cast<int>(q0) + tid;  // < 2^31 (fused_supported)
+    const int64_t g = g0 + (tid < P ? tid : 0);
+    const int64_t n = g / a.HW;
+    const int q = static_cast<int>(g - n * a.HW);  // < 2^31 (fused_supported)
     const int oh = q / a.OW, ow = q - oh * a.OW;
     sm.ih0[tid] = oh * a.S_h - a.pad_t;
     sm.iw0[tid] = ow * a.S_w - a.pad_l;
+    sm.in_off[tid] = n * a.in_sn;
+    sm.out_off[tid] = n * a.out_sn + int64_t(q) * a.out_sq;
   }
 
   // Depthwise thread mapping: 2 tasks per thread and chunk, each RUN consecutive pixels of one
@@ -245,7 +257,9 @@ __global__ void __launch_bounds__(NT) fused_kernel(const FusedArgs a) {
     for (int t = 0; t < kTasks; ++t) {
       const int cc = cc_a + t * cc_step, j0 = (run_a + t * run_step) * RUN, c = c0 + cc;
       float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (c < a.C) v = dw_run<T, K, S>(a, in_n + int64_t(c) * a.in_sc, sm.dww + cc * a.taps, sm.dwb[cc], sm.ih0, sm.iw0, j0, P);
+      if (c < a.C)
+        v = dw_run<T, K, S>(a, in + int64_t(c) * a.in_sc, sm.dww + cc * a.taps, sm.dwb[cc], sm.ih0, sm.iw0, sm.in_off,
+                            j0, P);
       if constexpr (kTC) {
         st4(sm.g.a + cc * LDA16 + j0, v);
       } else {
@@ -287,7 +301,7 @@ __global__ void __launch_bounds__(NT) fused_kernel(const FusedArgs a) {
   }
 
   // Epilogue: + pw bias, pw act, store (64-bit offsets).
-  T* out_n = static_cast<T*>(a.out) + n * a.out_sn;
+  T* out = static_cast<T*>(a.out);
   if constexpr (kTC) {
     float* st = sm.g.stage + warp * 256;
 #pragma unroll
@@ -307,7 +321,7 @@ __global__ void __launch_bounds__(NT) fused_kernel(const FusedArgs a) {
             float v = st[e];
             if (a.pw_b) v += __ldg(a.pw_b + co);
             v = finish<T>(v, a.pw_act);
-            out_n[int64_t(co) * a.out_sc + (q0 + j) * a.out_sq] = from_float<T>(v);
+            out[sm.out_off[j] + int64_t(co) * a.out_sc] = from_float<T>(v);
           }
         }
         __syncwarp();
@@ -322,16 +336,16 @@ __global__ void __launch_bounds__(NT) fused_kernel(const FusedArgs a) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int j = tx * 4 + i;
-        if (j < P) out_n[int64_t(co) * a.out_sc + (q0 + j) * a.out_sq] = act_fn(acc32[i][m] + bias, a.pw_act);
+        if (j < P) out[sm.out_off[j] + int64_t(co) * a.out_sc] = act_fn(acc32[i][m] + bias, a.pw_act);
       }
     }
   }
 }
 
 template <typename T>
-cudaError_t launch(const FusedArgs& a, int64_t N, cudaStream_t stream) {
-  if (N == 0 || a.HW == 0 || a.Cout == 0) return cudaSuccess;
-  const dim3 grid(static_cast<unsigned>(N * a.bands), static_cast<unsigned>((a.Cout + a.BN - 1) / a.BN));
+cudaError_t launch(const FusedArgs& a, cudaStream_t stream) {
+  if (a.NHW == 0 || a.Cout == 0) return cudaSuccess;
+  const dim3 grid(static_cast<unsigned>(a.bands), static_cast<unsigned>((a.Cout + a.BN - 1) / a.BN));
   // Templated K x K (dilation 1, equal strides 1 or 2); anything else: the runtime-K kernel.
   const bool sq = a.KH == a.KW && a.dil_h == 1 && a.dil_w == 1 && a.S_h == a.S_w && (a.S_h == 1 || a.S_h == 2);
   const int K = sq ? a.KH : 0, S = a.S_h;
@@ -356,8 +370,8 @@ cudaError_t launch(const FusedArgs& a, int64_t N, cudaStream_t stream) {
   namespace dsconv {                                                                             \
   namespace cuda {                                                                               \
   template <>                                                                                    \
-  cudaError_t fused_forward<T>(const FusedArgs& a, int64_t N, cudaStream_t stream) {             \
-    return fused::launch<T>(a, N, stream);                                                       \
+  cudaError_t fused_forward<T>(const FusedArgs& a, cudaStream_t stream) {                        \
+    return fused::launch<T>(a, stream);                                                          \
   }                                                                                              \
   }                                                                                              \
   }

@@ -7,7 +7,8 @@
 // Autograd (recompute in the backward) and the fake kernel are registered in Python for every
 // device (dsconv_ext/_fused_autograd.py, _fused_fake.py), so this is the only CUDA op needed.
 //
-// DSCONV_FUSED_CUDA=0 (read per call, for tests and benchmarks) forces the composition.
+// Environment (read per call, for tests and benchmarks): DSCONV_FUSED_CUDA=0 forces the
+// composition; DSCONV_FUSED_NF=<1..8> forces the fp16/bf16 output-channel tile (see fused_plan).
 #include "../fused_checks.h"
 #include "fused_cuda.h"
 
@@ -52,6 +53,27 @@ bool fused_disabled() {
   return e && std::strcmp(e, "0") == 0;
 }
 
+int env_int(const char* name, int dflt) {
+  const char* e = std::getenv(name);
+  return (e && *e) ? std::atoi(e) : dflt;
+}
+
+// Streaming multiprocessors of the current device (cached per device).
+int64_t sm_count() {
+  static int cache[64] = {0};
+  const int dev = c10::cuda::current_device();
+  if (dev < 0 || dev >= 64) return 132;
+  if (cache[dev] == 0) {
+    int v = 0;
+    if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || v <= 0) {
+      (void)cudaGetLastError();
+      v = 132;
+    }
+    cache[dev] = v;
+  }
+  return cache[dev];
+}
+
 at::Tensor composition(const at::Tensor& input, const at::Tensor& dw_weight, const c10::optional<at::Tensor>& dw_bias,
                        const at::Tensor& pw_weight, const c10::optional<at::Tensor>& pw_bias,
                        c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, int64_t act,
@@ -64,8 +86,8 @@ at::Tensor composition(const at::Tensor& input, const at::Tensor& dw_weight, con
 }
 
 template <typename T>
-void launch_fused(const cuda::FusedArgs& a, int64_t N) {
-  const cudaError_t err = cuda::fused_forward<T>(a, N, c10::cuda::getCurrentCUDAStream());
+void launch_fused(const cuda::FusedArgs& a) {
+  const cudaError_t err = cuda::fused_forward<T>(a, c10::cuda::getCurrentCUDAStream());
   TORCH_CHECK(err == cudaSuccess, "dsconv: CUDA fused separable kernel failed: ", cudaGetErrorString(err));
 }
 
@@ -113,11 +135,12 @@ at::Tensor separable_conv2d_cuda(const at::Tensor& input, const at::Tensor& dw_w
   a.dw_b = bd.defined() ? bd.const_data_ptr<float>() : nullptr;
   a.pw_w = wp.const_data_ptr();
   a.pw_b = bp.defined() ? bp.const_data_ptr<float>() : nullptr;
-  cuda::fused_plan(a, static_cast<int>(input.element_size()));
+  // DSCONV_FUSED_NF=<1..8> forces the fp16/bf16 N tile (32 * nf output channels), for tuning.
+  cuda::fused_plan(a, p.N, static_cast<int>(input.element_size()), 2 * sm_count(), env_int("DSCONV_FUSED_NF", 0));
   switch (dtype) {
-    case at::kFloat: launch_fused<float>(a, p.N); break;
-    case at::kHalf: launch_fused<__half>(a, p.N); break;
-    case at::kBFloat16: launch_fused<__nv_bfloat16>(a, p.N); break;
+    case at::kFloat: launch_fused<float>(a); break;
+    case at::kHalf: launch_fused<__half>(a); break;
+    case at::kBFloat16: launch_fused<__nv_bfloat16>(a); break;
     default: TORCH_CHECK(false, "dsconv: separable_conv2d: unsupported dtype ", dtype);
   }
   return out;
