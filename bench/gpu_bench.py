@@ -10,6 +10,12 @@ the time, the achieved bandwidth over the fewest bytes the pass must move (each 
 written once), that bandwidth as a share of the copy's, and the speedup. A correctness column
 (relative error of ours vs PyTorch on the first input) guards against fast-but-wrong results.
 
+Fused separable blocks (dsconv_ext.separable_conv2d: depthwise -> act -> pointwise 1x1 -> act in
+one kernel) are timed the same way against PyTorch's composition F.conv2d(groups=C) -> act ->
+F.conv2d 1x1 -> act (cuDNN; PyTorch's default allows TF32 in cuDNN convolutions, so its fp32 1x1
+may run on tensor cores while ours uses exact fp32 FMA). Their bytes are input + output only (the
+floor of the fused form). They run after the depthwise forward rows, before the fwd+bwd rows.
+
 Writes results.md and results.json to --out (default: $OUT if set, else bench/results/).
 """
 import argparse
@@ -35,6 +41,13 @@ LAYERS = [
     ("MobileNetV2 3x3 14x14", (32, 384, 14, 14), 3, 1),
     ("ConvNeXt 7x7", (32, 96, 56, 56), 7, 1),
     ("RepLKNet 31x31", (16, 256, 32, 32), 31, 1),
+]
+# name, (N, C, H, W), Cout, k, stride, act, pw_act  (the issue's targets: MobileNetV2-like blocks, batch 16)
+FUSED_LAYERS = [
+    ("MBv2 144->24 56x56", (16, 144, 56, 56), 24, 3, 1, "relu6", None),
+    ("MBv2 576->96 14x14", (16, 576, 14, 14), 96, 3, 1, "relu6", None),
+    ("256->256 28x28", (16, 256, 28, 28), 256, 3, 1, "relu", "relu"),
+    ("MBv2 144->32 56->28 s2", (16, 144, 56, 56), 32, 3, 2, "relu6", None),
 ]
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 LAYOUTS = ["nchw", "channels_last"]
@@ -148,11 +161,60 @@ def rel_err(a, b):
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
-def write_results(out, meta, checks, rows, skipped, bw, l2, t_start):
+_ACTS = {None: lambda t: t, "relu": F.relu, "relu6": F.relu6}
+
+
+def fused_row(layer, dname, layout, l2):
+    """One fused-block row: ours (fused op) vs torch (F.conv2d depthwise -> act -> 1x1 -> act)."""
+    lname, shape, Cout, k, stride, act, pw_act = layer
+    dtype = DTYPES[dname]
+    N, C, H, W = shape
+    pad = k // 2
+    OH, OW = (H + 2 * pad - k) // stride + 1, (W + 2 * pad - k) // stride + 1
+    esize = torch.tensor([], dtype=dtype).element_size()
+    xb, yb = N * C * H * W * esize, N * Cout * OH * OW * esize
+    nsets = int(min(8, max(1, math.ceil(2 * l2 / (xb + yb)))))
+    mf = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    sets = [(torch.randn(shape, device="cuda", dtype=dtype).contiguous(memory_format=mf), None) for _ in range(nsets)]
+    dw = (torch.randn(C, 1, k, k, device="cuda") / k).to(dtype)
+    pw = (torch.randn(Cout, C, 1, 1, device="cuda") / C**0.5).to(dtype)
+    db = torch.randn(C, device="cuda").to(dtype)
+    pb = torch.randn(Cout, device="cuda").to(dtype)
+    fa, fp = _ACTS[act], _ACTS[pw_act]
+
+    def ours(x, go):
+        with torch.no_grad():
+            return dsconv_ext.separable_conv2d(x, dw, pw, db, pb, stride, pad, 1, act, pw_act)
+
+    def ref(x, go):
+        with torch.no_grad():
+            return fp(F.conv2d(fa(F.conv2d(x, dw, db, stride, pad, 1, C)), pw, pb))
+
+    x0 = sets[0][0]
+    err = rel_err(ours(x0, None), ref(x0, None))
+    ref(x0, None)
+    torch.cuda.synchronize()
+    a, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    ref(x0, None)
+    e.record()
+    e.synchronize()
+    reps = int(max(10, min(60, 800.0 / max(a.elapsed_time(e), 1e-3))))
+    t_o, t_r, all_o, all_r = time_pair(ours, ref, sets, reps)
+    return dict(
+        layer=lname, shape=list(shape), cout=Cout, k=k, stride=stride, dtype=dname, layout=layout, mode="fused fwd",
+        ours_ms=t_o, torch_ms=t_r, speedup=t_r / t_o, min_bytes=xb + yb,
+        ours_GBps=(xb + yb) / (t_o / 1e3) / 1e9, rel_err_vs_torch=err, reps=reps, sets=nsets,
+        ours_spread_ms=[min(all_o), max(all_o)], torch_spread_ms=[min(all_r), max(all_r)],
+    )
+
+
+def write_results(out, meta, checks, rows, skipped, bw, l2, t_start, fused_rows=()):
     """(Re)writes results.json and results.md; called after every row so a kill keeps what ran."""
     meta["bench_seconds"] = time.time() - t_start
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"meta": meta, "checks": checks, "rows": rows, "skipped": skipped}, f, indent=1)
+        json.dump({"meta": meta, "checks": checks, "rows": rows, "fused_rows": list(fused_rows), "skipped": skipped},
+                  f, indent=1)
     lines = [
         "# dsconv_ext GPU check",
         "",
@@ -182,6 +244,25 @@ def write_results(out, meta, checks, rows, skipped, bw, l2, t_start):
             f"{r['speedup']:.2f} | {r['ours_GBps']:.0f} | {r['ours_pct_copy']:.1f} | {r['torch_pct_copy']:.1f} | "
             f"{r['rel_err_vs_torch']:.1e} |"
         )
+    if fused_rows:
+        lines += [
+            "",
+            "## Fused separable block (forward) vs PyTorch's depthwise + 1x1 composition",
+            "",
+            "GB/s = (input + output bytes) / time, the fused form's floor; target: speedup >= 1.5.",
+            "",
+            "| block | dtype | layout | ours ms | torch ms | speedup | ours GB/s | ours % copy | rel err |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in fused_rows:
+            if "error" in r:
+                lines.append(f"| {r['layer']} | {r['dtype']} | {r['layout']} | ERROR: {r['error']} ||||||")
+                continue
+            lines.append(
+                f"| {r['layer']} | {r['dtype']} | {r['layout']} | {r['ours_ms']:.3f} | {r['torch_ms']:.3f} | "
+                f"{r['speedup']:.2f} | {r['ours_GBps']:.0f} | {100 * r['ours_GBps'] * 1e9 / bw:.1f} | "
+                f"{r['rel_err_vs_torch']:.1e} |"
+            )
     if skipped:
         lines += ["", f"Not run (time budget): {', '.join(skipped)}"]
     with open(os.path.join(out, "results.md"), "w") as f:
@@ -194,6 +275,7 @@ def main():
     ap.add_argument("--budget-s", type=float, default=240.0, help="stop starting new rows after this long")
     ap.add_argument("--checks", default=None, help="file of 'name: result' lines from gpu_check.sh")
     ap.add_argument("--quick", action="store_true", help="first dtype/layout only (smoke test)")
+    ap.add_argument("--fused-only", action="store_true", help="only the fused separable blocks")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     assert torch.cuda.is_available(), "needs a CUDA device"
@@ -222,14 +304,33 @@ def main():
     print(f"# {meta['device']}  copy bandwidth {bw / 1e9:.0f} GB/s (read+write)", flush=True)
 
     rows = []
+    fused_rows = []
     skipped = []
     order = [(m, lay, dn, layer) for m in MODES for layer in LAYERS for dn in DTYPES for lay in LAYOUTS]
+    fused = [("fused", lay, dn, layer) for layer in FUSED_LAYERS for dn in DTYPES for lay in LAYOUTS]
+    n_fwd = sum(1 for o in order if o[0] == "fwd")
+    order = order[:n_fwd] + fused + order[n_fwd:]  # fused blocks after the depthwise forward rows
     if args.quick:
         order = [o for o in order if o[1] == "nchw" and o[2] == "fp16"]
-    for mode, layout, dname, (lname, shape, k, stride) in order:
+    if args.fused_only:
+        order = [o for o in order if o[0] == "fused"]
+    for mode, layout, dname, layer in order:
         if time.time() - t_start > args.budget_s:
-            skipped.append(f"{lname} {dname} {layout} {mode}")
+            skipped.append(f"{layer[0]} {dname} {layout} {mode}")
             continue
+        if mode == "fused":
+            try:
+                r = fused_row(layer, dname, layout, l2)
+                print(f"{r['layer']:24s} {dname} {layout:13s} fused   ours {r['ours_ms']:8.3f} ms  torch "
+                      f"{r['torch_ms']:8.3f} ms  x{r['speedup']:.2f}  err {r['rel_err_vs_torch']:.1e}", flush=True)
+            except Exception as ex:  # noqa: BLE001  (report, keep going)
+                r = dict(layer=layer[0], dtype=dname, layout=layout, mode="fused fwd", error=repr(ex)[:300])
+                print(f"{layer[0]:24s} {dname} {layout:13s} fused ERROR {ex!r}"[:300], flush=True)
+            fused_rows.append(r)
+            torch.cuda.empty_cache()
+            write_results(args.out, meta, checks, rows, skipped, bw, l2, t_start, fused_rows)
+            continue
+        lname, shape, k, stride = layer
         dtype = DTYPES[dname]
         bwd = mode == "fwd+bwd"
         sets, w, b, pad, min_bytes = make_sets(shape, k, stride, dtype, layout, bwd, l2)
@@ -255,7 +356,7 @@ def main():
         except Exception as ex:  # noqa: BLE001  (report, keep going)
             rows.append(dict(layer=lname, dtype=dname, layout=layout, mode=mode, error=repr(ex)[:300]))
             print(f"{lname:24s} {dname} {layout:13s} {mode:7s} ERROR {ex!r}"[:300], flush=True)
-            write_results(args.out, meta, checks, rows, skipped, bw, l2, t_start)
+            write_results(args.out, meta, checks, rows, skipped, bw, l2, t_start, fused_rows)
             continue
         row = dict(
             layer=lname, shape=list(shape), k=k, stride=stride, dtype=dname, layout=layout, mode=mode,
@@ -273,9 +374,9 @@ def main():
         )
         del sets, f_ours, f_ref
         torch.cuda.empty_cache()
-        write_results(args.out, meta, checks, rows, skipped, bw, l2, t_start)
+        write_results(args.out, meta, checks, rows, skipped, bw, l2, t_start, fused_rows)
 
-    write_results(args.out, meta, checks, rows, skipped, bw, l2, t_start)
+    write_results(args.out, meta, checks, rows, skipped, bw, l2, t_start, fused_rows)
     print(f"wrote {args.out}/results.md and results.json in {time.time() - t_start:.0f} s", flush=True)
     return 0
 

@@ -8,11 +8,13 @@
 # cannot eat the budget; a failed step is recorded and the script goes on where that makes sense:
 #   1. build:  pip install --no-build-isolation --no-deps --no-index -e .  (DSCONV_CUDA=1,
 #              TORCH_CUDA_ARCH_LIST = this GPU), falling back to setup.py build_ext --inplace
-#   2. tests:  pytest tests/test_cuda.py, then the CPU test files
+#   2. tests:  pytest tests/test_cuda_fused.py, tests/test_cuda.py, then the CPU test files
 #   3. compute-sanitizer memcheck (and racecheck if time allows) over bench/sanitize_kernels.py
-#   4. bench:  bench/gpu_bench.py (ours vs F.conv2d) -> results.md / results.json
+#      (depthwise kernels and the fused separable kernel)
+#   4. bench:  bench/gpu_bench.py (ours vs F.conv2d; fused blocks vs F.conv2d dw + 1x1)
+#              -> results.md / results.json
 # Files written to $OUT: gpu_check.log (everything), checks.txt, results.md, results.json,
-# pytest_cuda.txt, sanitizer.txt.
+# pytest_cuda_fused.txt, pytest_cuda.txt, sanitizer.txt.
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench/results}"
@@ -76,6 +78,14 @@ else
 fi
 rm -f "$OUT/build.txt"  # keep the file count low; the log has the interesting parts
 
+section "tests/test_cuda_fused.py"
+# The fused kernel's tests (~1 min) in their own call, so each file keeps its own summary line.
+timeout "$(budget 100 230)" $PY -m pytest tests/test_cuda_fused.py -q -p no:cacheprovider --tb=short -rfE \
+  >"$OUT/pytest_cuda_fused.txt" 2>&1
+RC=$?
+tail -25 "$OUT/pytest_cuda_fused.txt"
+check "tests/test_cuda_fused.py: $(tail -1 "$OUT/pytest_cuda_fused.txt" | sed 's/=//g;s/^ *//') (rc $RC)"
+
 section "tests/test_cuda.py"
 timeout "$(budget 240 200)" $PY -m pytest tests/test_cuda.py -q -p no:cacheprovider --tb=short -rfE \
   >"$OUT/pytest_cuda.txt" 2>&1
@@ -84,7 +94,7 @@ tail -40 "$OUT/pytest_cuda.txt"
 check "tests/test_cuda.py: $(tail -1 "$OUT/pytest_cuda.txt" | sed 's/=//g;s/^ *//') (rc $RC)"
 
 section "CPU tests"
-CPU_TESTS=$(ls tests/test_*.py 2>/dev/null | grep -v test_cuda.py | tr '\n' ' ')
+CPU_TESTS=$(ls tests/test_*.py 2>/dev/null | grep -v -e test_cuda.py -e test_cuda_fused.py | tr '\n' ' ')
 if [ -n "$CPU_TESTS" ]; then
   timeout "$(budget 90 190)" $PY -m pytest $CPU_TESTS -q -p no:cacheprovider --tb=short -x >"$OUT/pytest_cpu.txt" 2>&1
   RC=$?

@@ -5,6 +5,8 @@
 Each case calls the forward and the backward (all three gradients, then bias only) and checks the
 results loosely against F.conv2d on the CPU, so a wrong index shows up even when it stays inside
 an allocation. The comment on each case names the path dw_dispatch.cpp / dw_wgrad.cu should pick.
+FUSED_CASES do the same for the fused separable kernel (csrc/cuda/fused_*): forward against the
+float64 CPU composition.
 """
 import sys
 
@@ -34,6 +36,47 @@ CASES = [
     ((1, 3, 8, 9), (3, 3), (2, 1), (1, 1, 1, 1), (2, 1), 2, "nchw", torch.float64),  # generic fwd / gi / wgrad
     ((1, 8, 8, 9), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "cl", torch.float64),  # generic, channels-inner order
 ]
+
+
+# (N, C, H, W), Cout, (KH, KW), stride, pad (t, b, l, r), dil, layout, dtype, act, pw_act   # what it covers
+FUSED_CASES = [
+    ((2, 40, 9, 11), 24, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "nchw", torch.float16, 2, 0),  # K=3, chunk tail
+    ((1, 33, 10, 9), 300, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), "cl", torch.bfloat16, 1, 3),  # 2 Cout blocks, tails
+    ((1, 16, 9, 12), 40, (5, 5), (2, 2), (2, 2, 2, 2), (1, 1), "cl", torch.float32, 4, 5),  # fp32 FMA, K=5
+    ((2, 36, 11, 9), 150, (7, 7), (1, 1), (3, 3, 3, 3), (1, 1), "nchw", torch.float32, 3, 1),  # fp32 2 Cout blocks
+    ((1, 8, 13, 10), 12, (3, 2), (2, 1), (1, 2, 0, 1), (1, 2), "cl", torch.float16, 5, 2),  # runtime K, dilation
+    ((1, 5, 12, 7), 9, (7, 7), (1, 1), (3, 3, 3, 3), (1, 1), "view", torch.float16, 0, 0),  # strided view
+    ((1, 4, 11, 9), 6, (9, 9), (1, 1), (4, 4, 4, 4), (1, 1), "nchw", torch.float16, 1, 0),  # > 64 taps: composition
+    ((1, 6, 7, 8), 5, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), "cl", torch.float64, 3, 3),  # fp64: composition
+]
+ACTS = [None, F.relu, F.relu6, F.silu, F.hardswish, F.gelu]
+
+
+def fused_cases():
+    bad = 0
+    for shape, Cout, (KH, KW), s, p, d, layout, dtype, act, pw_act in FUSED_CASES:
+        N, C, H, W = shape
+        if layout == "view":
+            x = make((N, C, 2 * H, W + 2), "nchw", dtype)[:, :, ::2, 1 : W + 1]
+        else:
+            x = make(shape, layout, dtype)
+        dw = (torch.randn(C, 1, KH, KW, dtype=torch.float64) / (KH * KW) ** 0.5).to("cuda", dtype)
+        pw = (torch.randn(Cout, C, 1, 1, dtype=torch.float64) / C**0.5).to("cuda", dtype)
+        db = torch.randn(C, dtype=torch.float64).to("cuda", dtype)
+        pb = torch.randn(Cout, dtype=torch.float64).to("cuda", dtype)
+        y = ops.separable_conv2d(x, dw, db, pw, pb, list(s), list(p), list(d), act, pw_act)
+        torch.cuda.synchronize()
+        r = F.conv2d(F.pad(x.double().cpu(), (p[2], p[3], p[0], p[1])), dw.double().cpu(), db.double().cpu(), s, 0, d,
+                     groups=C)
+        r = ACTS[act](r) if act else r
+        r = F.conv2d(r, pw.double().cpu(), pb.double().cpu())
+        r = ACTS[pw_act](r) if pw_act else r
+        tol = {torch.float64: 1e-10, torch.float32: 1e-5}.get(dtype, 3e-2)
+        e = rel(y, r)
+        ok = e < tol
+        bad += not ok
+        print(f"{'ok ' if ok else 'BAD'} fused {shape} ->{Cout} k{KH}x{KW} s{s} d{d} {layout} {dtype}: {e:.1e}", flush=True)
+    return bad
 
 
 def make(shape, layout, dtype):
@@ -72,7 +115,9 @@ def main():
         bad += not ok
         print(f"{'ok ' if ok else 'BAD'} {shape} k{KH}x{KW} s{s} d{d} M{M} {layout} {dtype}: "
               + " ".join(f"{e:.1e}" for e in errs), flush=True)
-    print(f"{len(CASES) - bad}/{len(CASES)} cases within tolerance", flush=True)
+    bad += fused_cases()
+    total = len(CASES) + len(FUSED_CASES)
+    print(f"{total - bad}/{total} cases within tolerance", flush=True)
     return 1 if bad else 0
 
 

@@ -10,3 +10,9 @@ import cuda_emulation  # noqa: E402
 
 def test_cuda_index_math_emulation():
     cuda_emulation.run_all(verbose=False)
+
+
+def test_cuda_fused_index_math_emulation():
+    import cuda_fused_emulation
+
+    cuda_fused_emulation.run_all(verbose=False)

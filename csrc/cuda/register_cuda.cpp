@@ -102,6 +102,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(const at::Tensor& g
 
 }  // namespace
 
+// The CUDA depthwise forward for other CUDA op implementations (fused_register.cpp's fallback).
+at::Tensor depthwise_conv2d_cuda(const at::Tensor& input, const at::Tensor& weight,
+                                 const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                                 c10::IntArrayRef padding, c10::IntArrayRef dilation) {
+  return forward_cuda(input, weight, bias, stride, padding, dilation);
+}
+
 TORCH_LIBRARY_IMPL(dsconv, CUDA, m) {
   m.impl("depthwise_conv2d", &forward_cuda);
   m.impl("depthwise_conv2d_backward", &backward_cuda);

@@ -1,0 +1,98 @@
+// Host-side interface of the CUDA fused depthwise-separable kernel (dsconv::separable_conv2d):
+// raw device pointers + a plain argument struct, no torch headers (the .cu files compile fast).
+// Tensor handling, weight conversion and the fallback path live in fused_register.cpp; the
+// design (tiles, shared memory, tensor-core layout) is described in bench/CUDA_NOTES.md.
+//
+// One thread block computes a band of kFusedBP consecutive output pixels (in (n, oh, ow) order,
+// so a band may span images) against a block of BN pointwise output channels. Channels are consumed in chunks of
+// kFusedKC: the depthwise output of the chunk (+ bias, act) is written to shared memory (the "A"
+// tile, BP x KC), the chunk's pointwise weights next to it (the "B" tile, KC x BN), and the block
+// multiplies them into register accumulators (fp16/bf16: WMMA 16x16x16 tensor-core fragments,
+// fp32 accumulate; fp32: FMA on CUDA cores, 4 pixels x 8 channels per thread). The depthwise
+// intermediate never reaches global memory. Epilogue: + pw bias, pw act, store.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "../dw_params.h"
+
+namespace dsconv {
+namespace cuda {
+
+constexpr int kFusedThreads = 256;  // 8 warps
+constexpr int kFusedBP = 64;        // output pixels per block (GEMM M tile)
+constexpr int kFusedKC = 32;        // channels per chunk (GEMM K step)
+constexpr int kFusedMaxTaps = 64;   // depthwise taps staged in shared memory per channel
+constexpr int kFusedBN16 = 256;     // largest output-channel tile, fp16/bf16 (8 warps: 4 (M) x 2 (N))
+constexpr int kFusedBN32 = 128;     // output-channel tile, fp32 (16 x 16 threads of 4 x 8 outputs)
+
+struct FusedArgs {
+  int C, Cout;
+  int H, W, OH, OW;
+  int KH, KW, taps;
+  int S_h, S_w, dil_h, dil_w, pad_t, pad_l;
+  int64_t HW;     // OH * OW (< 2^31 - kFusedBP)
+  int64_t NHW;    // N * OH * OW: output pixels of the batch
+  int64_t bands;  // ceil(NHW / kFusedBP): blocks along grid.x
+  int64_t in_sn, in_sc, in_sh, in_sw;  // input strides (any, >= 0)
+  int64_t out_sn, out_sc, out_sq;      // output strides: image, channel, pixel q (dense H x W)
+  int chan_inner;  // input channels have unit stride: depthwise threads walk channels fastest
+  int out_cl;      // output channels_last: epilogue lanes walk output channels fastest
+  int BN;          // output channels per block (grid.y = ceil(Cout / BN)); each recomputes the depthwise
+  int nf;          // fp16/bf16: 16-wide N fragments per warp (BN = 32 * nf, nf <= 8)
+  int act, pw_act;
+  const void* in;     // T, strides above
+  void* out;          // T
+  const float* dw_w;  // (C, taps) float, dense
+  const float* dw_b;  // (C) float or nullptr
+  const void* pw_w;   // (Cout, C) T, dense
+  const float* pw_b;  // (Cout) float or nullptr
+};
+
+// Whether the fused kernel takes this problem (multiplier 1 is checked by the caller): kernel of
+// at most kFusedMaxTaps taps, and every coordinate / count within the kernel's int math.
+inline bool fused_supported(const DwParams& p, int64_t Cout) {
+  const int64_t lim = int64_t(1) << 29;
+  if (p.M != 1 || p.taps() > kFusedMaxTaps) return false;
+  if (p.C >= lim || Cout >= lim || p.H >= lim || p.W >= lim || p.OH >= lim || p.OW >= lim) return false;
+  if (p.KH * p.dil_h >= lim || p.KW * p.dil_w >= lim || p.pad_t >= lim || p.pad_l >= lim) return false;
+  if (p.OH * p.stride_h >= lim || p.OW * p.stride_w >= lim) return false;
+  const int64_t HW = p.OH * p.OW;
+  if (HW >= (int64_t(1) << 31) - kFusedBP) return false;
+  const int64_t blocks = (p.N * HW + kFusedBP - 1) / kFusedBP;
+  if (blocks >= (int64_t(1) << 31)) return false;
+  if ((Cout + 31) / 32 > 65535) return false;  // grid.y with the smallest tile
+  return true;
+}
+
+// Fills the tiling fields (NHW, bands, BN, nf) for element size elem_bytes (2: tensor-core path).
+// fp16/bf16: the widest N tile (all of Cout up to 256) unless that leaves fewer than
+// min_blocks blocks (2 per SM: 128 registers x 256 threads); then narrower tiles, each block
+// recomputing its band's depthwise output (cheap next to an idle SM). nf_force > 0 overrides.
+inline void fused_plan(FusedArgs& a, int64_t N, int elem_bytes, int64_t min_blocks, int nf_force) {
+  a.HW = int64_t(a.OH) * a.OW;
+  a.NHW = N * a.HW;
+  a.bands = (a.NHW + kFusedBP - 1) / kFusedBP;
+  if (elem_bytes == 2) {
+    int nf = std::min(8, (a.Cout + 31) / 32);
+    if (nf_force > 0) {
+      nf = std::min(8, nf_force);
+    } else {
+      while (nf > 1 && a.bands * ((a.Cout + 32 * nf - 1) / (32 * nf)) < min_blocks) nf = (nf + 1) / 2;
+    }
+    a.nf = nf;
+    a.BN = 32 * a.nf;
+  } else {
+    a.nf = 0;
+    a.BN = kFusedBN32;
+  }
+}
+
+// T: float, __half or __nv_bfloat16. Enqueues on `stream`; returns the launch error, if any.
+template <typename T>
+cudaError_t fused_forward(const FusedArgs& a, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace dsconv

@@ -1,0 +1,5 @@
+// Fused depthwise-separable kernel for __half (fused_kernel.cuh); one element type per file so the
+// types compile in parallel.
+#include "fused_kernel.cuh"
+
+DSCONV_FUSED_INSTANTIATE(__half)

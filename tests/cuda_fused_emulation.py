@@ -1,0 +1,359 @@
+"""Host-side emulation of the CUDA fused separable kernel's index math (csrc/cuda/fused_kernel.cuh,
+fused_cuda.h, fused_register.cpp).
+
+A per-block / per-thread Python transcription: the tile plan (BN, nf, bands), the per-pixel window
+origins, the channel-chunk loop with its shared-memory tiles (poisoned with NaN, every read
+checked to hit a written element inside the array), both depthwise thread mappings (channels
+fastest / pixels fastest), the tensor-core warp layout (WMMA 16x16x16 fragments emulated as
+float64 matrix products on the same shared-memory addresses), the fp32 FMA thread tile, and both
+epilogue staging layouts, storing through element strides into flat storages whose every access
+is bounds checked (and every output element must be written exactly once). Arithmetic is float64,
+so the result must match the float64 F.conv2d composition to rounding: this checks the tiling,
+not the CUDA code itself (races, alignment, launch limits, 16-bit rounding: tests/test_cuda_fused.py).
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cuda_emulation import Buf, cdiv, out_buffer
+
+NT, BP, KC, MAX_TAPS = 256, 64, 32, 64
+BN16, BN32 = 256, 128
+LDA16, LD16, LDA32, LDB32 = BP + 8, KC + 8, BP + 4, BN32 + 4
+RUN = 4
+
+
+def act_fn(x, act):
+    if act == 1:
+        return max(x, 0.0)
+    if act == 2:
+        return min(max(x, 0.0), 6.0)
+    if act == 3:
+        return x / (1.0 + math.exp(-x))
+    if act == 4:
+        return x * min(max(x + 3.0, 0.0), 6.0) / 6.0
+    if act == 5:
+        return 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))
+    return x
+
+
+class Smem:
+    """One shared-memory array: NaN-poisoned, reads must hit written elements."""
+
+    def __init__(self, n):
+        self.d = np.full(n, np.nan)
+
+    def wr(self, i, v):
+        assert 0 <= i < self.d.size, f"smem write out of bounds {i} / {self.d.size}"
+        self.d[i] = v
+
+    def rd(self, i):
+        assert 0 <= i < self.d.size, f"smem read out of bounds {i} / {self.d.size}"
+        v = self.d[i]
+        assert not np.isnan(v), f"smem read of an unwritten element {i}"
+        return v
+
+    def mat(self, base, rows, cols, ld, col_major=False):
+        """WMMA load_matrix_sync of a rows x cols tile (row_major: (r, c) at base + r*ld + c)."""
+        r = np.arange(rows)[:, None]
+        c = np.arange(cols)[None, :]
+        idx = base + (c * ld + r if col_major else r * ld + c)
+        assert idx.min() >= 0 and idx.max() < self.d.size, "fragment load out of bounds"
+        m = self.d[idx]
+        assert not np.isnan(m).any(), "fragment load of unwritten elements"
+        return m
+
+
+def plan(N, Cout, OH, OW, tc, min_blocks):
+    a = dict(HW=OH * OW, NHW=N * OH * OW, bands=cdiv(N * OH * OW, BP))
+    if tc:
+        nf = min(8, cdiv(Cout, 32))
+        while nf > 1 and a["bands"] * cdiv(Cout, 32 * nf) < min_blocks:
+            nf = (nf + 1) // 2
+        a["nf"] = nf
+        a["BN"] = 32 * a["nf"]
+    else:
+        a["nf"], a["BN"] = 0, BN32
+    return a
+
+
+def dw_point(a, x, src_off, dww, wbase, bias, ih0, iw0, K):
+    acc = bias
+    if K > 0:
+        if ih0 >= 0 and iw0 >= 0 and ih0 + K <= a["H"] and iw0 + K <= a["W"]:
+            p0 = src_off + ih0 * a["in_sh"] + iw0 * a["in_sw"]
+            for kh in range(K):
+                for kw in range(K):
+                    acc += dww.rd(wbase + kh * K + kw) * x.rd(p0 + kh * a["in_sh"] + kw * a["in_sw"])
+        else:
+            for kh in range(K):
+                ih = ih0 + kh
+                if ih < 0 or ih >= a["H"]:
+                    continue
+                for kw in range(K):
+                    iw = iw0 + kw
+                    if 0 <= iw < a["W"]:
+                        acc += dww.rd(wbase + kh * K + kw) * x.rd(src_off + ih * a["in_sh"] + iw * a["in_sw"])
+    else:
+        for kh in range(a["KH"]):
+            ih = ih0 + kh * a["dil_h"]
+            if ih < 0 or ih >= a["H"]:
+                continue
+            for kw in range(a["KW"]):
+                iw = iw0 + kw * a["dil_w"]
+                if 0 <= iw < a["W"]:
+                    acc += dww.rd(wbase + kh * a["KW"] + kw) * x.rd(src_off + ih * a["in_sh"] + iw * a["in_sw"])
+    return acc
+
+
+def dw_run(a, x, src_c, dww, wbase, bias, ih0s, iw0s, in_offs, j0, P, K, S):
+    """RUN outputs of one channel: sliding window when the run is one interior row segment."""
+    if K > 0 and S > 0:
+        L = (RUN - 1) * S + K
+        ih0, iw0 = int(ih0s.rd(j0)), int(iw0s.rd(j0))
+        if (j0 + RUN <= P and int(iw0s.rd(j0 + RUN - 1)) == iw0 + (RUN - 1) * S and ih0 >= 0 and iw0 >= 0
+                and ih0 + K <= a["H"] and iw0 + L <= a["W"]):
+            r = [bias] * RUN
+            p0 = src_c + int(in_offs.rd(j0)) + ih0 * a["in_sh"] + iw0 * a["in_sw"]
+            for kh in range(K):
+                pr = p0 + kh * a["in_sh"]
+                xr = [x.rd(pr + i * a["in_sw"]) for i in range(L)]
+                for kw in range(K):
+                    w = dww.rd(wbase + kh * K + kw)
+                    for i in range(RUN):
+                        r[i] += w * xr[i * S + kw]
+            a["fast_runs"] += 1
+            return [act_fn(v, a["act"]) for v in r]
+    out = []
+    for i in range(RUN):
+        j = j0 + i
+        if j < P:
+            v = dw_point(a, x, src_c + int(in_offs.rd(j)), dww, wbase, bias, int(ih0s.rd(j)), int(iw0s.rd(j)), K)
+            out.append(act_fn(v, a["act"]))
+        else:
+            out.append(0.0)
+    return out
+
+
+def run_block(a, bx, by, tc, K, S, x, dw_w, dw_b, pw_w, pw_b, out, written):
+    g0 = bx * BP
+    P = min(BP, a["NHW"] - g0)
+    co0 = by * a["BN"]
+    C, Cout, taps = a["C"], a["Cout"], a["taps"]
+    ih0s, iw0s, dww, dwb = Smem(BP), Smem(BP), Smem(KC * MAX_TAPS), Smem(KC)
+    in_offs, out_offs = Smem(BP), Smem(BP)
+    A = Smem(KC * LDA16) if tc else Smem(KC * LDA32)
+    B = Smem(BN16 * LD16) if tc else Smem(KC * LDB32)
+    stage = Smem((NT // 32) * 256)
+    for tid in range(BP):
+        g = g0 + (tid if tid < P else 0)
+        n = g // a["HW"]
+        q = g - n * a["HW"]
+        oh, ow = q // a["OW"], q - (q // a["OW"]) * a["OW"]
+        ih0s.wr(tid, oh * a["S_h"] - a["pad_t"])
+        iw0s.wr(tid, ow * a["S_w"] - a["pad_l"])
+        in_offs.wr(tid, n * a["in_sn"])
+        out_offs.wr(tid, n * a["out_sn"] + q * a["out_sq"])
+    acc16 = {(w, f): np.zeros((16, 16)) for w in range(NT // 32) for f in range(8)}
+    acc32 = {tid: np.zeros((4, 8)) for tid in range(NT)}
+    runs, tasks = BP // RUN, BP * KC // (RUN * NT)
+    for c0 in range(0, C, KC):
+        # a new chunk overwrites everything the previous one wrote (after __syncthreads)
+        for tid in range(NT):
+            for i in range(tid, KC * taps, NT):
+                c = c0 + i // taps
+                dww.wr(i, dw_w[c0 * taps + i] if c < C else 0.0)
+            if tid < KC:
+                dwb.wr(tid, dw_b[c0 + tid] if (dw_b is not None and c0 + tid < C) else 0.0)
+            if tc:
+                for i in range(tid, a["BN"] * KC, NT):
+                    kk, nn = i % KC, i // KC
+                    co, c = co0 + nn, c0 + kk
+                    B.wr(nn * LD16 + kk, pw_w[co * C + c] if (co < Cout and c < C) else 0.0)
+            else:
+                for i in range(tid, BN32 * KC, NT):
+                    kk, nn = i % KC, i // KC
+                    co, c = co0 + nn, c0 + kk
+                    B.wr(kk * LDB32 + nn, pw_w[co * C + c] if (co < Cout and c < C) else 0.0)
+        for tid in range(NT):
+            run_a = tid // KC if a["chan_inner"] else tid % runs
+            cc_a = tid % KC if a["chan_inner"] else tid // runs
+            run_step = NT // KC if a["chan_inner"] else 0
+            cc_step = 0 if a["chan_inner"] else NT // runs
+            for t in range(tasks):
+                cc, j0 = cc_a + t * cc_step, (run_a + t * run_step) * RUN
+                c = c0 + cc
+                v = [0.0] * RUN
+                if c < C:
+                    v = dw_run(a, x, c * a["in_sc"], dww, cc * taps, dwb.rd(cc), ih0s, iw0s, in_offs, j0, P, K, S)
+                base = cc * (LDA16 if tc else LDA32) + j0
+                assert base % 4 == 0, "4-element vector store alignment"
+                for i in range(RUN):
+                    A.wr(base + i, v[i])
+        if tc:
+            for warp in range(NT // 32):
+                wm, wn = warp % 4, warp // 4
+                for k in range(0, KC, 16):
+                    fa = A.mat(k * LDA16 + wm * 16, 16, 16, LDA16, col_major=True)
+                    for f in range(8):
+                        if f < a["nf"]:
+                            fb = B.mat((wn * a["nf"] + f) * 16 * LD16 + k, 16, 16, LD16, col_major=True)
+                            acc16[warp, f] += fa @ fb
+        else:
+            for tid in range(NT):
+                tx, ty = tid % 16, tid // 16
+                if co0 + ty * 8 < Cout:
+                    for k in range(KC):
+                        xv = [A.rd(k * LDA32 + tx * 4 + i) for i in range(4)]
+                        assert (k * LDA32 + tx * 4) % 4 == 0 and (k * LDB32 + ty * 8) % 4 == 0, "float4 alignment"
+                        wv = [B.rd(k * LDB32 + ty * 8 + m) for m in range(8)]
+                        acc32[tid] += np.outer(xv, wv)
+    # epilogue
+    if tc:
+        for warp in range(NT // 32):
+            wm, wn = warp % 4, warp // 4
+            st = warp * 256
+            for f in range(8):
+                cb = co0 + (wn * a["nf"] + f) * 16
+                if f < a["nf"] and cb < Cout:
+                    frag = acc16[warp, f]
+                    for row in range(16):  # store_matrix_sync, ldm 16
+                        for col in range(16):
+                            stage.wr(st + (row * 16 + col if a["out_cl"] else col * 16 + row), frag[row, col])
+                    for lane in range(32):
+                        for r in range(8):
+                            e = lane + 32 * r
+                            row = e // 16 if a["out_cl"] else e % 16
+                            col = e % 16 if a["out_cl"] else e // 16
+                            j, co = wm * 16 + row, cb + col
+                            if j < P and co < Cout:
+                                v = stage.rd(st + e)
+                                if pw_b is not None:
+                                    v += pw_b[co]
+                                store(out, written, int(out_offs.rd(j)) + co * a["out_sc"], act_fn(v, a["pw_act"]))
+    else:
+        for tid in range(NT):
+            tx, ty = tid % 16, tid // 16
+            for m in range(8):
+                co = co0 + ty * 8 + m
+                if co >= Cout:
+                    break
+                bias = pw_b[co] if pw_b is not None else 0.0
+                for i in range(4):
+                    j = tx * 4 + i
+                    if j < P:
+                        store(out, written, int(out_offs.rd(j)) + co * a["out_sc"],
+                              act_fn(acc32[tid][i, m] + bias, a["pw_act"]))
+
+
+def store(out, written, off, v):
+    assert off not in written, f"output element {off} written twice"
+    written.add(off)
+    out.wr(off, v)
+
+
+def emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl, min_blocks=264):
+    """The fused kernel's output (float64) for input x (any strides), pad = (t, b, l, r)."""
+    N, C, H, W = x.shape
+    Cout = pw_w.shape[0]
+    KH, KW = dw_w.shape[2:]
+    OH = (H + pad[0] + pad[1] - dil[0] * (KH - 1) - 1) // stride[0] + 1
+    OW = (W + pad[2] + pad[3] - dil[1] * (KW - 1) - 1) // stride[1] + 1
+    assert KH * KW <= MAX_TAPS
+    a = plan(N, Cout, OH, OW, tc, min_blocks)
+    a.update(C=C, Cout=Cout, H=H, W=W, OH=OH, OW=OW, KH=KH, KW=KW, taps=KH * KW, S_h=stride[0], S_w=stride[1],
+             dil_h=dil[0], dil_w=dil[1], pad_t=pad[0], pad_l=pad[2], act=act, pw_act=pw_act, out_cl=int(out_cl))
+    a["in_sn"], a["in_sc"], a["in_sh"], a["in_sw"] = x.stride()
+    a["chan_inner"] = int(x.stride(1) == 1 and C > 1)
+    out = out_buffer((N, Cout, OH, OW), out_cl)
+    a["out_sn"], a["out_sc"], osh, a["out_sq"] = out.strides
+    assert OH == 1 or osh == OW * a["out_sq"]
+    sq = KH == KW and dil == (1, 1) and stride[0] == stride[1] and stride[0] in (1, 2)
+    K = KH if sq and KH in (3, 5, 7) else 0
+    S = stride[0] if K else 0
+    a["fast_runs"] = 0
+    xb = Buf(x.double())
+    dw = dw_w.double().reshape(C, -1).flatten().tolist()
+    db = None if dw_b is None else dw_b.double().tolist()
+    pw = pw_w.double().reshape(Cout, C).flatten().tolist()
+    pb = None if pw_b is None else pw_b.double().tolist()
+    written = set()
+    for bx in range(a["bands"]):
+        for by in range(cdiv(Cout, a["BN"])):
+            run_block(a, bx, by, tc, K, S, xb, dw, db, pw, pb, out, written)
+    assert len(written) == N * Cout * OH * OW, "output elements left unwritten"
+    return out.tensor(), a["fast_runs"]
+
+
+ACTS = [None, F.relu, F.relu6, F.silu, F.hardswish, F.gelu]
+
+
+def reference(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act):
+    xd = F.pad(x.double(), (pad[2], pad[3], pad[0], pad[1]))
+    y = F.conv2d(xd, dw_w.double(), None if dw_b is None else dw_b.double(), stride, 0, dil, groups=x.shape[1])
+    y = ACTS[act](y) if act else y
+    z = F.conv2d(y, pw_w.double(), None if pw_b is None else pw_b.double())
+    return ACTS[pw_act](z) if pw_act else z
+
+
+# (N, C, H, W), Cout, (KH, KW), stride, pad (t, b, l, r), dil, act, pw_act, input layout, bias
+CASES = [
+    ((1, 40, 9, 11), 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, 0, "nchw", True),  # 2 bands, channel tail
+    ((2, 33, 7, 10), 70, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 2, 3, "cl", False),  # stride 2, Cout tail
+    ((1, 8, 6, 13), 300, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 5, 4, "view", True),  # 2 Cout blocks (16-bit)
+    ((1, 5, 11, 9), 3, (7, 7), (1, 2), (3, 3, 2, 4), (1, 1), 4, 1, "cl", True),  # 7x7, C < chunk, odd pad
+    ((1, 6, 10, 9), 17, (3, 2), (1, 1), (2, 0, 1, 1), (2, 3), 3, 5, "nchw", True),  # runtime K, dilation
+    ((1, 1, 12, 12), 150, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 0, 0, "cl", False),  # C = 1, fp32: 2 Cout blocks
+    ((1, 8, 9, 40), 20, (7, 7), (2, 2), (3, 3, 3, 3), (1, 1), 1, 0, "cl", True),  # sliding window 7x7 s2
+    ((1, 12, 6, 30), 12, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 3, 2, "view", True),  # sliding window 5x5 s1
+    ((5, 36, 5, 6), 100, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2, 0, "cl", True),  # bands span images (30 px)
+    ((3, 8, 2, 2), 8, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1, 1, "nchw", True),  # tiny images, OH = OW = 1
+]
+
+
+def make_input(shape, layout, gen):
+    N, C, H, W = shape
+    if layout == "nchw":
+        return torch.randn(shape, generator=gen, dtype=torch.float64)
+    if layout == "cl":
+        return torch.randn(shape, generator=gen, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    big = torch.randn(N + 1, C + 2, 2 * H + 1, W + 3, generator=gen, dtype=torch.float64)
+    return big[1:, 1 : C + 1, 1::2, 2 : W + 2]
+
+
+def check_case(shape, Cout, k, stride, pad, dil, act, pw_act, layout, bias, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = make_input(shape, layout, gen)
+    C = shape[1]
+    dw_w = torch.randn(C, 1, *k, generator=gen, dtype=torch.float64)
+    pw_w = torch.randn(Cout, C, 1, 1, generator=gen, dtype=torch.float64)
+    dw_b = torch.randn(C, generator=gen, dtype=torch.float64) if bias else None
+    pw_b = torch.randn(Cout, generator=gen, dtype=torch.float64) if bias else None
+    ref = reference(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act)
+    errs = {}
+    for tc in (True, False):
+        for out_cl in (False, True):
+            # the 16-bit N tile: split to the narrowest (many blocks wanted) and to the widest
+            got, fast = emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl,
+                                min_blocks=264 if out_cl else 0)
+            errs["fast_runs"] = fast
+            assert got.shape == ref.shape
+            err = ((got - ref).norm() / ref.norm()).item()
+            assert err < 1e-12, f"{'tc' if tc else 'fp32'} out_cl={out_cl}: rel err {err}"
+            errs[("tc" if tc else "fp32") + ("_cl" if out_cl else "")] = err
+    return errs
+
+
+def run_all(verbose=True):
+    for case in CASES:
+        errs = check_case(*case)
+        if verbose:
+            print(case, {k: f"{v:.1e}" for k, v in errs.items()})
+        if case[2] in ((5, 5), (7, 7)) and case[3][0] == case[3][1] or case[0] == (1, 40, 9, 11):  # sliding window ran
+            assert errs["fast_runs"] > 0, case
+
+
+if __name__ == "__main__":
+    run_all()
