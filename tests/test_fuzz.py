@@ -11,6 +11,9 @@ computed by PyTorch from the very same (rounded) values:
   * depthwise_conv2d: F.conv2d(F.pad(x), w, b, groups=C), forward and every gradient through
     autograd; the raw ops with four-sided padding and a random output_mask / grad_output layout.
   * separable_conv2d: the unfused composition conv -> act -> 1x1 conv -> act, forward and backward.
+  * bad arguments (wrong ranks, dtypes, shapes, zero sizes, stride/dilation 0 or negative,
+    negative padding, 'same' with a stride, ...): dsconv raises exactly when F.conv2d does, with a
+    "dsconv: " message, and its fake (meta) kernel raises the same message as the CPU op.
 
 Tolerances are error *bounds*, not guesses: for a result that sums n terms, the kernel may be off
 by the output's rounding (relative to the result) plus n * eps_acc * sum(|terms|), where
@@ -39,6 +42,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import dsconv_ext
+from dsconv_ext._args import conv_args
 from dsconv_ext._fused_act import ACT_CODES, act_fn
 
 # ---------------------------------------------------------------------------------------------
@@ -519,3 +523,75 @@ def test_fuzz_separable(pb, cout, dtype, layout, pw_cl, acts, biases, backward, 
     for (t, _), g, r, ag in zip(leaves, got, want, abs_grads):
         assert_within(g, r, ag, 0, dtype, "separable backward", extra_rel=rel)
     COUNTS["separable_backward"] += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad (and borderline) arguments: dsconv raises exactly when F.conv2d does, with a dsconv message,
+# and its fake (meta) kernel agrees with the CPU op.
+
+
+@fuzz_settings(ci=300, long=3000)
+@given(
+    dims=st.sampled_from([4, 4, 4, 3, 2, 5]),
+    N=st.sampled_from([0, 1, 1, 2]),
+    C=st.sampled_from([0, 1, 2, 2, 3]),
+    H=st.sampled_from([0, 1, 2, 3, 5, 6]),
+    W=st.sampled_from([0, 1, 2, 3, 5, 6]),
+    oc_mult=st.sampled_from([1, 1, 1, 2, 0, "off"]),
+    w1=st.sampled_from([1, 1, 1, 1, 2]),
+    k=st.tuples(st.sampled_from([0, 1, 2, 3, 3, 4]), st.sampled_from([0, 1, 2, 3, 3, 4])),
+    bias=st.sampled_from(["none", "ok", "ok", "short", "2d"]),
+    stride=st.sampled_from([1, 1, 1, 2, 0, -1, (1, 2), (2, 0)]),
+    padding=st.sampled_from([0, 1, 1, 2, -1, "same", "valid", "full", (1, 0), (0, -1)]),
+    dilation=st.sampled_from([1, 1, 1, 2, 0, (1, 3)]),
+    dtypes=st.sampled_from([("f32", "f32"), ("f32", "f32"), ("f32", "f32"), ("f64", "f64"), ("bf16", "bf16"),
+                            ("f32", "f64"), ("i64", "i64"), ("f16", "f32")]),
+)
+def test_fuzz_bad_arguments(dims, N, C, H, W, oc_mult, w1, k, bias, stride, padding, dilation, dtypes):
+    dt = {"f32": torch.float32, "f64": torch.float64, "bf16": torch.bfloat16, "f16": torch.float16, "i64": torch.int64}
+    shape = {4: (N, C, H, W), 3: (C, H, W), 2: (H, W), 5: (N, C, H, W, 2)}[dims]
+    x = (torch.randn(shape) * 4).to(dt[dtypes[0]])
+    OC = C + 1 if oc_mult == "off" else C * oc_mult
+    w = (torch.randn(OC, w1, *k) * 4).to(dt[dtypes[1]])
+    b = {"none": None, "ok": torch.randn(OC), "short": torch.randn(OC + 1), "2d": torch.randn(OC, 1)}[bias]
+    if b is not None:
+        b = b.to(dt[dtypes[1]])
+    groups = shape[-3] if dims in (3, 4) else 1
+    try:
+        ref = F.conv2d(x, w, b, stride, padding, dilation, groups)
+        ref_err = None
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        ref, ref_err = None, e
+    try:
+        out = dsconv_ext.depthwise_conv2d(x, w, b, stride, padding, dilation)
+        err = None
+    except (RuntimeError, ValueError, TypeError) as e:
+        out, err = None, e
+    if ref_err is not None:
+        assert err is not None, f"F.conv2d raises ({ref_err}) but dsconv returned shape {tuple(out.shape)}"
+        assert str(err).startswith("dsconv: "), f"not a dsconv message: {err!r}"
+        if isinstance(err, RuntimeError) and dims == 4:
+            # the fake kernel raises the same message as the CPU op (through the raw op, where the
+            # Python wrapper's argument normalisation accepted the arguments)
+            try:
+                s, p, d = conv_args(w.shape, stride, padding, dilation)
+            except (ValueError, TypeError):
+                COUNTS["bad_arguments_refused"] += 1
+                return
+            meta = [t.to("meta") if t is not None else None for t in (x, w, b)]
+            with pytest.raises(RuntimeError) as meta_err:
+                torch.ops.dsconv.depthwise_conv2d(*meta, s, p, d)
+            assert str(meta_err.value) == str(err)
+        COUNTS["bad_arguments_refused"] += 1
+        return
+    if err is not None and x.numel() == 0 and "dtype" in str(err):
+        # F.conv2d skips its dtype checks on an empty input (e.g. float32 input, float64 weight,
+        # N = 0); dsconv checks dtypes whatever the sizes.
+        COUNTS["bad_arguments_refused"] += 1
+        return
+    assert err is None, f"F.conv2d returns shape {tuple(ref.shape)} but dsconv raised {err!r}"
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    if ref.numel():
+        tol = 5e-2 if ref.dtype in (torch.bfloat16, torch.float16) else 1e-4
+        torch.testing.assert_close(out.double(), ref.double(), rtol=tol, atol=tol * (1 + ref.double().abs().max().item()))
+    COUNTS["bad_arguments_accepted"] += 1
