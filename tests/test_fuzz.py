@@ -483,7 +483,9 @@ def test_fuzz_separable(pb, cout, dtype, layout, pw_cl, acts, biases, backward, 
         comp = act_fn(ACT_CODES[pw_act])(F.conv2d(act_fn(ACT_CODES[act])(
             F.conv2d(x, dw, db, stride, pb["api_padding"], dil, groups=C)), pw, pbias))
     assert out.shape == comp.shape and out.dtype == dtype
-    assert_same_layout(out, comp, "separable forward")
+    if C > 1:  # with one channel the input is NCHW and channels_last at once, and the
+        # composition's choice hinges on the strides F.conv2d gives its 1-channel intermediate
+        assert_same_layout(out, comp, "separable forward")
 
     y, a, z, ref = _sep_reference(x64, dw64, pw64, db64, pbias64, stride, pad4, dil, act, pw_act)
     # Forward: the fused kernels keep the depthwise tile in float32 (no rounding to dtype).
