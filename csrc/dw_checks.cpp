@@ -79,6 +79,10 @@ DwParams check_forward_args(const at::Tensor& input, const at::Tensor& weight,
   TORCH_CHECK(padded_h >= eff_kh && padded_w >= eff_kw, "dsconv: padded input size (", padded_h,
               " x ", padded_w, ") is smaller than the dilated kernel (", eff_kh, " x ", eff_kw,
               "); the kernel can't be larger than the padded input");
+  // As F.conv2d: an input with H or W = 0 is only accepted with a zero batch, even where the
+  // padding would give a non-empty output (zero channels are refused above).
+  TORCH_CHECK(p.N == 0 || (p.H > 0 && p.W > 0), "dsconv: input of shape ", input.sizes(),
+              " has an empty spatial dimension; as F.conv2d, only a zero batch is supported with H or W = 0");
   p.OH = (padded_h - eff_kh) / p.stride_h + 1;
   p.OW = (padded_w - eff_kw) / p.stride_w + 1;
   return p;

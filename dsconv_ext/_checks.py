@@ -79,6 +79,11 @@ def check_forward(input, weight, bias, stride, padding, dilation):
             f"padded input size ({padded_h} x {padded_w}) is smaller than the dilated kernel "
             f"({eff_kh} x {eff_kw}); the kernel can't be larger than the padded input"
         )
+    if input.shape[0] != 0 and (input.shape[2] == 0 or input.shape[3] == 0):
+        _fail(
+            f"input of shape {_shape(input)} has an empty spatial dimension; as F.conv2d, only a zero batch "
+            f"is supported with H or W = 0"
+        )
     return (padded_h - eff_kh) // stride[0] + 1, (padded_w - eff_kw) // stride[1] + 1
 
 

@@ -1021,9 +1021,15 @@ void gw_plane_block(const float* srow0, int64_t rstep, const int64_t* toff, cons
     const float* srow = srow0 + r * rstep;
     const T* grow = g0 + r * gsh;
     for (int64_t v = 0; v < NV; ++v) {
-      const V gv = (v == NV - 1 && tail < L) ? Vec::load(grow + v * L, tm) : Vec::load(grow + v * L);
+      const bool part = v == NV - 1 && tail < L;
+      const V gv = part ? Vec::load(grow + v * L, tm) : Vec::load(grow + v * L);
       if (btot) bacc = Vec::add(bacc, gv);
       const float* sv = srow + v * L;
+      if (part) {  // lanes past the row: masked input too, or 0 * Inf there would make the sum NaN
+#pragma GCC unroll 32
+        for (int t = 0; t < NT; ++t) acc[t] = Vec::fmadd(gv, Vec::load(sv + toff[t], tm), acc[t]);
+        continue;
+      }
 #pragma GCC unroll 32
       for (int t = 0; t < NT; ++t) acc[t] = Vec::fmadd(gv, Vec::load(sv + toff[t]), acc[t]);
     }
@@ -1073,7 +1079,8 @@ void gw_plane_shared(const float* sc, int64_t RS, int64_t Y0, const int64_t* kof
       gv[b] = decltype(masked)::value ? Vec::load(grow[b] + v * L, tm) : Vec::load(grow[b] + v * L);
 #pragma GCC unroll 8
     for (int k = 0; k < KWB; ++k) {
-      const V x = Vec::load(srow + xo[k] + v * L);
+      // masked: lanes past the row read no input either (0 * Inf there would make the sum NaN)
+      const V x = decltype(masked)::value ? Vec::load(srow + xo[k] + v * L, tm) : Vec::load(srow + xo[k] + v * L);
 #pragma GCC unroll 8
       for (int b = 0; b < KHB; ++b)
         if (decltype(every)::value || ok[b]) acc[b][k] = Vec::fmadd(gv[b], x, acc[b][k]);
