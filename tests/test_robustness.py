@@ -11,11 +11,10 @@ SIMD kernels read the padding from zero buffers, so they multiply (NCHW) or mult
 columns but skip the padding rows (channels_last). There the tests accept, element by element,
 either convention, and nothing else.
 
-Known divergence (xfail, SIMD kernels only): the SIMD grad_input kernels also multiply a
-non-finite weight by the *virtual* zeros of grad_output (its padding and, in NCHW, the zeros
-inserted for a stride), so NaN reaches inputs that PyTorch leaves finite in every dtype. Only
-non-finite weights are affected (any NaN/Inf of PyTorch's is still there); fixing it means
-skipping those zeros inside the SIMD engines (csrc/cpu/dw_simd_impl.h). And (xfail) the fused
+A non-finite weight in grad_input: the SIMD engines would multiply it by the *virtual* zeros of
+grad_output (its padding and, in NCHW, the zeros inserted for a stride), so such a weight is
+sent to the portable kernels (csrc/cpu/dw_simd_dispatch.cpp) and grad_input matches F.conv2d's
+NaN/Inf positions exactly on every ISA. And (xfail) the fused
 SIMD kernels' silu(-inf) is -inf where F.silu gives NaN. (Also, not tested: every dsconv path's
 gelu(+inf) is +inf where F.gelu on the CPU gives NaN.)
 """
@@ -195,7 +194,6 @@ def test_nan_inf_forward(isa, where, problem, layout):
 def test_nan_inf_backward(isa, where, problem, layout):
     N, C, H, W, k, stride, pad, dil, M = problem
     pad4 = [pad[0], pad[0], pad[1], pad[1]]
-    xfails = []
     for dtype in (torch.float32, torch.bfloat16):
         x, w, _ = _make(problem, dtype, layout)
         y = dsconv_ext.depthwise_conv2d(x, w, None, stride, pad, dil)
@@ -221,17 +219,10 @@ def test_nan_inf_backward(isa, where, problem, layout):
             out = _unfold_conv(x64, w64, None, stride, pad, dil, skip_padding=skip)
             refs.append(torch.autograd.grad(out, [x64, w64], go.double()))
         what = f"non-finite {where}, {dtype}, {layout}, {isa}"
-        if where == "weight" and isa != "generic":
-            # Known divergence: the SIMD grad_input engines correlate a zero-padded (NCHW: also
-            # zero-inserted for the stride) grad_output with the weights (channels_last: padding
-            # columns read from a zero buffer), so a non-finite weight also meets those virtual
-            # zeros (0 * Inf = NaN) and spreads NaN to inputs that PyTorch (every dtype) leaves
-            # finite. At least every NaN/Inf PyTorch has must be there.
-            pg, pr = _pattern(gi), _pattern(refs[0][0])
-            assert ((pr == 0) | (pg == pr)).all(), "grad_input lost a NaN/Inf, " + what
-            if not torch.equal(pg, pr):
-                xfails.append(what)
-                continue
+        if where == "weight":
+            # grad_input sees only real taps (a non-finite weight avoids the SIMD engines'
+            # zero-padded correlation): PyTorch's NaN/Inf positions exactly, every ISA
+            assert torch.equal(_pattern(gi), _pattern(refs[0][0])), "grad_input, " + what
         _assert_pattern_in(gi, [r[0] for r in refs], "grad_input, " + what)
         _assert_pattern_in(gw, [r[1] for r in refs], "grad_weight, " + what)
         _assert_pattern_in(gb, [go.double().sum((0, 2, 3))], "grad_bias, " + what)
@@ -243,9 +234,6 @@ def test_nan_inf_backward(isa, where, problem, layout):
             assert torch.equal(_pattern(gi), _pattern(pt[0])), "grad_input vs F.conv2d, " + what
             if where == "input":  # (a non-finite grad_output meets the padding in grad_weight)
                 assert torch.equal(_pattern(gw), _pattern(pt[1])), "grad_weight vs F.conv2d, " + what
-    if xfails:
-        pytest.xfail("known: SIMD grad_input spreads a non-finite weight over its virtual zero padding: "
-                     + "; ".join(xfails))
 
 
 @pytest.mark.parametrize("layout", ["nchw", "cl"])

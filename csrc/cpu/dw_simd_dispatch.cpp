@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <mutex>
@@ -137,10 +138,24 @@ bool forward(const DwParams& p, const T* in, const T* w, const T* bias, T* out) 
   return false;
 }
 
+// The SIMD grad_input engines correlate a zero-padded (NCHW: also zero-inserted for the stride)
+// grad_output with the weights, so a non-finite weight would meet those virtual zeros
+// (0 * Inf = NaN) and spread NaN to inputs F.conv2d leaves finite. Such a weight (rare: a
+// diverged model) goes to the portable kernels, which visit only the real taps. The scan reads
+// OC*KH*KW values, nothing next to the pass itself.
+template <typename T>
+bool all_finite(const DwParams& p, const T* w) {
+  const int64_t n = p.OC() * p.taps();
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(static_cast<float>(w[i]))) return false;
+  return true;
+}
+
 template <typename T>
 bool backward_input(const DwParams& p, const T* grad_out, const T* w, T* grad_in) {
 #if DSCONV_SIMD_X86
   if constexpr (simd_dtype<T>()) {
+    if (!all_finite(p, w)) return false;
     if (active_isa() != Isa::generic)
       advise_huge_pages(grad_in, p.N, p.C, p.H, p.W, p.in_sn, p.in_sc, p.in_sh, p.in_sw, sizeof(T));
     switch (active_isa()) {
