@@ -164,6 +164,28 @@ def test_float32_mobilenet_shapes(isa):
             assert out.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
 
 
+@pytest.mark.parametrize("nt", ["1", "0"])
+def test_float32_streaming_stores(isa, nt, monkeypatch):
+    # DSCONV_FUSED_NT=1 forces the non-temporal output stores (taken by default only for outputs of
+    # 16 MiB or more) where rows are vector-aligned: Cout and H*W multiples of 16 or not, padded
+    # tail blocks, bias and activations in the register epilogue, several bands per image.
+    monkeypatch.setenv("DSCONV_FUSED_NT", nt)
+    monkeypatch.setenv("DSCONV_FUSED_TILE_KB", "4")
+    monkeypatch.setenv("DSCONV_FUSED_MIN_BAND", "1")
+    for (N, C, Cout, H, W, act, pw_act) in [(2, 32, 64, 8, 8, "relu", None), (1, 24, 48, 16, 12, None, "silu"),
+                                             (2, 17, 19, 7, 9, "relu6", "gelu"), (1, 40, 256, 12, 16, None, "relu6"),
+                                             (3, 16, 33, 8, 6, "hardswish", "hardswish")]:
+        for cl in (False, True):
+            x = torch.randn(N, C, H, W)
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            dw, pw = torch.randn(C, 1, 3, 3), torch.randn(Cout, C, 1, 1) / C**0.5
+            db, pb = torch.randn(C), torch.randn(Cout)
+            out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, 1, 1, act, pw_act)
+            ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), 1, 1, 1, act, pw_act)
+            torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5, msg=lambda m: f"{C}->{Cout} {cl}: {m}")
+
+
 def test_bfloat16_random_configs(isa):
     rng = random.Random(7)
     for _ in range(25):

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define DSCONV_FUSED_AVX2 1
@@ -37,6 +38,8 @@ struct V {
   static inline T load_n(const float* p, int64_t n) { return _mm256_maskload_ps(p, mask(n)); }
   static inline void store(float* p, T v) { _mm256_storeu_ps(p, v); }
   static inline void store_n(float* p, T v, int64_t n) { _mm256_maskstore_ps(p, mask(n), v); }
+  static inline void stream(float* p, T v) { _mm256_stream_ps(p, v); }  // p 32-byte aligned
+  static inline void fence() { _mm_sfence(); }
   static inline T loadbf(const uint16_t* p) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));

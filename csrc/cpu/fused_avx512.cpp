@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define DSCONV_FUSED_AVX512 1
@@ -38,6 +39,8 @@ struct V {
   static inline T load_n(const float* p, int64_t n) { return _mm512_maskz_loadu_ps(mask(n), p); }
   static inline void store(float* p, T v) { _mm512_storeu_ps(p, v); }
   static inline void store_n(float* p, T v, int64_t n) { _mm512_mask_storeu_ps(p, mask(n), v); }
+  static inline void stream(float* p, T v) { _mm512_stream_ps(p, v); }  // p 64-byte aligned
+  static inline void fence() { _mm_sfence(); }
   static inline T widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
   static inline T loadbf(const uint16_t* p) { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
   static inline T loadbf_n(const uint16_t* p, int64_t n) { return widen(_mm256_maskz_loadu_epi16(mask(n), p)); }

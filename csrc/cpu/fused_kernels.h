@@ -52,6 +52,7 @@ struct Problem {
   const float* pw_w;     // (Cout, C)
   const float* pw_b;     // (Cout) or nullptr
   int act, pw_act;
+  bool nt_out = false;   // write full float output vectors with streaming (non-temporal) stores
   // Filled by Kernels::prepare: ISA-specific packed copies living in a caller-owned workspace.
   const float* packed_pw = nullptr;
   const float* packed_dw = nullptr;

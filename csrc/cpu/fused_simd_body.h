@@ -9,6 +9,7 @@
 //     loadbf(p), loadbf_n(p, n), storebf(p, v), storebf_n(p, v, n)  // bf16 stored as uint16_t
 //     load_if(p, on, n), loadbf_if(p, on, n)           // first n lanes if on, else 0; no faults
 //     load_range(p, lo, hi), loadbf_range(p, lo, hi)  // lanes [lo, hi) only, others 0, no faults
+//     stream(p, v) (non-temporal store, p aligned to the vector size), fence() (orders them)
 //     fma(a, b, c) = a*b + c, add, sub, mul, div, max, min (NaN from the 2nd operand), bit_and,
 //     bit_xor, round_nearest, pow2i (2^n for an integral-valued float vector n in [-126, 127])
 //     even(a, b), odd(a, b)   // de-interleave 2L consecutive floats a|b
@@ -131,14 +132,18 @@ inline void zero_fill(float* p, int64_t n) {
   if (i < n) V::store_n(p + i, V::zero(), n - i);
 }
 
-// --- GEMM micro-kernel and epilogue ---------------------------------------------------------------
-// Cb (MR x NV*L, row stride NV*L) = A (MR x K) * B (K x NV*L).
+// --- GEMM micro-kernel -------------------------------------------------------------------------
+// out block = ACT(A (MR x K) * B (K x NV*L) + bias), computed in registers.
 //   PACKED: A element (r, k) at A[k*MR + r] (pointwise weight packed by row blocks);
 //   else     A element (r, k) at A[r*lda + k] (rows of the pixel-major tile).
 //   B element (k, j) at B[k*ldb + j]; all NV*L columns are readable.
-template <int MR, int NV, bool PACKED>
-inline void ukernel(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B,
-                    int64_t ldb, float* __restrict Cb) {
+// The micro-kernel with the epilogue on its registers: out block (rows r < mr, columns j < nc) =
+// ACT(A * B + bias), bias per row (ROWBIAS: bias[r]) or per column (bias[j], readable up to NV*L),
+// or none (bias == nullptr). A and B as in ukernel. nt: full float vectors are written with
+// streaming (non-temporal) stores; the caller checked the alignment and fences.
+template <int MR, int NV, bool PACKED, int ACT, bool ROWBIAS, class T>
+inline void ukernel_out(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
+                        const float* bias, T* __restrict out, int64_t ld_out, int64_t mr, int64_t nc, bool nt) {
   vec acc[MR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
@@ -157,44 +162,37 @@ inline void ukernel(int64_t K, const float* __restrict A, int64_t lda, const flo
     B += ldb;
     A += PACKED ? MR : 1;
   }
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r)
+  vec bc[NV];
+  if (!ROWBIAS) {
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) V::store(Cb + r * (NV * L) + v * L, acc[r][v]);
-}
-
-// out rows r < mr, columns j < nc: act(Cb[r][j] + bias), bias per row (bias[r]) or per column
-// (bias[j], readable up to a multiple of L) or none.
-template <int ACT, class T>
-void epilogue_t(const float* Cb, int64_t ldc, int64_t mr, int64_t nc, const float* bias, bool per_row,
-                T* out, int64_t ld_out) {
-  for (int64_t r = 0; r < mr; ++r) {
-    const float* c = Cb + r * ldc;
-    T* o = out + r * ld_out;
-    const vec br = (bias && per_row) ? V::set1(bias[r]) : V::zero();
-    int64_t j = 0;
-    for (; j < nc; j += L) {
-      vec x = V::load(c + j);
-      if (bias) x = V::add(x, per_row ? br : V::load(bias + j));
-      x = act_v<ACT>(x);
-      if (j + L <= nc)
-        st(o + j, x);
-      else
-        st_n(o + j, x, nc - j);
-    }
+    for (int v = 0; v < NV; ++v) bc[v] = bias ? V::load(bias + v * L) : V::zero();
   }
-}
-
-template <class T>
-void epilogue(int act, const float* Cb, int64_t ldc, int64_t mr, int64_t nc, const float* bias, bool per_row,
-              T* out, int64_t ld_out) {
-  switch (act) {
-    case kActRelu: epilogue_t<kActRelu, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
-    case kActRelu6: epilogue_t<kActRelu6, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
-    case kActSilu: epilogue_t<kActSilu, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
-    case kActHardswish: epilogue_t<kActHardswish, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
-    case kActGelu: epilogue_t<kActGelu, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
-    default: epilogue_t<kActNone, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    if (r >= mr) break;
+    T* o = out + r * ld_out;
+    const vec br = (ROWBIAS && bias) ? V::set1(bias[r]) : V::zero();
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      vec x = acc[r][v];
+      if (ROWBIAS) {
+        if (bias) x = V::add(x, br);
+      } else {
+        x = V::add(x, bc[v]);
+      }
+      x = act_v<ACT>(x);
+      if ((v + 1) * L <= nc) {
+        if constexpr (std::is_same<T, float>::value) {
+          if (nt) {
+            V::stream(o + v * L, x);
+            continue;
+          }
+        }
+        st(o + v * L, x);
+      } else if (v * L < nc) {
+        st_n(o + v * L, x, nc - v * L);
+      }
+    }
   }
 }
 
@@ -229,42 +227,71 @@ inline int pixels_nv(int64_t Cout) {
 // Prefetches as volatile asm: GCC deems a function holding only __builtin_prefetch /
 // _mm_prefetch pure and deletes calls to it.
 inline void prefetch_l1(const void* a) { asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(a))); }
-inline void prefetch_l2(const void* a) { asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(a))); }
 
-inline void prefetch_run(const char* a, int64_t bytes) {
-  const char* e = a + bytes;
-  for (; a < e; a += 64) prefetch_l2(a);
-  if (bytes > 0) prefetch_l2(e - 1);
-}
+// The input of a band as runs of bytes: n_outer x n_inner runs of `bytes` bytes at
+// base + o*s_outer + i*s_inner. The GEMM issues its prefetches a few lines at a time (step), spread
+// over the band's micro-kernel calls: a burst of a few thousand prefetches at once would stall on
+// the miss buffers (the loads behind them wait) and fetch the lines long before they are used.
+struct PfRuns {
+  const char* base = nullptr;
+  int64_t n_outer = 0, s_outer = 0, n_inner = 0, s_inner = 0, bytes = 0;
+  int64_t o = 0, i = 0, off = 0;  // cursor
+  int64_t lines() const { return n_outer * n_inner * ceil_div(bytes, 64); }
+  bool done() const { return o >= n_outer; }
+  void step(int64_t k) {
+    for (; k > 0 && o < n_outer; --k) {
+      const uintptr_t a = reinterpret_cast<uintptr_t>(base + o * s_outer + i * s_inner);
+      prefetch_l1(reinterpret_cast<const char*>((a & ~uintptr_t(63)) + off));
+      off += 64;
+      if (off >= static_cast<int64_t>(a & 63) + bytes) {
+        off = 0;
+        if (++i == n_inner) {
+          i = 0;
+          ++o;
+        }
+      }
+    }
+  }
+};
 
 template <class T>
-void prefetch_band_input(const Problem& P, const Band& b) {
-  if (b.q1 <= b.q0) return;
+PfRuns band_input_runs(const Problem& P, const Band& b) {
+  PfRuns r;
+  if (b.q1 <= b.q0) return r;
   const DwParams& p = P.p;
   const int64_t oha = b.q0 / p.OW, ohb = (b.q1 - 1) / p.OW;
   const int64_t ih_lo = imax(0, oha * p.stride_h - p.pad_t);
   const int64_t ih_hi = imin(p.H, ohb * p.stride_h - p.pad_t + (p.KH - 1) * p.dil_h + 1);
-  if (ih_lo >= ih_hi) return;
+  if (ih_lo >= ih_hi) return r;
   const int64_t sz = sizeof(T);
   const char* base = reinterpret_cast<const char*>(static_cast<const T*>(P.in) + b.n * p.in_sn);
   if (P.pixels) {
-    if (p.in_sc != 1 || p.in_sw < p.C) return;
+    if (p.in_sc != 1 || p.in_sw < p.C) return r;
+    r.base = base + ih_lo * p.in_sh * sz;
     if (p.in_sw == p.C && p.in_sh == p.W * p.C) {
-      prefetch_run(base + ih_lo * p.in_sh * sz, (ih_hi - ih_lo) * p.in_sh * sz);
+      r.n_outer = r.n_inner = 1;
+      r.bytes = (ih_hi - ih_lo) * p.in_sh * sz;
     } else {
-      for (int64_t ih = ih_lo; ih < ih_hi; ++ih) prefetch_run(base + ih * p.in_sh * sz, ((p.W - 1) * p.in_sw + p.C) * sz);
+      r.n_outer = 1;
+      r.n_inner = ih_hi - ih_lo;
+      r.s_inner = p.in_sh * sz;
+      r.bytes = ((p.W - 1) * p.in_sw + p.C) * sz;
     }
-    return;
+    return r;
   }
-  if (p.in_sw != 1) return;
-  for (int64_t c = 0; c < p.C; ++c) {
-    const char* cb = base + c * p.in_sc * sz;
-    if (p.in_sh == p.W) {
-      prefetch_run(cb + ih_lo * p.W * sz, (ih_hi - ih_lo) * p.W * sz);
-    } else {
-      for (int64_t ih = ih_lo; ih < ih_hi; ++ih) prefetch_run(cb + ih * p.in_sh * sz, p.W * sz);
-    }
+  if (p.in_sw != 1) return r;
+  r.base = base + ih_lo * p.in_sh * sz;
+  r.n_outer = p.C;
+  r.s_outer = p.in_sc * sz;
+  if (p.in_sh == p.W) {
+    r.n_inner = 1;
+    r.bytes = (ih_hi - ih_lo) * p.W * sz;
+  } else {
+    r.n_inner = ih_hi - ih_lo;
+    r.s_inner = p.in_sh * sz;
+    r.bytes = p.W * sz;
   }
+  return r;
 }
 
 // --- planes (NCHW output) ----------------------------------------------------------------------------
@@ -473,24 +500,16 @@ void dw_band_planes(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
   delete[] tapoff_big;
 }
 
-template <class T>
-void run_band_planes(const Problem& P, const Band& bnd, const Band& next, float* scratch) {
+template <int ACT, class T>
+void planes_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, PfRuns& pf) {
   const DwParams& p = P.p;
-  const int64_t n = bnd.n, q0 = bnd.q0, q1 = bnd.q1;
   constexpr int NR = kPlanesNV * L, MR = kPlanesMR;
-  const int64_t band = q1 - q0;
-  const int64_t ldt = round_up(P.band, NR);
-  float* tile = scratch;
-  float* Cb = tile + p.C * ldt;
-  float* rowbuf = Cb + MR * NR;
-  const int64_t span_max = window_span(p, 0, p.OW);
-  const int64_t nrows_max = (max_band_rows(p, P.band) - 1) * p.stride_h + (p.KH - 1) * p.dil_h + 1;
-  float* tmp = rowbuf + nrows_max * p.stride_w * phase_len(p, span_max);
-  dw_band_planes<T>(P, n, q0, q1, tile, ldt, rowbuf, tmp);
-  prefetch_band_input<T>(P, next);
-
   T* out = static_cast<T*>(P.out) + n * p.out_sn + q0;
   const int64_t nblk = ceil_div(P.Cout, MR);
+  const int64_t pf_step = ceil_div(pf.lines(), nblk * ceil_div(band, NR)) + 1;
+  // Streaming stores when every output row segment starts on a vector boundary.
+  const bool nt = std::is_same<T, float>::value && P.nt_out && p.out_sc % L == 0 &&
+                  reinterpret_cast<uintptr_t>(out) % (L * sizeof(float)) == 0;
   for (int64_t j = 0; j < band; j += NR) {
     const int64_t nc = imin(NR, band - j);
     // the last column block only as wide as needed (whole vectors)
@@ -498,18 +517,47 @@ void run_band_planes(const Problem& P, const Band& bnd, const Band& next, float*
     for (int64_t blk = 0; blk < nblk; ++blk) {
       const int64_t co0 = blk * MR, mr = imin(MR, P.Cout - co0);
       const float* A = P.packed_pw + blk * p.C * MR;
+      const float* bias = P.pw_b ? P.pw_b + co0 : nullptr;
+      T* o = out + co0 * p.out_sc + j;
       static_assert(kPlanesNV <= 4, "planes tail blocks handle up to 4 vectors");
       switch (nv >= kPlanesNV ? kPlanesNV : nv) {
-        case 1: ukernel<MR, 1, true>(p.C, A, 0, tile + j, ldt, Cb); break;
-        case 2: ukernel<MR, (kPlanesNV >= 2 ? 2 : 1), true>(p.C, A, 0, tile + j, ldt, Cb); break;
-        case 3: ukernel<MR, (kPlanesNV >= 3 ? 3 : 1), true>(p.C, A, 0, tile + j, ldt, Cb); break;
-        default: ukernel<MR, kPlanesNV, true>(p.C, A, 0, tile + j, ldt, Cb); break;
+        case 1: ukernel_out<MR, 1, true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt); break;
+        case 2:
+          ukernel_out<MR, (kPlanesNV >= 2 ? 2 : 1), true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt);
+          break;
+        case 3:
+          ukernel_out<MR, (kPlanesNV >= 3 ? 3 : 1), true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt);
+          break;
+        default: ukernel_out<MR, kPlanesNV, true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt); break;
       }
-      // Cb rows are nv*L wide for the narrower blocks
-      epilogue<T>(P.pw_act, Cb, (nv >= kPlanesNV ? kPlanesNV : nv) * L, mr, nc, P.pw_b ? P.pw_b + co0 : nullptr, true,
-                  out + co0 * p.out_sc + j, p.out_sc);
+      pf.step(pf_step);
     }
   }
+}
+
+template <class T>
+void run_band_planes(const Problem& P, const Band& bnd, const Band& next, float* scratch) {
+  const DwParams& p = P.p;
+  const int64_t n = bnd.n, q0 = bnd.q0, q1 = bnd.q1;
+  constexpr int NR = kPlanesNV * L;
+  const int64_t ldt = round_up(P.band, NR);
+  float* tile = scratch;
+  float* rowbuf = tile + p.C * ldt + kPlanesMR * NR;
+  const int64_t span_max = window_span(p, 0, p.OW);
+  const int64_t nrows_max = (max_band_rows(p, P.band) - 1) * p.stride_h + (p.KH - 1) * p.dil_h + 1;
+  float* tmp = rowbuf + nrows_max * p.stride_w * phase_len(p, span_max);
+  dw_band_planes<T>(P, n, q0, q1, tile, ldt, rowbuf, tmp);
+  PfRuns pf = band_input_runs<T>(P, next);
+  switch (P.pw_act) {
+    case kActRelu: planes_gemm_t<kActRelu, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    case kActRelu6: planes_gemm_t<kActRelu6, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    case kActSilu: planes_gemm_t<kActSilu, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    case kActHardswish: planes_gemm_t<kActHardswish, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    case kActGelu: planes_gemm_t<kActGelu, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    default: planes_gemm_t<kActNone, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+  }
+  pf.step(pf.lines());
+  if (P.nt_out) V::fence();
 }
 
 // --- pixels (channels_last output) -------------------------------------------------------------------
@@ -728,22 +776,41 @@ void dw_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
   delete[] offs;
 }
 
-template <int NV, class T>
-void pixels_gemm(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, float* Cb) {
+template <int NV, int ACT, class T>
+void pixels_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, PfRuns& pf) {
   const DwParams& p = P.p;
   constexpr int NR = NV * L;
   constexpr int MR = pixels_mr(NV);
   T* out = static_cast<T*>(P.out) + n * p.out_sn + q0 * P.Cout;
   const int64_t nblk = ceil_div(P.Cout, NR);
+  const int64_t calls = nblk * ceil_div(band, MR);
+  const int64_t pf_step = ceil_div(pf.lines(), calls) + 1;
+  // Streaming stores for full, 64-byte aligned float rows (the output is written once, never read
+  // back here): no read-for-ownership of the output lines.
+  bool nt = std::is_same<T, float>::value && P.nt_out && P.Cout % L == 0 &&
+            reinterpret_cast<uintptr_t>(out) % (L * sizeof(float)) == 0;
   for (int64_t blk = 0; blk < nblk; ++blk) {
     const int64_t co0 = blk * NR, nc = imin(NR, P.Cout - co0);
     const float* B = P.packed_pw + blk * p.C * NR;
     const float* bias = P.packed_pw_b ? P.packed_pw_b + co0 : nullptr;
     for (int64_t i = 0; i < band; i += MR) {
       const int64_t mr = imin(MR, band - i);
-      ukernel<MR, NV, false>(p.C, tile + i * ldt, ldt, B, NR, Cb);
-      epilogue<T>(P.pw_act, Cb, NR, mr, nc, bias, false, out + i * P.Cout + co0, P.Cout);
+      ukernel_out<MR, NV, false, ACT, false, T>(p.C, tile + i * ldt, ldt, B, NR, bias, out + i * P.Cout + co0, P.Cout,
+                                                 mr, nc, nt);
+      pf.step(pf_step);
     }
+  }
+}
+
+template <int NV, class T>
+void pixels_gemm(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, PfRuns& pf) {
+  switch (P.pw_act) {
+    case kActRelu: pixels_gemm_t<NV, kActRelu, T>(P, n, q0, band, tile, ldt, pf); break;
+    case kActRelu6: pixels_gemm_t<NV, kActRelu6, T>(P, n, q0, band, tile, ldt, pf); break;
+    case kActSilu: pixels_gemm_t<NV, kActSilu, T>(P, n, q0, band, tile, ldt, pf); break;
+    case kActHardswish: pixels_gemm_t<NV, kActHardswish, T>(P, n, q0, band, tile, ldt, pf); break;
+    case kActGelu: pixels_gemm_t<NV, kActGelu, T>(P, n, q0, band, tile, ldt, pf); break;
+    default: pixels_gemm_t<NV, kActNone, T>(P, n, q0, band, tile, ldt, pf); break;
   }
 }
 
@@ -752,15 +819,16 @@ void run_band_pixels(const Problem& P, const Band& bnd, const Band& next, float*
   const int64_t n = bnd.n, q0 = bnd.q0, q1 = bnd.q1;
   const int64_t ldt = round_up(P.p.C, L);
   float* tile = scratch;
-  float* Cb = tile + (round_up(P.band, 16) + 16) * ldt;
   dw_band_pixels<T>(P, n, q0, q1, tile, ldt);
-  prefetch_band_input<T>(P, next);
+  PfRuns pf = band_input_runs<T>(P, next);
   switch (pixels_nv(P.Cout)) {
-    case 1: pixels_gemm<1, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
-    case 2: pixels_gemm<2, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
-    case 3: pixels_gemm<3, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
-    default: pixels_gemm<kPixelsMaxNV, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
+    case 1: pixels_gemm<1, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    case 2: pixels_gemm<2, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    case 3: pixels_gemm<3, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    default: pixels_gemm<kPixelsMaxNV, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
   }
+  pf.step(pf.lines());
+  if (P.nt_out) V::fence();
 }
 
 // --- Kernels table entries ---------------------------------------------------------------------------
