@@ -186,6 +186,27 @@ def test_float32_streaming_stores(isa, nt, monkeypatch):
             torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5, msg=lambda m: f"{C}->{Cout} {cl}: {m}")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_planes_direct_depthwise_edges(isa, dtype, monkeypatch):
+    # NCHW depthwise read straight from the input (column stride 1): masked row pieces at the left /
+    # right borders, zero rows above / below, widths around the vector length, bands starting and
+    # ending mid-row (tiny tile budget), 3x3 (row reuse) and 5x5 / 7x7 / dilated rows.
+    monkeypatch.setenv("DSCONV_FUSED_TILE_KB", "1")
+    monkeypatch.setenv("DSCONV_FUSED_MIN_BAND", "1")
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    for W in (1, 5, 8, 16, 17, 33):
+        for H in (1, 4, 7):
+            for k, pad, dil in ((3, 1, 1), (3, 0, 1), (3, 2, (2, 1)), (5, 2, 1), (7, 3, 1), (7, 1, 1)):
+                if (H + 2 * pad - (k - 1) * (dil if isinstance(dil, int) else dil[0]) - 1) < 0 or W + 2 * pad - k < 0:
+                    continue
+                x = torch.randn(2, 5, H, W).to(dtype)
+                dw, pw = torch.randn(5, 1, k, k).to(dtype), (torch.randn(7, 5, 1, 1) / 3).to(dtype)
+                db, pb = torch.randn(5).to(dtype), torch.randn(7).to(dtype)
+                out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, pad, dil, "relu", None)
+                ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), 1, pad, dil, "relu", None)
+                torch.testing.assert_close(out.double(), ref, **tol, msg=lambda m: f"W={W} H={H} k={k} pad={pad}: {m}")
+
+
 def test_bfloat16_random_configs(isa):
     rng = random.Random(7)
     for _ in range(25):

@@ -72,6 +72,24 @@ struct V {
                                           _mm256_cmpgt_epi32(_mm256_set1_epi32(h), iota));
     return _mm256_maskload_ps(p, m);
   }
+  // Precomputed lane masks: lanes [lo, hi) of a load (no access to the others). bf16 has no
+  // masked load here (kMaskedBf16 false: the callers take another path for it).
+  using M = __m256i;
+  static constexpr bool kMaskedBf16 = false;
+  static inline M range_mask(int64_t lo, int64_t hi) {
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int h = static_cast<int>(hi > L ? L : hi), l = static_cast<int>(lo < 0 ? 0 : lo);
+    return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(l), iota), _mm256_cmpgt_epi32(_mm256_set1_epi32(h), iota));
+  }
+  static inline T load_m(const float* p, M m) { return _mm256_maskload_ps(p, m); }
+  static inline T loadbf_m(const uint16_t* p, M m) {
+    alignas(32) int32_t on[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(on), m);
+    uint16_t tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int l = 0; l < 8; ++l)
+      if (on[l]) tmp[l] = p[l];
+    return loadbf(tmp);
+  }
   static inline T loadbf_range(const uint16_t* p, int64_t lo, int64_t hi) {
     uint16_t tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int64_t l = lo < 0 ? 0 : lo; l < (hi > L ? L : hi); ++l) tmp[l] = p[l];

@@ -20,6 +20,7 @@
 // GCC 12 flags the `__Y = __Y` idiom of _mm512_undefined_*() inside its own intrinsics headers.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
 
@@ -62,6 +63,12 @@ struct V {
     return hi <= lo ? static_cast<__mmask16>(0) : static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
   }
   static inline T load_range(const float* p, int64_t lo, int64_t hi) { return _mm512_maskz_loadu_ps(range(lo, hi), p); }
+  // Precomputed lane masks: lanes [lo, hi) of a load (no access to the others).
+  using M = __mmask16;
+  static constexpr bool kMaskedBf16 = true;
+  static inline M range_mask(int64_t lo, int64_t hi) { return range(lo, hi); }
+  static inline T load_m(const float* p, M m) { return _mm512_maskz_loadu_ps(m, p); }
+  static inline T loadbf_m(const uint16_t* p, M m) { return widen(_mm256_maskz_loadu_epi16(m, p)); }
   static inline T loadbf_range(const uint16_t* p, int64_t lo, int64_t hi) {
     return widen(_mm256_maskz_loadu_epi16(range(lo, hi), p));
   }

@@ -132,6 +132,37 @@ inline void zero_fill(float* p, int64_t n) {
   if (i < n) V::store_n(p + i, V::zero(), n - i);
 }
 
+// Prefetches as volatile asm: GCC deems a function holding only __builtin_prefetch /
+// _mm_prefetch pure and deletes calls to it.
+inline void prefetch_l1(const void* a) { asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(a))); }
+
+// The input of a band as runs of bytes: n_outer x n_inner runs of `bytes` bytes at
+// base + o*s_outer + i*s_inner. The GEMM issues its prefetches a few lines at a time (step), spread
+// over the band's micro-kernel calls: a burst of a few thousand prefetches at once would stall on
+// the miss buffers (the loads behind them wait) and fetch the lines long before they are used;
+// a few at a time after each call still slows the GEMM's own loads: one every pf_every k steps.
+struct PfRuns {
+  const char* base = nullptr;
+  int64_t n_outer = 0, s_outer = 0, n_inner = 0, s_inner = 0, bytes = 0;
+  int64_t o = 0, i = 0, off = 0;  // cursor
+  int64_t lines() const { return n_outer * n_inner * ceil_div(bytes, 64); }
+  bool done() const { return o >= n_outer; }
+  void step(int64_t k) {
+    for (; k > 0 && o < n_outer; --k) {
+      const uintptr_t a = reinterpret_cast<uintptr_t>(base + o * s_outer + i * s_inner);
+      prefetch_l1(reinterpret_cast<const char*>((a & ~uintptr_t(63)) + off));
+      off += 64;
+      if (off >= static_cast<int64_t>(a & 63) + bytes) {
+        off = 0;
+        if (++i == n_inner) {
+          i = 0;
+          ++o;
+        }
+      }
+    }
+  }
+};
+
 // --- GEMM micro-kernel -------------------------------------------------------------------------
 // out block = ACT(A (MR x K) * B (K x NV*L) + bias), computed in registers.
 //   PACKED: A element (r, k) at A[k*MR + r] (pointwise weight packed by row blocks);
@@ -143,13 +174,19 @@ inline void zero_fill(float* p, int64_t n) {
 // streaming (non-temporal) stores; the caller checked the alignment and fences.
 template <int MR, int NV, bool PACKED, int ACT, bool ROWBIAS, class T>
 inline void ukernel_out(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
-                        const float* bias, T* __restrict out, int64_t ld_out, int64_t mr, int64_t nc, bool nt) {
+                        const float* bias, T* __restrict out, int64_t ld_out, int64_t mr, int64_t nc, bool nt,
+                        PfRuns& pf, int64_t pf_every) {
   vec acc[MR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+  int64_t pf_count = pf_every;
   for (int64_t k = 0; k < K; ++k) {
+    if (--pf_count == 0) {
+      pf_count = pf_every;
+      pf.step(1);
+    }
     vec b[NV];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) b[v] = V::load(B + v * L);
@@ -226,33 +263,6 @@ inline int pixels_nv(int64_t Cout) {
 // memory (NCHW bands read short runs per channel plane, too short for the hardware prefetchers).
 // Prefetches as volatile asm: GCC deems a function holding only __builtin_prefetch /
 // _mm_prefetch pure and deletes calls to it.
-inline void prefetch_l1(const void* a) { asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(a))); }
-
-// The input of a band as runs of bytes: n_outer x n_inner runs of `bytes` bytes at
-// base + o*s_outer + i*s_inner. The GEMM issues its prefetches a few lines at a time (step), spread
-// over the band's micro-kernel calls: a burst of a few thousand prefetches at once would stall on
-// the miss buffers (the loads behind them wait) and fetch the lines long before they are used.
-struct PfRuns {
-  const char* base = nullptr;
-  int64_t n_outer = 0, s_outer = 0, n_inner = 0, s_inner = 0, bytes = 0;
-  int64_t o = 0, i = 0, off = 0;  // cursor
-  int64_t lines() const { return n_outer * n_inner * ceil_div(bytes, 64); }
-  bool done() const { return o >= n_outer; }
-  void step(int64_t k) {
-    for (; k > 0 && o < n_outer; --k) {
-      const uintptr_t a = reinterpret_cast<uintptr_t>(base + o * s_outer + i * s_inner);
-      prefetch_l1(reinterpret_cast<const char*>((a & ~uintptr_t(63)) + off));
-      off += 64;
-      if (off >= static_cast<int64_t>(a & 63) + bytes) {
-        off = 0;
-        if (++i == n_inner) {
-          i = 0;
-          ++o;
-        }
-      }
-    }
-  }
-};
 
 template <class T>
 PfRuns band_input_runs(const Problem& P, const Band& b) {
@@ -426,6 +436,216 @@ inline void dw_rows(const float* rowbuf, int64_t rowlen, const int64_t* tapoff, 
   }
 }
 
+// --- planes depthwise straight from the input (column stride 1, unit column dilation) ----------------
+// Loads of input row pieces at column offsets -pad_l + kw, with per-(chunk, kw) lane masks computed
+// once per band (lanes outside [0, W) or past the segment are zeros and never read); rows outside
+// [0, H) read a zero row. No copies into a row buffer.
+constexpr int kDwdMaxChunks = 16;  // vectors per output row segment (OW <= 16 L)
+
+template <class T>
+inline vec ld_m(const T* p, typename V::M m) {
+  if constexpr (std::is_same<T, float>::value)
+    return V::load_m(p, m);
+  else
+    return V::loadbf_m(p, m);
+}
+
+// R output rows x U chunks of one channel: dst[r*OW + u*L + lane] (lanes < n_last in the last chunk).
+// x0: input column of chunk 0's tap kw = 0; ih0: input row of row 0's tap kh = 0.
+template <int R, int U, int KW, class T>
+inline void dwd_block(const T* in_c, const T* zrow, int64_t in_sh, int64_t H, int64_t ih0, int64_t sh, int64_t dil_h,
+                      int64_t KH, const float* wc, float bias, const typename V::M* mk, int64_t x0, float* dst,
+                      int64_t OW, int64_t n_last) {
+  vec acc[R][U];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) acc[r][u] = V::set1(bias);
+  for (int64_t kh = 0; kh < KH; ++kh) {
+    const T* rp[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const int64_t ih = ih0 + r * sh + kh * dil_h;
+      rp[r] = (ih >= 0 && ih < H) ? in_c + ih * in_sh + x0 : zrow + x0;
+    }
+    const float* wk = wc + kh * KW;
+#pragma GCC unroll 7
+    for (int kw = 0; kw < KW; ++kw) {
+      const vec w = V::set1(wk[kw]);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int u = 0; u < U; ++u) acc[r][u] = V::fma(w, ld_m(rp[r] + u * L + kw, mk[u * KW + kw]), acc[r][u]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int u = 0; u < U - 1; ++u) V::store(dst + r * OW + u * L, acc[r][u]);
+    V::store_n(dst + r * OW + (U - 1) * L, acc[r][U - 1], n_last);
+  }
+}
+
+// dwd_block for 3x3 taps at row stride 1, unit row dilation: each input row piece is loaded once and
+// feeds every output row (up to 3) that reads it, the 9 tap weights held in registers.
+template <int R, int U, class T>
+inline void dwd_block33(const T* in_c, const T* zrow, int64_t in_sh, int64_t H, int64_t ih0, const float* wc,
+                        float bias, const typename V::M* mk, int64_t x0, float* dst, int64_t OW, int64_t n_last) {
+  vec acc[R][U], w[9];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) acc[r][u] = V::set1(bias);
+#pragma GCC unroll 9
+  for (int t = 0; t < 9; ++t) w[t] = V::set1(wc[t]);
+#pragma GCC unroll 8
+  for (int i = 0; i < R + 2; ++i) {
+    const int64_t ih = ih0 + i;
+    const T* rp = ((ih >= 0 && ih < H) ? in_c + ih * in_sh : zrow) + x0;
+#pragma GCC unroll 3
+    for (int kw = 0; kw < 3; ++kw) {
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) {
+        const vec x = ld_m(rp + u * L + kw, mk[u * 3 + kw]);
+#pragma GCC unroll 3
+        for (int kh = 0; kh < 3; ++kh) {
+          const int r = i - kh;
+          if (r < 0 || r >= R) continue;
+          acc[r][u] = V::fma(w[kh * 3 + kw], x, acc[r][u]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int u = 0; u < U - 1; ++u) V::store(dst + r * OW + u * L, acc[r][u]);
+    V::store_n(dst + r * OW + (U - 1) * L, acc[r][U - 1], n_last);
+  }
+}
+
+// Rows [oh0, oh0 + nrows) over output columns [s0, s1) of every channel.
+struct DwdSeg {
+  int64_t oh0, nrows, s0, s1, nch, n_last;
+  typename V::M mk[kDwdMaxChunks * 7];
+};
+
+template <int KW, class T>
+void dwd_band(const Problem& P, const T* in, const T* zrow, int64_t q0, const DwdSeg* segs, int nseg, float* tile,
+              int64_t ldt) {
+  const DwParams& p = P.p;
+  const int64_t OW = p.OW, taps = p.KH * KW;
+  const bool k33 = KW == 3 && p.KH == 3 && p.stride_h == 1 && p.dil_h == 1;
+  // Input rows of a band are short runs of each channel plane: fetch channel c + kAhead's ahead.
+  constexpr int64_t kAhead = 3;
+  const int64_t band = segs[nseg - 1].oh0 * OW + segs[nseg - 1].s1 - q0 + (segs[nseg - 1].nrows - 1) * OW;
+  const int64_t ih_lo = imax(0, segs[0].oh0 * p.stride_h - p.pad_t);
+  const int64_t oh_last = segs[nseg - 1].oh0 + segs[nseg - 1].nrows - 1;
+  const int64_t ih_hi = imin(p.H, oh_last * p.stride_h - p.pad_t + (p.KH - 1) * p.dil_h + 1);
+  const bool one_run = p.in_sh == p.W;
+  const int64_t pf_bytes = one_run ? (ih_hi - ih_lo) * p.W * int64_t(sizeof(T)) : p.W * int64_t(sizeof(T));
+  auto prefetch_channel = [&](int64_t c) {
+    if (ih_lo >= ih_hi) return;
+    const char* base = reinterpret_cast<const char*>(in + c * p.in_sc + ih_lo * p.in_sh);
+    for (int64_t ih = 0; ih < (one_run ? 1 : ih_hi - ih_lo); ++ih) {
+      const char* a = base + ih * p.in_sh * int64_t(sizeof(T));
+      for (int64_t o = 0; o < pf_bytes; o += 64) prefetch_l1(a + o);
+      prefetch_l1(a + pf_bytes - 1);
+    }
+  };
+  for (int64_t c = 0; c < kAhead && c < p.C; ++c) prefetch_channel(c);
+  for (int64_t c = 0; c < p.C; ++c) {
+    if (c + kAhead < p.C) prefetch_channel(c + kAhead);
+    const T* in_c = in + c * p.in_sc;
+    const float* wc = P.dw_w + c * taps;
+    const float b = P.dw_b ? P.dw_b[c] : 0.f;
+    float* trow = tile + c * ldt;
+    for (int sgi = 0; sgi < nseg; ++sgi) {
+      const DwdSeg& sg = segs[sgi];
+      for (int64_t r0 = 0; r0 < sg.nrows;) {
+        const int64_t oh = sg.oh0 + r0, rem = sg.nrows - r0;
+        const int64_t ih0 = oh * p.stride_h - p.pad_t;
+        float* d0 = trow + oh * OW + sg.s0 - q0;
+        const int R = rem >= 4 ? 4 : rem >= 2 ? 2 : 1;
+        for (int64_t u0 = 0; u0 < sg.nch;) {
+          const int U = sg.nch - u0 >= 2 ? 2 : 1;
+          const int64_t nl = u0 + U == sg.nch ? sg.n_last : L;
+          const int64_t x0 = sg.s0 + u0 * L - p.pad_l;
+          const typename V::M* mk = sg.mk + u0 * KW;
+          float* d = d0 + u0 * L;
+#define DSCONV_DWD(RR, UU)                                                                                             \
+  if (k33)                                                                                                             \
+    dwd_block33<RR, UU, T>(in_c, zrow, p.in_sh, p.H, ih0, wc, b, mk, x0, d, OW, nl);                                   \
+  else                                                                                                                 \
+    dwd_block<RR, UU, KW, T>(in_c, zrow, p.in_sh, p.H, ih0, p.stride_h, p.dil_h, p.KH, wc, b, mk, x0, d, OW, nl)
+          if (R == 4) {
+            if (U == 2) { DSCONV_DWD(4, 2); } else { DSCONV_DWD(4, 1); }
+          } else if (R == 2) {
+            if (U == 2) { DSCONV_DWD(2, 2); } else { DSCONV_DWD(2, 1); }
+          } else {
+            if (U == 2) { DSCONV_DWD(1, 2); } else { DSCONV_DWD(1, 1); }
+          }
+#undef DSCONV_DWD
+          u0 += U;
+        }
+        r0 += R;
+      }
+    }
+    act_inplace(trow, band, P.act);
+  }
+}
+
+// The direct path when it applies (returns false otherwise): column stride 1, unit column
+// dilation, unit input column stride, 3/5/7 taps per row, row segments of at most kDwdMaxChunks vectors.
+template <class T>
+bool dw_band_planes_direct(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* tile, int64_t ldt, float* zbuf) {
+  const DwParams& p = P.p;
+  if constexpr (!std::is_same<T, float>::value && !V::kMaskedBf16) return false;
+  if (p.stride_w != 1 || p.dil_w != 1 || p.in_sw != 1 || !(p.KW == 3 || p.KW == 5 || p.KW == 7)) return false;
+  if (ceil_div(p.OW, L) > kDwdMaxChunks) return false;
+  const int64_t OW = p.OW, oha = q0 / OW, ohb = (q1 - 1) / OW;
+  DwdSeg segs[3];
+  int nseg = 0;
+  auto add = [&](int64_t oh0, int64_t nrows, int64_t s0, int64_t s1) {
+    if (nrows <= 0 || s1 <= s0) return;
+    if (nseg > 0 && segs[nseg - 1].s0 == s0 && segs[nseg - 1].s1 == s1 && segs[nseg - 1].oh0 + segs[nseg - 1].nrows == oh0) {
+      segs[nseg - 1].nrows += nrows;
+      return;
+    }
+    DwdSeg& sg = segs[nseg++];
+    sg.oh0 = oh0;
+    sg.nrows = nrows;
+    sg.s0 = s0;
+    sg.s1 = s1;
+    sg.nch = ceil_div(s1 - s0, L);
+    sg.n_last = s1 - s0 - (sg.nch - 1) * L;
+    for (int64_t u = 0; u < sg.nch; ++u) {
+      const int64_t nu = imin(L, s1 - s0 - u * L);
+      for (int64_t kw = 0; kw < p.KW; ++kw) {
+        const int64_t x0 = s0 + u * L - p.pad_l + kw;
+        sg.mk[u * p.KW + kw] = V::range_mask(-x0, imin(p.W - x0, nu));
+      }
+    }
+  };
+  if (oha == ohb) {
+    add(oha, 1, q0 - oha * OW, q1 - oha * OW);
+  } else {
+    add(oha, 1, q0 - oha * OW, OW);
+    add(oha + 1, ohb - oha - 1, 0, OW);
+    add(ohb, 1, 0, q1 - ohb * OW);
+  }
+  // Zero row for taps above / below the input (only lanes inside [0, W) are read).
+  zero_fill(zbuf, (p.W * int64_t(sizeof(T)) + 3) / 4 + L);
+  const T* in = static_cast<const T*>(P.in) + n * p.in_sn;
+  const T* zrow = reinterpret_cast<const T*>(zbuf);
+  switch (p.KW) {
+    case 3: dwd_band<3, T>(P, in, zrow, q0, segs, nseg, tile, ldt); break;
+    case 5: dwd_band<5, T>(P, in, zrow, q0, segs, nseg, tile, ldt); break;
+    default: dwd_band<7, T>(P, in, zrow, q0, segs, nseg, tile, ldt); break;
+  }
+  return true;
+}
+
 // tile[c][q - q0] = act(dw_b[c] + depthwise(in)[n, c, q]) for q in [q0, q1).
 template <class T>
 void dw_band_planes(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* tile, int64_t ldt, float* rowbuf,
@@ -506,7 +726,8 @@ void planes_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const 
   constexpr int NR = kPlanesNV * L, MR = kPlanesMR;
   T* out = static_cast<T*>(P.out) + n * p.out_sn + q0;
   const int64_t nblk = ceil_div(P.Cout, MR);
-  const int64_t pf_step = ceil_div(pf.lines(), nblk * ceil_div(band, NR)) + 1;
+  const int64_t pf_lines = pf.lines();
+  const int64_t pf_every = pf_lines ? imax(1, p.C * nblk * ceil_div(band, NR) / pf_lines) : 0;
   // Streaming stores when every output row segment starts on a vector boundary.
   const bool nt = std::is_same<T, float>::value && P.nt_out && p.out_sc % L == 0 &&
                   reinterpret_cast<uintptr_t>(out) % (L * sizeof(float)) == 0;
@@ -521,16 +742,15 @@ void planes_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const 
       T* o = out + co0 * p.out_sc + j;
       static_assert(kPlanesNV <= 4, "planes tail blocks handle up to 4 vectors");
       switch (nv >= kPlanesNV ? kPlanesNV : nv) {
-        case 1: ukernel_out<MR, 1, true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt); break;
+        case 1: ukernel_out<MR, 1, true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt, pf, pf_every); break;
         case 2:
-          ukernel_out<MR, (kPlanesNV >= 2 ? 2 : 1), true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt);
+          ukernel_out<MR, (kPlanesNV >= 2 ? 2 : 1), true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt, pf, pf_every);
           break;
         case 3:
-          ukernel_out<MR, (kPlanesNV >= 3 ? 3 : 1), true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt);
+          ukernel_out<MR, (kPlanesNV >= 3 ? 3 : 1), true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt, pf, pf_every);
           break;
-        default: ukernel_out<MR, kPlanesNV, true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt); break;
+        default: ukernel_out<MR, kPlanesNV, true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt, pf, pf_every); break;
       }
-      pf.step(pf_step);
     }
   }
 }
@@ -546,7 +766,7 @@ void run_band_planes(const Problem& P, const Band& bnd, const Band& next, float*
   const int64_t span_max = window_span(p, 0, p.OW);
   const int64_t nrows_max = (max_band_rows(p, P.band) - 1) * p.stride_h + (p.KH - 1) * p.dil_h + 1;
   float* tmp = rowbuf + nrows_max * p.stride_w * phase_len(p, span_max);
-  dw_band_planes<T>(P, n, q0, q1, tile, ldt, rowbuf, tmp);
+  if (!dw_band_planes_direct<T>(P, n, q0, q1, tile, ldt, rowbuf)) dw_band_planes<T>(P, n, q0, q1, tile, ldt, rowbuf, tmp);
   PfRuns pf = band_input_runs<T>(P, next);
   switch (P.pw_act) {
     case kActRelu: planes_gemm_t<kActRelu, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
@@ -784,7 +1004,8 @@ void pixels_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const 
   T* out = static_cast<T*>(P.out) + n * p.out_sn + q0 * P.Cout;
   const int64_t nblk = ceil_div(P.Cout, NR);
   const int64_t calls = nblk * ceil_div(band, MR);
-  const int64_t pf_step = ceil_div(pf.lines(), calls) + 1;
+  const int64_t pf_lines = pf.lines();
+  const int64_t pf_every = pf_lines ? imax(1, p.C * calls / pf_lines) : 0;
   // Streaming stores for full, 64-byte aligned float rows (the output is written once, never read
   // back here): no read-for-ownership of the output lines.
   bool nt = std::is_same<T, float>::value && P.nt_out && P.Cout % L == 0 &&
@@ -796,8 +1017,7 @@ void pixels_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const 
     for (int64_t i = 0; i < band; i += MR) {
       const int64_t mr = imin(MR, band - i);
       ukernel_out<MR, NV, false, ACT, false, T>(p.C, tile + i * ldt, ldt, B, NR, bias, out + i * P.Cout + co0, P.Cout,
-                                                 mr, nc, nt);
-      pf.step(pf_step);
+                                                 mr, nc, nt, pf, pf_every);
     }
   }
 }
