@@ -127,9 +127,11 @@ struct V {
 
 constexpr int kPlanesNV = 2, kPlanesMR = 6;
 constexpr int kPixelsMaxNV = 3;
+constexpr int kPixelsPreferNV = kPixelsMaxNV;
 constexpr int pixels_mr(int nv) { return nv >= 3 ? 4 : nv == 2 ? 6 : 12; }
 constexpr int kDwU = 4;
 constexpr int kDwPixelBlock = 4;
+constexpr bool kDwPixels33 = false;
 constexpr bool kDwPixelWide = false;
 
 #include "fused_simd_body.h"

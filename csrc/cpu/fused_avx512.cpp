@@ -103,10 +103,12 @@ struct V {
 };
 
 constexpr int kPlanesNV = 4, kPlanesMR = 6;
+constexpr int kPixelsPreferNV = 2;
 constexpr int kPixelsMaxNV = 4;
-constexpr int pixels_mr(int nv) { return nv >= 4 ? 6 : nv == 3 ? 8 : 12; }
+constexpr int pixels_mr(int nv) { return nv >= 4 ? 6 : nv == 3 ? 8 : nv == 2 ? 14 : 12; }
 constexpr int kDwU = 4;
 constexpr int kDwPixelBlock = 8;
+constexpr bool kDwPixels33 = true;
 constexpr bool kDwPixelWide = true;
 
 #include "fused_simd_body.h"

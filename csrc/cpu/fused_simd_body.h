@@ -15,10 +15,11 @@
 //     even(a, b), odd(a, b)   // de-interleave 2L consecutive floats a|b
 //   };
 //   constexpr int kPlanesNV, kPlanesMR;   // planes GEMM register block: MR rows x NV vectors
-//   constexpr int kPixelsMaxNV; constexpr int pixels_mr(int nv);  // pixels GEMM blocks (MR <= 12)
+//   constexpr int kPixelsMaxNV, kPixelsPreferNV; constexpr int pixels_mr(int nv);  // pixels GEMM blocks (MR <= 14)
 //   constexpr int kDwU;                    // depthwise planes: vectors per register chunk
 //   constexpr int kDwPixelBlock; constexpr bool kDwPixelWide;  // depthwise pixels: pixels per
 //                                          // group, two channel vectors (k <= 5) or one
+//   constexpr bool kDwPixels33;            // 4x4-pixel register blocks for 3x3 stride 1 (needs 32 registers)
 //
 // Everything here works on float; bf16 input/output are converted at the loads and stores.
 // Reads past the valid range happen only inside the scratch buffers (padded for that), never in
@@ -244,11 +245,12 @@ inline int64_t max_band_rows(const DwParams& p, int64_t band) {
   return imin(p.OH, band / p.OW + 2);
 }
 
-// Pixels path: choose the GEMM column block (NV vectors of output channels) with the least padding.
+// Pixels path: choose the GEMM column block (NV vectors of output channels) with the least padding,
+// kPixelsPreferNV on ties (AVX-512: 2 vectors x 14 rows, whose 2-vector weight panel stays in L1).
 inline int pixels_nv(int64_t Cout) {
-  int best = kPixelsMaxNV;
-  int64_t best_cols = round_up(Cout, static_cast<int64_t>(kPixelsMaxNV) * L);
-  for (int nv = kPixelsMaxNV - 1; nv >= 1; --nv) {
+  int best = kPixelsPreferNV;
+  int64_t best_cols = round_up(Cout, static_cast<int64_t>(kPixelsPreferNV) * L);
+  for (int nv = kPixelsMaxNV; nv >= 1; --nv) {
     const int64_t cols = round_up(Cout, static_cast<int64_t>(nv) * L);
     if (cols < best_cols) {
       best = nv;
@@ -953,6 +955,142 @@ void dw_row_groups(const Problem& P, const T* in, int64_t oh, int64_t s0, int64_
     dw_group_all_channels<KW, SW, 1, T>(P, in, oh, ow, kh_lo, kh_hi, trow + (ow - s0) * ldt, ldt, cb, ce);
 }
 
+// --- pixels depthwise, 3x3 at stride 1 and unit dilation: R rows x PB pixels x one channel vector --------
+// Each input vector of the (R + 2) x (PB + 2) window is loaded once and feeds all (up to 9) outputs
+// that read it; the 9 tap vectors stay in registers (about a fifth of a load per FMA).
+// in: input at (row oh - pad_t, column ow - pad_l, channel c0) of the block's first output pixel.
+// EDGE: window rows i / columns j with bit i of imask / bit j of jmask clear are zeros (never
+// read), and only n < L channel lanes may be valid; without EDGE all are inside and n == L.
+template <int R, int PB, bool EDGE, class T>
+inline void dwp33_block(const T* in, int64_t in_sh, int64_t in_sw, uint32_t imask, uint32_t jmask, const float* wt,
+                        int64_t Cp, const float* bias, float* dst, int64_t dst_row, int64_t ldt, int64_t n) {
+  vec acc[R][PB], w[9];
+  const vec b = V::load(bias);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int q = 0; q < PB; ++q) acc[r][q] = b;
+#pragma GCC unroll 9
+  for (int t = 0; t < 9; ++t) w[t] = V::load(wt + t * Cp);
+#pragma GCC unroll 6
+  for (int i = 0; i < R + 2; ++i) {
+    const T* row = in + i * in_sh;
+#pragma GCC unroll 6
+    for (int j = 0; j < PB + 2; ++j) {
+      vec x;
+      if (EDGE)
+        x = ld_if(row + j * in_sw, ((imask >> i) & (jmask >> j) & 1u) != 0, n);
+      else
+        x = ld(row + j * in_sw);
+#pragma GCC unroll 3
+      for (int kh = 0; kh < 3; ++kh) {
+        const int r = i - kh;
+        if (r < 0 || r >= R) continue;
+#pragma GCC unroll 3
+        for (int kw = 0; kw < 3; ++kw) {
+          const int q = j - kw;
+          if (q < 0 || q >= PB) continue;
+          acc[r][q] = V::fma(w[kh * 3 + kw], x, acc[r][q]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int q = 0; q < PB; ++q) V::store(dst + r * dst_row + q * ldt, acc[r][q]);
+}
+
+// All channels of the R x PB block at (oh, ow): channel vectors innermost, so the window's pixels
+// (C contiguous floats each) are read front to back, and the next block shares two of its columns.
+template <int R, int PB, class T>
+inline void dwp33_blocks(const Problem& P, const T* in, int64_t oh, int64_t ow, float* dst, int64_t ldt, int64_t Cp) {
+  const DwParams& p = P.p;
+  const int64_t ih0 = oh - p.pad_t, iw0 = ow - p.pad_l;
+  uint32_t imask = 0, jmask = 0;
+  for (int i = 0; i < R + 2; ++i)
+    if (ih0 + i >= 0 && ih0 + i < p.H) imask |= 1u << i;
+  for (int j = 0; j < PB + 2; ++j)
+    if (iw0 + j >= 0 && iw0 + j < p.W) jmask |= 1u << j;
+  const T* base = in + ih0 * p.in_sh + iw0 * p.in_sw;
+  const int64_t dst_row = p.OW * ldt;
+  const bool inside = imask == (1u << (R + 2)) - 1u && jmask == (1u << (PB + 2)) - 1u;
+  // The window's pixels are (R + 2) x (PB + 2) streams of channels, too many for the hardware
+  // prefetchers: fetch kPfAhead vectors ahead in each (running into the next pixel's first
+  // channels, i.e. the next block's window, near the end).
+  constexpr int64_t kPfAhead = 4;
+  auto prefetch = [&](int64_t c0) {
+    const T* a = base + c0 + kPfAhead * L;
+#pragma GCC unroll 6
+    for (int i = 0; i < R + 2; ++i)
+#pragma GCC unroll 6
+      for (int j = 0; j < PB + 2; ++j) prefetch_l1(a + i * p.in_sh + j * p.in_sw);
+  };
+  int64_t c0 = 0;
+  if (inside)
+    for (; c0 + L <= p.C; c0 += L) {
+      prefetch(c0);
+      dwp33_block<R, PB, false, T>(base + c0, p.in_sh, p.in_sw, imask, jmask, P.packed_dw + c0, Cp,
+                                   P.packed_dw_b + c0, dst + c0, dst_row, ldt, L);
+    }
+  for (; c0 < p.C; c0 += L) {
+    prefetch(c0);
+    dwp33_block<R, PB, true, T>(base + c0, p.in_sh, p.in_sw, imask, jmask, P.packed_dw + c0, Cp, P.packed_dw_b + c0,
+                                dst + c0, dst_row, ldt, imin(L, p.C - c0));
+  }
+}
+
+template <int R, class T>
+inline void dwp33_rows(const Problem& P, const T* in, int64_t oh, int64_t s0, int64_t s1, float* dst, int64_t ldt,
+                       int64_t Cp) {
+  int64_t ow = s0;
+  for (; ow + 4 <= s1; ow += 4) dwp33_blocks<R, 4, T>(P, in, oh, ow, dst + (ow - s0) * ldt, ldt, Cp);
+  for (; ow + 2 <= s1; ow += 2) dwp33_blocks<R, 2, T>(P, in, oh, ow, dst + (ow - s0) * ldt, ldt, Cp);
+  for (; ow < s1; ++ow) dwp33_blocks<R, 1, T>(P, in, oh, ow, dst + (ow - s0) * ldt, ldt, Cp);
+}
+
+// tile[q - q0][c] for the band.
+template <class T>
+void dwp33_band(const Problem& P, const T* in, int64_t q0, int64_t q1, float* tile, int64_t ldt) {
+  const DwParams& p = P.p;
+  const int64_t OW = p.OW, oha = q0 / OW, ohb = (q1 - 1) / OW;
+  struct Seg { int64_t oh0, nrows, s0, s1; } segs[3];
+  int nseg = 0;
+  auto add = [&](int64_t oh0, int64_t nrows, int64_t s0, int64_t s1) {
+    if (nrows <= 0 || s1 <= s0) return;
+    if (nseg > 0 && segs[nseg - 1].s0 == s0 && segs[nseg - 1].s1 == s1) {
+      segs[nseg - 1].nrows += nrows;
+      return;
+    }
+    segs[nseg++] = Seg{oh0, nrows, s0, s1};
+  };
+  if (oha == ohb) {
+    add(oha, 1, q0 - oha * OW, q1 - oha * OW);
+  } else {
+    add(oha, 1, q0 - oha * OW, OW);
+    add(oha + 1, ohb - oha - 1, 0, OW);
+    add(ohb, 1, 0, q1 - ohb * OW);
+  }
+  const int64_t Cp = round_up(p.C, L);
+  for (int sgi = 0; sgi < nseg; ++sgi) {
+    const Seg& sg = segs[sgi];
+    for (int64_t r0 = 0; r0 < sg.nrows;) {
+      const int64_t oh = sg.oh0 + r0, rem = sg.nrows - r0;
+      float* dst = tile + (oh * OW + sg.s0 - q0) * ldt;
+      if (rem >= 4) {
+        dwp33_rows<4, T>(P, in, oh, sg.s0, sg.s1, dst, ldt, Cp);
+        r0 += 4;
+      } else if (rem >= 2) {
+        dwp33_rows<2, T>(P, in, oh, sg.s0, sg.s1, dst, ldt, Cp);
+        r0 += 2;
+      } else {
+        dwp33_rows<1, T>(P, in, oh, sg.s0, sg.s1, dst, ldt, Cp);
+        r0 += 1;
+      }
+    }
+  }
+}
+
 template <class T>
 void dw_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* tile, int64_t ldt) {
   const DwParams& p = P.p;
@@ -960,10 +1098,15 @@ void dw_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
   const int64_t taps = p.KH * p.KW;
   int64_t* offs = new int64_t[2 * taps];
   int64_t* idx = offs + taps;
+  // 3x3, stride 1, unit dilation (the common MobileNet case): R x PB register blocks.
+  const bool k33 = kDwPixels33 && p.KH == 3 && p.KW == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 &&
+                   p.dil_w == 1;
   // Grouped fast path: unit column dilation, column stride 1 or 2, 3/5/7 taps per row.
   const bool grouped = p.dil_w == 1 && (p.stride_w == 1 || p.stride_w == 2) &&
                        (p.KW == 3 || p.KW == 5 || p.KW == 7);
-  if (!grouped) {
+  if (k33) {
+    dwp33_band<T>(P, in, q0, q1, tile, ldt);
+  } else if (!grouped) {
     for (int64_t q = q0; q < q1; ++q)
       dw_pixel_all<T>(P, in, q / p.OW, q % p.OW, offs, idx, tile + (q - q0) * ldt, ldt);
   } else {
