@@ -164,6 +164,70 @@ def test_float32_mobilenet_shapes(isa):
             assert out.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
 
 
+@pytest.mark.parametrize("nt", ["1", "0"])
+def test_float32_streaming_stores(isa, nt, monkeypatch):
+    # DSCONV_FUSED_NT=1 forces the non-temporal output stores (taken by default only for outputs of
+    # 16 MiB or more) where rows are vector-aligned: Cout and H*W multiples of 16 or not, padded
+    # tail blocks, bias and activations in the register epilogue, several bands per image.
+    monkeypatch.setenv("DSCONV_FUSED_NT", nt)
+    monkeypatch.setenv("DSCONV_FUSED_TILE_KB", "4")
+    monkeypatch.setenv("DSCONV_FUSED_MIN_BAND", "1")
+    for (N, C, Cout, H, W, act, pw_act) in [(2, 32, 64, 8, 8, "relu", None), (1, 24, 48, 16, 12, None, "silu"),
+                                             (2, 17, 19, 7, 9, "relu6", "gelu"), (1, 40, 256, 12, 16, None, "relu6"),
+                                             (3, 16, 33, 8, 6, "hardswish", "hardswish")]:
+        for cl in (False, True):
+            x = torch.randn(N, C, H, W)
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            dw, pw = torch.randn(C, 1, 3, 3), torch.randn(Cout, C, 1, 1) / C**0.5
+            db, pb = torch.randn(C), torch.randn(Cout)
+            out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, 1, 1, act, pw_act)
+            ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), 1, 1, 1, act, pw_act)
+            torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5, msg=lambda m: f"{C}->{Cout} {cl}: {m}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_planes_direct_depthwise_edges(isa, dtype, monkeypatch):
+    # NCHW depthwise read straight from the input (column stride 1): masked row pieces at the left /
+    # right borders, zero rows above / below, widths around the vector length, bands starting and
+    # ending mid-row (tiny tile budget), 3x3 (row reuse) and 5x5 / 7x7 / dilated rows.
+    monkeypatch.setenv("DSCONV_FUSED_TILE_KB", "1")
+    monkeypatch.setenv("DSCONV_FUSED_MIN_BAND", "1")
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    for W in (1, 5, 8, 16, 17, 33):
+        for H in (1, 4, 7):
+            for k, pad, dil in ((3, 1, 1), (3, 0, 1), (3, 2, (2, 1)), (5, 2, 1), (7, 3, 1), (7, 1, 1)):
+                if (H + 2 * pad - (k - 1) * (dil if isinstance(dil, int) else dil[0]) - 1) < 0 or W + 2 * pad - k < 0:
+                    continue
+                x = torch.randn(2, 5, H, W).to(dtype)
+                dw, pw = torch.randn(5, 1, k, k).to(dtype), (torch.randn(7, 5, 1, 1) / 3).to(dtype)
+                db, pb = torch.randn(5).to(dtype), torch.randn(7).to(dtype)
+                out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, pad, dil, "relu", None)
+                ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), 1, pad, dil, "relu", None)
+                torch.testing.assert_close(out.double(), ref, **tol, msg=lambda m: f"W={W} H={H} k={k} pad={pad}: {m}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_pixels_3x3_blocks_edges(isa, dtype, monkeypatch):
+    # channels_last 3x3 stride 1: 4x4 / 2 / 1 pixel blocks and 4 / 2 / 1 row blocks, windows over the
+    # padding (masked), channel counts around the vector length (partial last vector), bands
+    # starting and ending mid-row, padding 0 / 1 / 2.
+    monkeypatch.setenv("DSCONV_FUSED_TILE_KB", "2")
+    monkeypatch.setenv("DSCONV_FUSED_MIN_BAND", "1")
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    for C in (3, 16, 17, 40):
+        for H, W in ((1, 1), (2, 7), (5, 4), (9, 11)):
+            for pad in (0, 1, 2):
+                if H + 2 * pad < 3 or W + 2 * pad < 3:
+                    continue
+                x = torch.randn(2, C, H, W).to(dtype).contiguous(memory_format=torch.channels_last)
+                dw, pw = torch.randn(C, 1, 3, 3).to(dtype), (torch.randn(6, C, 1, 1) / C**0.5).to(dtype)
+                db, pb = torch.randn(C).to(dtype), torch.randn(6).to(dtype)
+                out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, pad, 1, "relu6", "silu")
+                ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), 1, pad, 1, "relu6", "silu")
+                torch.testing.assert_close(out.double(), ref, **tol, msg=lambda m: f"C={C} H={H} W={W} pad={pad}: {m}")
+
+
 def test_bfloat16_random_configs(isa):
     rng = random.Random(7)
     for _ in range(25):

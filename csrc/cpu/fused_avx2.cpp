@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define DSCONV_FUSED_AVX2 1
@@ -37,6 +38,8 @@ struct V {
   static inline T load_n(const float* p, int64_t n) { return _mm256_maskload_ps(p, mask(n)); }
   static inline void store(float* p, T v) { _mm256_storeu_ps(p, v); }
   static inline void store_n(float* p, T v, int64_t n) { _mm256_maskstore_ps(p, mask(n), v); }
+  static inline void stream(float* p, T v) { _mm256_stream_ps(p, v); }  // p 32-byte aligned
+  static inline void fence() { _mm_sfence(); }
   static inline T loadbf(const uint16_t* p) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -68,6 +71,24 @@ struct V {
     const __m256i m = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(l), iota),
                                           _mm256_cmpgt_epi32(_mm256_set1_epi32(h), iota));
     return _mm256_maskload_ps(p, m);
+  }
+  // Precomputed lane masks: lanes [lo, hi) of a load (no access to the others). bf16 has no
+  // masked load here (kMaskedBf16 false: the callers take another path for it).
+  using M = __m256i;
+  static constexpr bool kMaskedBf16 = false;
+  static inline M range_mask(int64_t lo, int64_t hi) {
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int h = static_cast<int>(hi > L ? L : hi), l = static_cast<int>(lo < 0 ? 0 : lo);
+    return _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(l), iota), _mm256_cmpgt_epi32(_mm256_set1_epi32(h), iota));
+  }
+  static inline T load_m(const float* p, M m) { return _mm256_maskload_ps(p, m); }
+  static inline T loadbf_m(const uint16_t* p, M m) {
+    alignas(32) int32_t on[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(on), m);
+    uint16_t tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int l = 0; l < 8; ++l)
+      if (on[l]) tmp[l] = p[l];
+    return loadbf(tmp);
   }
   static inline T loadbf_range(const uint16_t* p, int64_t lo, int64_t hi) {
     uint16_t tmp[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -106,9 +127,11 @@ struct V {
 
 constexpr int kPlanesNV = 2, kPlanesMR = 6;
 constexpr int kPixelsMaxNV = 3;
+constexpr int kPixelsPreferNV = kPixelsMaxNV;
 constexpr int pixels_mr(int nv) { return nv >= 3 ? 4 : nv == 2 ? 6 : 12; }
 constexpr int kDwU = 4;
 constexpr int kDwPixelBlock = 4;
+constexpr bool kDwPixels33 = false;
 constexpr bool kDwPixelWide = false;
 
 #include "fused_simd_body.h"

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define DSCONV_FUSED_AVX512 1
@@ -19,6 +20,7 @@
 // GCC 12 flags the `__Y = __Y` idiom of _mm512_undefined_*() inside its own intrinsics headers.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
 
@@ -38,6 +40,8 @@ struct V {
   static inline T load_n(const float* p, int64_t n) { return _mm512_maskz_loadu_ps(mask(n), p); }
   static inline void store(float* p, T v) { _mm512_storeu_ps(p, v); }
   static inline void store_n(float* p, T v, int64_t n) { _mm512_mask_storeu_ps(p, mask(n), v); }
+  static inline void stream(float* p, T v) { _mm512_stream_ps(p, v); }  // p 64-byte aligned
+  static inline void fence() { _mm_sfence(); }
   static inline T widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
   static inline T loadbf(const uint16_t* p) { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
   static inline T loadbf_n(const uint16_t* p, int64_t n) { return widen(_mm256_maskz_loadu_epi16(mask(n), p)); }
@@ -59,6 +63,12 @@ struct V {
     return hi <= lo ? static_cast<__mmask16>(0) : static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
   }
   static inline T load_range(const float* p, int64_t lo, int64_t hi) { return _mm512_maskz_loadu_ps(range(lo, hi), p); }
+  // Precomputed lane masks: lanes [lo, hi) of a load (no access to the others).
+  using M = __mmask16;
+  static constexpr bool kMaskedBf16 = true;
+  static inline M range_mask(int64_t lo, int64_t hi) { return range(lo, hi); }
+  static inline T load_m(const float* p, M m) { return _mm512_maskz_loadu_ps(m, p); }
+  static inline T loadbf_m(const uint16_t* p, M m) { return widen(_mm256_maskz_loadu_epi16(m, p)); }
   static inline T loadbf_range(const uint16_t* p, int64_t lo, int64_t hi) {
     return widen(_mm256_maskz_loadu_epi16(range(lo, hi), p));
   }
@@ -93,10 +103,12 @@ struct V {
 };
 
 constexpr int kPlanesNV = 4, kPlanesMR = 6;
+constexpr int kPixelsPreferNV = 2;
 constexpr int kPixelsMaxNV = 4;
-constexpr int pixels_mr(int nv) { return nv >= 4 ? 6 : nv == 3 ? 8 : 12; }
+constexpr int pixels_mr(int nv) { return nv >= 4 ? 6 : nv == 3 ? 8 : nv == 2 ? 14 : 12; }
 constexpr int kDwU = 4;
 constexpr int kDwPixelBlock = 8;
+constexpr bool kDwPixels33 = true;
 constexpr bool kDwPixelWide = true;
 
 #include "fused_simd_body.h"

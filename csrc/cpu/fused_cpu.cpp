@@ -6,6 +6,8 @@
 //   DSCONV_FUSED_ISA=avx512|avx2|generic  use at most this code path (default: the best available)
 //   DSCONV_FUSED_TILE_KB=<n>              depthwise tile budget per thread (default 128 KiB)
 //   DSCONV_FUSED_MIN_BAND=<n>             fewest output pixels per band (default 128)
+//   DSCONV_FUSED_NT=0|1                   streaming (non-temporal) output stores off / on (default:
+//                                         on for float32 outputs of 16 MiB or more)
 #include "../fused_checks.h"
 #include "fused_kernels.h"
 
@@ -187,6 +189,11 @@ void fast_forward(const Kernels* K, const DwParams& p, int64_t Cout, bool pixels
   prob.act = static_cast<int>(act);
   prob.pw_act = static_cast<int>(pw_act);
   prob.band = plan_band(p, pixels, pixels ? 1 : K->planes_col_block);
+  // An output too large to stay in the L3 cache is written with streaming stores: they skip reading
+  // each output line from memory before overwriting it (a third of the memory traffic).
+  prob.nt_out = out.nbytes() >= (int64_t(16) << 20);
+  if (const char* e = std::getenv("DSCONV_FUSED_NT"))
+    if (*e) prob.nt_out = std::atoi(e) != 0;
   std::vector<float> ws(static_cast<size_t>(K->workspace_size(prob)));
   K->prepare(prob, ws.data());
   const int64_t HW = p.OH * p.OW, nb = (HW + prob.band - 1) / prob.band;

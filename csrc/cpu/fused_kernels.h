@@ -15,15 +15,22 @@
 // Biases and activations are applied on registers / on the freshly written tile, once.
 //
 // Depthwise into the tile:
-//   - planes: per channel, the band's input rows are copied (zero-padded, split into stride
-//     phases) into a small row buffer, then register chunks of up to 4 rows x 4 vectors run the
-//     taps over it; the input of channel c + 3 is prefetched meanwhile;
-//   - pixels: groups of 8 (then 4, 1) output pixels x 32 channels, each input vector loaded once
+//   - planes: column stride 1 and 3/5/7 taps per row: straight from the input planes, lane masks
+//     for the borders computed once per band, rows outside the input read from a zero row; 3x3 at
+//     row stride 1 loads each input row piece once for all (up to 3) output rows. Otherwise per
+//     channel the band's input rows are copied (zero-padded, split into stride phases) into a
+//     small row buffer, then register chunks of up to 4 rows x 4 vectors run the taps over it.
+//     The input of channel c + 3 is prefetched meanwhile;
+//   - pixels: 3x3 stride 1 (AVX-512): blocks of 4 rows x 4 pixels x one channel vector, each input
+//     vector loaded once for all outputs reading it, the window prefetched 4 vectors ahead; other
+//     kernels: groups of 8 (then 4, 1) output pixels x 32 channels, each input vector loaded once
 //     and used by every (pixel, tap) that reads it, the row's tap weights in registers; channel
 //     blocks of 64 outermost so a block's input rows stay in L1 across the band's rows.
-// GEMM: register-blocked micro-kernels (planes 6 x 64, pixels 6..12 x 16..64, AVX-512 sizes) on
-// a pre-packed pointwise weight. While a band runs its GEMM, the next band's input is prefetched
-// into L2.
+// GEMM: register-blocked micro-kernels (planes 6 x 64, pixels 14 x 32 preferred, up to 6 x 64;
+// AVX-512 sizes) on a pre-packed pointwise weight, bias and activation applied on the registers
+// and the block stored straight into the output (streaming stores for large float32 outputs:
+// Problem::nt_out). While a band runs its GEMM, the next band's input is prefetched, one line
+// every few k steps of the micro-kernel.
 #pragma once
 #include "../dw_params.h"
 
@@ -52,6 +59,7 @@ struct Problem {
   const float* pw_w;     // (Cout, C)
   const float* pw_b;     // (Cout) or nullptr
   int act, pw_act;
+  bool nt_out = false;   // write full float output vectors with streaming (non-temporal) stores
   // Filled by Kernels::prepare: ISA-specific packed copies living in a caller-owned workspace.
   const float* packed_pw = nullptr;
   const float* packed_dw = nullptr;

@@ -9,15 +9,17 @@
 //     loadbf(p), loadbf_n(p, n), storebf(p, v), storebf_n(p, v, n)  // bf16 stored as uint16_t
 //     load_if(p, on, n), loadbf_if(p, on, n)           // first n lanes if on, else 0; no faults
 //     load_range(p, lo, hi), loadbf_range(p, lo, hi)  // lanes [lo, hi) only, others 0, no faults
+//     stream(p, v) (non-temporal store, p aligned to the vector size), fence() (orders them)
 //     fma(a, b, c) = a*b + c, add, sub, mul, div, max, min (NaN from the 2nd operand), bit_and,
 //     bit_xor, round_nearest, pow2i (2^n for an integral-valued float vector n in [-126, 127])
 //     even(a, b), odd(a, b)   // de-interleave 2L consecutive floats a|b
 //   };
 //   constexpr int kPlanesNV, kPlanesMR;   // planes GEMM register block: MR rows x NV vectors
-//   constexpr int kPixelsMaxNV; constexpr int pixels_mr(int nv);  // pixels GEMM blocks (MR <= 12)
+//   constexpr int kPixelsMaxNV, kPixelsPreferNV; constexpr int pixels_mr(int nv);  // pixels GEMM blocks (MR <= 14)
 //   constexpr int kDwU;                    // depthwise planes: vectors per register chunk
 //   constexpr int kDwPixelBlock; constexpr bool kDwPixelWide;  // depthwise pixels: pixels per
 //                                          // group, two channel vectors (k <= 5) or one
+//   constexpr bool kDwPixels33;            // 4x4-pixel register blocks for 3x3 stride 1 (needs 32 registers)
 //
 // Everything here works on float; bf16 input/output are converted at the loads and stores.
 // Reads past the valid range happen only inside the scratch buffers (padded for that), never in
@@ -131,20 +133,61 @@ inline void zero_fill(float* p, int64_t n) {
   if (i < n) V::store_n(p + i, V::zero(), n - i);
 }
 
-// --- GEMM micro-kernel and epilogue ---------------------------------------------------------------
-// Cb (MR x NV*L, row stride NV*L) = A (MR x K) * B (K x NV*L).
+// Prefetches as volatile asm: GCC deems a function holding only __builtin_prefetch /
+// _mm_prefetch pure and deletes calls to it.
+inline void prefetch_l1(const void* a) { asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(a))); }
+
+// The input of a band as runs of bytes: n_outer x n_inner runs of `bytes` bytes at
+// base + o*s_outer + i*s_inner. The GEMM issues its prefetches a few lines at a time (step), spread
+// over the band's micro-kernel calls: a burst of a few thousand prefetches at once would stall on
+// the miss buffers (the loads behind them wait) and fetch the lines long before they are used;
+// a few at a time after each call still slows the GEMM's own loads: one every pf_every k steps.
+struct PfRuns {
+  const char* base = nullptr;
+  int64_t n_outer = 0, s_outer = 0, n_inner = 0, s_inner = 0, bytes = 0;
+  int64_t o = 0, i = 0, off = 0;  // cursor
+  int64_t lines() const { return n_outer * n_inner * ceil_div(bytes, 64); }
+  bool done() const { return o >= n_outer; }
+  void step(int64_t k) {
+    for (; k > 0 && o < n_outer; --k) {
+      const uintptr_t a = reinterpret_cast<uintptr_t>(base + o * s_outer + i * s_inner);
+      prefetch_l1(reinterpret_cast<const char*>((a & ~uintptr_t(63)) + off));
+      off += 64;
+      if (off >= static_cast<int64_t>(a & 63) + bytes) {
+        off = 0;
+        if (++i == n_inner) {
+          i = 0;
+          ++o;
+        }
+      }
+    }
+  }
+};
+
+// --- GEMM micro-kernel -------------------------------------------------------------------------
+// out block = ACT(A (MR x K) * B (K x NV*L) + bias), computed in registers.
 //   PACKED: A element (r, k) at A[k*MR + r] (pointwise weight packed by row blocks);
 //   else     A element (r, k) at A[r*lda + k] (rows of the pixel-major tile).
 //   B element (k, j) at B[k*ldb + j]; all NV*L columns are readable.
-template <int MR, int NV, bool PACKED>
-inline void ukernel(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B,
-                    int64_t ldb, float* __restrict Cb) {
+// The micro-kernel with the epilogue on its registers: out block (rows r < mr, columns j < nc) =
+// ACT(A * B + bias), bias per row (ROWBIAS: bias[r]) or per column (bias[j], readable up to NV*L),
+// or none (bias == nullptr). A and B as in ukernel. nt: full float vectors are written with
+// streaming (non-temporal) stores; the caller checked the alignment and fences.
+template <int MR, int NV, bool PACKED, int ACT, bool ROWBIAS, class T>
+inline void ukernel_out(int64_t K, const float* __restrict A, int64_t lda, const float* __restrict B, int64_t ldb,
+                        const float* bias, T* __restrict out, int64_t ld_out, int64_t mr, int64_t nc, bool nt,
+                        PfRuns& pf, int64_t pf_every) {
   vec acc[MR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+  int64_t pf_count = pf_every;
   for (int64_t k = 0; k < K; ++k) {
+    if (--pf_count == 0) {
+      pf_count = pf_every;
+      pf.step(1);
+    }
     vec b[NV];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) b[v] = V::load(B + v * L);
@@ -157,44 +200,37 @@ inline void ukernel(int64_t K, const float* __restrict A, int64_t lda, const flo
     B += ldb;
     A += PACKED ? MR : 1;
   }
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r)
+  vec bc[NV];
+  if (!ROWBIAS) {
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) V::store(Cb + r * (NV * L) + v * L, acc[r][v]);
-}
-
-// out rows r < mr, columns j < nc: act(Cb[r][j] + bias), bias per row (bias[r]) or per column
-// (bias[j], readable up to a multiple of L) or none.
-template <int ACT, class T>
-void epilogue_t(const float* Cb, int64_t ldc, int64_t mr, int64_t nc, const float* bias, bool per_row,
-                T* out, int64_t ld_out) {
-  for (int64_t r = 0; r < mr; ++r) {
-    const float* c = Cb + r * ldc;
-    T* o = out + r * ld_out;
-    const vec br = (bias && per_row) ? V::set1(bias[r]) : V::zero();
-    int64_t j = 0;
-    for (; j < nc; j += L) {
-      vec x = V::load(c + j);
-      if (bias) x = V::add(x, per_row ? br : V::load(bias + j));
-      x = act_v<ACT>(x);
-      if (j + L <= nc)
-        st(o + j, x);
-      else
-        st_n(o + j, x, nc - j);
-    }
+    for (int v = 0; v < NV; ++v) bc[v] = bias ? V::load(bias + v * L) : V::zero();
   }
-}
-
-template <class T>
-void epilogue(int act, const float* Cb, int64_t ldc, int64_t mr, int64_t nc, const float* bias, bool per_row,
-              T* out, int64_t ld_out) {
-  switch (act) {
-    case kActRelu: epilogue_t<kActRelu, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
-    case kActRelu6: epilogue_t<kActRelu6, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
-    case kActSilu: epilogue_t<kActSilu, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
-    case kActHardswish: epilogue_t<kActHardswish, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
-    case kActGelu: epilogue_t<kActGelu, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
-    default: epilogue_t<kActNone, T>(Cb, ldc, mr, nc, bias, per_row, out, ld_out); break;
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    if (r >= mr) break;
+    T* o = out + r * ld_out;
+    const vec br = (ROWBIAS && bias) ? V::set1(bias[r]) : V::zero();
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      vec x = acc[r][v];
+      if (ROWBIAS) {
+        if (bias) x = V::add(x, br);
+      } else {
+        x = V::add(x, bc[v]);
+      }
+      x = act_v<ACT>(x);
+      if ((v + 1) * L <= nc) {
+        if constexpr (std::is_same<T, float>::value) {
+          if (nt) {
+            V::stream(o + v * L, x);
+            continue;
+          }
+        }
+        st(o + v * L, x);
+      } else if (v * L < nc) {
+        st_n(o + v * L, x, nc - v * L);
+      }
+    }
   }
 }
 
@@ -209,11 +245,12 @@ inline int64_t max_band_rows(const DwParams& p, int64_t band) {
   return imin(p.OH, band / p.OW + 2);
 }
 
-// Pixels path: choose the GEMM column block (NV vectors of output channels) with the least padding.
+// Pixels path: choose the GEMM column block (NV vectors of output channels) with the least padding,
+// kPixelsPreferNV on ties (AVX-512: 2 vectors x 14 rows, whose 2-vector weight panel stays in L1).
 inline int pixels_nv(int64_t Cout) {
-  int best = kPixelsMaxNV;
-  int64_t best_cols = round_up(Cout, static_cast<int64_t>(kPixelsMaxNV) * L);
-  for (int nv = kPixelsMaxNV - 1; nv >= 1; --nv) {
+  int best = kPixelsPreferNV;
+  int64_t best_cols = round_up(Cout, static_cast<int64_t>(kPixelsPreferNV) * L);
+  for (int nv = kPixelsMaxNV; nv >= 1; --nv) {
     const int64_t cols = round_up(Cout, static_cast<int64_t>(nv) * L);
     if (cols < best_cols) {
       best = nv;
@@ -228,43 +265,45 @@ inline int pixels_nv(int64_t Cout) {
 // memory (NCHW bands read short runs per channel plane, too short for the hardware prefetchers).
 // Prefetches as volatile asm: GCC deems a function holding only __builtin_prefetch /
 // _mm_prefetch pure and deletes calls to it.
-inline void prefetch_l1(const void* a) { asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(a))); }
-inline void prefetch_l2(const void* a) { asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(a))); }
-
-inline void prefetch_run(const char* a, int64_t bytes) {
-  const char* e = a + bytes;
-  for (; a < e; a += 64) prefetch_l2(a);
-  if (bytes > 0) prefetch_l2(e - 1);
-}
 
 template <class T>
-void prefetch_band_input(const Problem& P, const Band& b) {
-  if (b.q1 <= b.q0) return;
+PfRuns band_input_runs(const Problem& P, const Band& b) {
+  PfRuns r;
+  if (b.q1 <= b.q0) return r;
   const DwParams& p = P.p;
   const int64_t oha = b.q0 / p.OW, ohb = (b.q1 - 1) / p.OW;
   const int64_t ih_lo = imax(0, oha * p.stride_h - p.pad_t);
   const int64_t ih_hi = imin(p.H, ohb * p.stride_h - p.pad_t + (p.KH - 1) * p.dil_h + 1);
-  if (ih_lo >= ih_hi) return;
+  if (ih_lo >= ih_hi) return r;
   const int64_t sz = sizeof(T);
   const char* base = reinterpret_cast<const char*>(static_cast<const T*>(P.in) + b.n * p.in_sn);
   if (P.pixels) {
-    if (p.in_sc != 1 || p.in_sw < p.C) return;
+    if (p.in_sc != 1 || p.in_sw < p.C) return r;
+    r.base = base + ih_lo * p.in_sh * sz;
     if (p.in_sw == p.C && p.in_sh == p.W * p.C) {
-      prefetch_run(base + ih_lo * p.in_sh * sz, (ih_hi - ih_lo) * p.in_sh * sz);
+      r.n_outer = r.n_inner = 1;
+      r.bytes = (ih_hi - ih_lo) * p.in_sh * sz;
     } else {
-      for (int64_t ih = ih_lo; ih < ih_hi; ++ih) prefetch_run(base + ih * p.in_sh * sz, ((p.W - 1) * p.in_sw + p.C) * sz);
+      r.n_outer = 1;
+      r.n_inner = ih_hi - ih_lo;
+      r.s_inner = p.in_sh * sz;
+      r.bytes = ((p.W - 1) * p.in_sw + p.C) * sz;
     }
-    return;
+    return r;
   }
-  if (p.in_sw != 1) return;
-  for (int64_t c = 0; c < p.C; ++c) {
-    const char* cb = base + c * p.in_sc * sz;
-    if (p.in_sh == p.W) {
-      prefetch_run(cb + ih_lo * p.W * sz, (ih_hi - ih_lo) * p.W * sz);
-    } else {
-      for (int64_t ih = ih_lo; ih < ih_hi; ++ih) prefetch_run(cb + ih * p.in_sh * sz, p.W * sz);
-    }
+  if (p.in_sw != 1) return r;
+  r.base = base + ih_lo * p.in_sh * sz;
+  r.n_outer = p.C;
+  r.s_outer = p.in_sc * sz;
+  if (p.in_sh == p.W) {
+    r.n_inner = 1;
+    r.bytes = (ih_hi - ih_lo) * p.W * sz;
+  } else {
+    r.n_inner = ih_hi - ih_lo;
+    r.s_inner = p.in_sh * sz;
+    r.bytes = p.W * sz;
   }
+  return r;
 }
 
 // --- planes (NCHW output) ----------------------------------------------------------------------------
@@ -399,6 +438,216 @@ inline void dw_rows(const float* rowbuf, int64_t rowlen, const int64_t* tapoff, 
   }
 }
 
+// --- planes depthwise straight from the input (column stride 1, unit column dilation) ----------------
+// Loads of input row pieces at column offsets -pad_l + kw, with per-(chunk, kw) lane masks computed
+// once per band (lanes outside [0, W) or past the segment are zeros and never read); rows outside
+// [0, H) read a zero row. No copies into a row buffer.
+constexpr int kDwdMaxChunks = 16;  // vectors per output row segment (OW <= 16 L)
+
+template <class T>
+inline vec ld_m(const T* p, typename V::M m) {
+  if constexpr (std::is_same<T, float>::value)
+    return V::load_m(p, m);
+  else
+    return V::loadbf_m(p, m);
+}
+
+// R output rows x U chunks of one channel: dst[r*OW + u*L + lane] (lanes < n_last in the last chunk).
+// x0: input column of chunk 0's tap kw = 0; ih0: input row of row 0's tap kh = 0.
+template <int R, int U, int KW, class T>
+inline void dwd_block(const T* in_c, const T* zrow, int64_t in_sh, int64_t H, int64_t ih0, int64_t sh, int64_t dil_h,
+                      int64_t KH, const float* wc, float bias, const typename V::M* mk, int64_t x0, float* dst,
+                      int64_t OW, int64_t n_last) {
+  vec acc[R][U];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) acc[r][u] = V::set1(bias);
+  for (int64_t kh = 0; kh < KH; ++kh) {
+    const T* rp[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const int64_t ih = ih0 + r * sh + kh * dil_h;
+      rp[r] = (ih >= 0 && ih < H) ? in_c + ih * in_sh + x0 : zrow + x0;
+    }
+    const float* wk = wc + kh * KW;
+#pragma GCC unroll 7
+    for (int kw = 0; kw < KW; ++kw) {
+      const vec w = V::set1(wk[kw]);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int u = 0; u < U; ++u) acc[r][u] = V::fma(w, ld_m(rp[r] + u * L + kw, mk[u * KW + kw]), acc[r][u]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int u = 0; u < U - 1; ++u) V::store(dst + r * OW + u * L, acc[r][u]);
+    V::store_n(dst + r * OW + (U - 1) * L, acc[r][U - 1], n_last);
+  }
+}
+
+// dwd_block for 3x3 taps at row stride 1, unit row dilation: each input row piece is loaded once and
+// feeds every output row (up to 3) that reads it, the 9 tap weights held in registers.
+template <int R, int U, class T>
+inline void dwd_block33(const T* in_c, const T* zrow, int64_t in_sh, int64_t H, int64_t ih0, const float* wc,
+                        float bias, const typename V::M* mk, int64_t x0, float* dst, int64_t OW, int64_t n_last) {
+  vec acc[R][U], w[9];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) acc[r][u] = V::set1(bias);
+#pragma GCC unroll 9
+  for (int t = 0; t < 9; ++t) w[t] = V::set1(wc[t]);
+#pragma GCC unroll 8
+  for (int i = 0; i < R + 2; ++i) {
+    const int64_t ih = ih0 + i;
+    const T* rp = ((ih >= 0 && ih < H) ? in_c + ih * in_sh : zrow) + x0;
+#pragma GCC unroll 3
+    for (int kw = 0; kw < 3; ++kw) {
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) {
+        const vec x = ld_m(rp + u * L + kw, mk[u * 3 + kw]);
+#pragma GCC unroll 3
+        for (int kh = 0; kh < 3; ++kh) {
+          const int r = i - kh;
+          if (r < 0 || r >= R) continue;
+          acc[r][u] = V::fma(w[kh * 3 + kw], x, acc[r][u]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int u = 0; u < U - 1; ++u) V::store(dst + r * OW + u * L, acc[r][u]);
+    V::store_n(dst + r * OW + (U - 1) * L, acc[r][U - 1], n_last);
+  }
+}
+
+// Rows [oh0, oh0 + nrows) over output columns [s0, s1) of every channel.
+struct DwdSeg {
+  int64_t oh0, nrows, s0, s1, nch, n_last;
+  typename V::M mk[kDwdMaxChunks * 7];
+};
+
+template <int KW, class T>
+void dwd_band(const Problem& P, const T* in, const T* zrow, int64_t q0, const DwdSeg* segs, int nseg, float* tile,
+              int64_t ldt) {
+  const DwParams& p = P.p;
+  const int64_t OW = p.OW, taps = p.KH * KW;
+  const bool k33 = KW == 3 && p.KH == 3 && p.stride_h == 1 && p.dil_h == 1;
+  // Input rows of a band are short runs of each channel plane: fetch channel c + kAhead's ahead.
+  constexpr int64_t kAhead = 3;
+  const int64_t band = segs[nseg - 1].oh0 * OW + segs[nseg - 1].s1 - q0 + (segs[nseg - 1].nrows - 1) * OW;
+  const int64_t ih_lo = imax(0, segs[0].oh0 * p.stride_h - p.pad_t);
+  const int64_t oh_last = segs[nseg - 1].oh0 + segs[nseg - 1].nrows - 1;
+  const int64_t ih_hi = imin(p.H, oh_last * p.stride_h - p.pad_t + (p.KH - 1) * p.dil_h + 1);
+  const bool one_run = p.in_sh == p.W;
+  const int64_t pf_bytes = one_run ? (ih_hi - ih_lo) * p.W * int64_t(sizeof(T)) : p.W * int64_t(sizeof(T));
+  auto prefetch_channel = [&](int64_t c) {
+    if (ih_lo >= ih_hi) return;
+    const char* base = reinterpret_cast<const char*>(in + c * p.in_sc + ih_lo * p.in_sh);
+    for (int64_t ih = 0; ih < (one_run ? 1 : ih_hi - ih_lo); ++ih) {
+      const char* a = base + ih * p.in_sh * int64_t(sizeof(T));
+      for (int64_t o = 0; o < pf_bytes; o += 64) prefetch_l1(a + o);
+      prefetch_l1(a + pf_bytes - 1);
+    }
+  };
+  for (int64_t c = 0; c < kAhead && c < p.C; ++c) prefetch_channel(c);
+  for (int64_t c = 0; c < p.C; ++c) {
+    if (c + kAhead < p.C) prefetch_channel(c + kAhead);
+    const T* in_c = in + c * p.in_sc;
+    const float* wc = P.dw_w + c * taps;
+    const float b = P.dw_b ? P.dw_b[c] : 0.f;
+    float* trow = tile + c * ldt;
+    for (int sgi = 0; sgi < nseg; ++sgi) {
+      const DwdSeg& sg = segs[sgi];
+      for (int64_t r0 = 0; r0 < sg.nrows;) {
+        const int64_t oh = sg.oh0 + r0, rem = sg.nrows - r0;
+        const int64_t ih0 = oh * p.stride_h - p.pad_t;
+        float* d0 = trow + oh * OW + sg.s0 - q0;
+        const int R = rem >= 4 ? 4 : rem >= 2 ? 2 : 1;
+        for (int64_t u0 = 0; u0 < sg.nch;) {
+          const int U = sg.nch - u0 >= 2 ? 2 : 1;
+          const int64_t nl = u0 + U == sg.nch ? sg.n_last : L;
+          const int64_t x0 = sg.s0 + u0 * L - p.pad_l;
+          const typename V::M* mk = sg.mk + u0 * KW;
+          float* d = d0 + u0 * L;
+#define DSCONV_DWD(RR, UU)                                                                                             \
+  if (k33)                                                                                                             \
+    dwd_block33<RR, UU, T>(in_c, zrow, p.in_sh, p.H, ih0, wc, b, mk, x0, d, OW, nl);                                   \
+  else                                                                                                                 \
+    dwd_block<RR, UU, KW, T>(in_c, zrow, p.in_sh, p.H, ih0, p.stride_h, p.dil_h, p.KH, wc, b, mk, x0, d, OW, nl)
+          if (R == 4) {
+            if (U == 2) { DSCONV_DWD(4, 2); } else { DSCONV_DWD(4, 1); }
+          } else if (R == 2) {
+            if (U == 2) { DSCONV_DWD(2, 2); } else { DSCONV_DWD(2, 1); }
+          } else {
+            if (U == 2) { DSCONV_DWD(1, 2); } else { DSCONV_DWD(1, 1); }
+          }
+#undef DSCONV_DWD
+          u0 += U;
+        }
+        r0 += R;
+      }
+    }
+    act_inplace(trow, band, P.act);
+  }
+}
+
+// The direct path when it applies (returns false otherwise): column stride 1, unit column
+// dilation, unit input column stride, 3/5/7 taps per row, row segments of at most kDwdMaxChunks vectors.
+template <class T>
+bool dw_band_planes_direct(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* tile, int64_t ldt, float* zbuf) {
+  const DwParams& p = P.p;
+  if constexpr (!std::is_same<T, float>::value && !V::kMaskedBf16) return false;
+  if (p.stride_w != 1 || p.dil_w != 1 || p.in_sw != 1 || !(p.KW == 3 || p.KW == 5 || p.KW == 7)) return false;
+  if (ceil_div(p.OW, L) > kDwdMaxChunks) return false;
+  const int64_t OW = p.OW, oha = q0 / OW, ohb = (q1 - 1) / OW;
+  DwdSeg segs[3];
+  int nseg = 0;
+  auto add = [&](int64_t oh0, int64_t nrows, int64_t s0, int64_t s1) {
+    if (nrows <= 0 || s1 <= s0) return;
+    if (nseg > 0 && segs[nseg - 1].s0 == s0 && segs[nseg - 1].s1 == s1 && segs[nseg - 1].oh0 + segs[nseg - 1].nrows == oh0) {
+      segs[nseg - 1].nrows += nrows;
+      return;
+    }
+    DwdSeg& sg = segs[nseg++];
+    sg.oh0 = oh0;
+    sg.nrows = nrows;
+    sg.s0 = s0;
+    sg.s1 = s1;
+    sg.nch = ceil_div(s1 - s0, L);
+    sg.n_last = s1 - s0 - (sg.nch - 1) * L;
+    for (int64_t u = 0; u < sg.nch; ++u) {
+      const int64_t nu = imin(L, s1 - s0 - u * L);
+      for (int64_t kw = 0; kw < p.KW; ++kw) {
+        const int64_t x0 = s0 + u * L - p.pad_l + kw;
+        sg.mk[u * p.KW + kw] = V::range_mask(-x0, imin(p.W - x0, nu));
+      }
+    }
+  };
+  if (oha == ohb) {
+    add(oha, 1, q0 - oha * OW, q1 - oha * OW);
+  } else {
+    add(oha, 1, q0 - oha * OW, OW);
+    add(oha + 1, ohb - oha - 1, 0, OW);
+    add(ohb, 1, 0, q1 - ohb * OW);
+  }
+  // Zero row for taps above / below the input (only lanes inside [0, W) are read).
+  zero_fill(zbuf, (p.W * int64_t(sizeof(T)) + 3) / 4 + L);
+  const T* in = static_cast<const T*>(P.in) + n * p.in_sn;
+  const T* zrow = reinterpret_cast<const T*>(zbuf);
+  switch (p.KW) {
+    case 3: dwd_band<3, T>(P, in, zrow, q0, segs, nseg, tile, ldt); break;
+    case 5: dwd_band<5, T>(P, in, zrow, q0, segs, nseg, tile, ldt); break;
+    default: dwd_band<7, T>(P, in, zrow, q0, segs, nseg, tile, ldt); break;
+  }
+  return true;
+}
+
 // tile[c][q - q0] = act(dw_b[c] + depthwise(in)[n, c, q]) for q in [q0, q1).
 template <class T>
 void dw_band_planes(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* tile, int64_t ldt, float* rowbuf,
@@ -473,24 +722,17 @@ void dw_band_planes(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
   delete[] tapoff_big;
 }
 
-template <class T>
-void run_band_planes(const Problem& P, const Band& bnd, const Band& next, float* scratch) {
+template <int ACT, class T>
+void planes_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, PfRuns& pf) {
   const DwParams& p = P.p;
-  const int64_t n = bnd.n, q0 = bnd.q0, q1 = bnd.q1;
   constexpr int NR = kPlanesNV * L, MR = kPlanesMR;
-  const int64_t band = q1 - q0;
-  const int64_t ldt = round_up(P.band, NR);
-  float* tile = scratch;
-  float* Cb = tile + p.C * ldt;
-  float* rowbuf = Cb + MR * NR;
-  const int64_t span_max = window_span(p, 0, p.OW);
-  const int64_t nrows_max = (max_band_rows(p, P.band) - 1) * p.stride_h + (p.KH - 1) * p.dil_h + 1;
-  float* tmp = rowbuf + nrows_max * p.stride_w * phase_len(p, span_max);
-  dw_band_planes<T>(P, n, q0, q1, tile, ldt, rowbuf, tmp);
-  prefetch_band_input<T>(P, next);
-
   T* out = static_cast<T*>(P.out) + n * p.out_sn + q0;
   const int64_t nblk = ceil_div(P.Cout, MR);
+  const int64_t pf_lines = pf.lines();
+  const int64_t pf_every = pf_lines ? imax(1, p.C * nblk * ceil_div(band, NR) / pf_lines) : 0;
+  // Streaming stores when every output row segment starts on a vector boundary.
+  const bool nt = std::is_same<T, float>::value && P.nt_out && p.out_sc % L == 0 &&
+                  reinterpret_cast<uintptr_t>(out) % (L * sizeof(float)) == 0;
   for (int64_t j = 0; j < band; j += NR) {
     const int64_t nc = imin(NR, band - j);
     // the last column block only as wide as needed (whole vectors)
@@ -498,18 +740,46 @@ void run_band_planes(const Problem& P, const Band& bnd, const Band& next, float*
     for (int64_t blk = 0; blk < nblk; ++blk) {
       const int64_t co0 = blk * MR, mr = imin(MR, P.Cout - co0);
       const float* A = P.packed_pw + blk * p.C * MR;
+      const float* bias = P.pw_b ? P.pw_b + co0 : nullptr;
+      T* o = out + co0 * p.out_sc + j;
       static_assert(kPlanesNV <= 4, "planes tail blocks handle up to 4 vectors");
       switch (nv >= kPlanesNV ? kPlanesNV : nv) {
-        case 1: ukernel<MR, 1, true>(p.C, A, 0, tile + j, ldt, Cb); break;
-        case 2: ukernel<MR, (kPlanesNV >= 2 ? 2 : 1), true>(p.C, A, 0, tile + j, ldt, Cb); break;
-        case 3: ukernel<MR, (kPlanesNV >= 3 ? 3 : 1), true>(p.C, A, 0, tile + j, ldt, Cb); break;
-        default: ukernel<MR, kPlanesNV, true>(p.C, A, 0, tile + j, ldt, Cb); break;
+        case 1: ukernel_out<MR, 1, true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt, pf, pf_every); break;
+        case 2:
+          ukernel_out<MR, (kPlanesNV >= 2 ? 2 : 1), true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt, pf, pf_every);
+          break;
+        case 3:
+          ukernel_out<MR, (kPlanesNV >= 3 ? 3 : 1), true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt, pf, pf_every);
+          break;
+        default: ukernel_out<MR, kPlanesNV, true, ACT, true, T>(p.C, A, 0, tile + j, ldt, bias, o, p.out_sc, mr, nc, nt, pf, pf_every); break;
       }
-      // Cb rows are nv*L wide for the narrower blocks
-      epilogue<T>(P.pw_act, Cb, (nv >= kPlanesNV ? kPlanesNV : nv) * L, mr, nc, P.pw_b ? P.pw_b + co0 : nullptr, true,
-                  out + co0 * p.out_sc + j, p.out_sc);
     }
   }
+}
+
+template <class T>
+void run_band_planes(const Problem& P, const Band& bnd, const Band& next, float* scratch) {
+  const DwParams& p = P.p;
+  const int64_t n = bnd.n, q0 = bnd.q0, q1 = bnd.q1;
+  constexpr int NR = kPlanesNV * L;
+  const int64_t ldt = round_up(P.band, NR);
+  float* tile = scratch;
+  float* rowbuf = tile + p.C * ldt + kPlanesMR * NR;
+  const int64_t span_max = window_span(p, 0, p.OW);
+  const int64_t nrows_max = (max_band_rows(p, P.band) - 1) * p.stride_h + (p.KH - 1) * p.dil_h + 1;
+  float* tmp = rowbuf + nrows_max * p.stride_w * phase_len(p, span_max);
+  if (!dw_band_planes_direct<T>(P, n, q0, q1, tile, ldt, rowbuf)) dw_band_planes<T>(P, n, q0, q1, tile, ldt, rowbuf, tmp);
+  PfRuns pf = band_input_runs<T>(P, next);
+  switch (P.pw_act) {
+    case kActRelu: planes_gemm_t<kActRelu, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    case kActRelu6: planes_gemm_t<kActRelu6, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    case kActSilu: planes_gemm_t<kActSilu, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    case kActHardswish: planes_gemm_t<kActHardswish, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    case kActGelu: planes_gemm_t<kActGelu, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    default: planes_gemm_t<kActNone, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+  }
+  pf.step(pf.lines());
+  if (P.nt_out) V::fence();
 }
 
 // --- pixels (channels_last output) -------------------------------------------------------------------
@@ -685,6 +955,142 @@ void dw_row_groups(const Problem& P, const T* in, int64_t oh, int64_t s0, int64_
     dw_group_all_channels<KW, SW, 1, T>(P, in, oh, ow, kh_lo, kh_hi, trow + (ow - s0) * ldt, ldt, cb, ce);
 }
 
+// --- pixels depthwise, 3x3 at stride 1 and unit dilation: R rows x PB pixels x one channel vector --------
+// Each input vector of the (R + 2) x (PB + 2) window is loaded once and feeds all (up to 9) outputs
+// that read it; the 9 tap vectors stay in registers (about a fifth of a load per FMA).
+// in: input at (row oh - pad_t, column ow - pad_l, channel c0) of the block's first output pixel.
+// EDGE: window rows i / columns j with bit i of imask / bit j of jmask clear are zeros (never
+// read), and only n < L channel lanes may be valid; without EDGE all are inside and n == L.
+template <int R, int PB, bool EDGE, class T>
+inline void dwp33_block(const T* in, int64_t in_sh, int64_t in_sw, uint32_t imask, uint32_t jmask, const float* wt,
+                        int64_t Cp, const float* bias, float* dst, int64_t dst_row, int64_t ldt, int64_t n) {
+  vec acc[R][PB], w[9];
+  const vec b = V::load(bias);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int q = 0; q < PB; ++q) acc[r][q] = b;
+#pragma GCC unroll 9
+  for (int t = 0; t < 9; ++t) w[t] = V::load(wt + t * Cp);
+#pragma GCC unroll 6
+  for (int i = 0; i < R + 2; ++i) {
+    const T* row = in + i * in_sh;
+#pragma GCC unroll 6
+    for (int j = 0; j < PB + 2; ++j) {
+      vec x;
+      if (EDGE)
+        x = ld_if(row + j * in_sw, ((imask >> i) & (jmask >> j) & 1u) != 0, n);
+      else
+        x = ld(row + j * in_sw);
+#pragma GCC unroll 3
+      for (int kh = 0; kh < 3; ++kh) {
+        const int r = i - kh;
+        if (r < 0 || r >= R) continue;
+#pragma GCC unroll 3
+        for (int kw = 0; kw < 3; ++kw) {
+          const int q = j - kw;
+          if (q < 0 || q >= PB) continue;
+          acc[r][q] = V::fma(w[kh * 3 + kw], x, acc[r][q]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int q = 0; q < PB; ++q) V::store(dst + r * dst_row + q * ldt, acc[r][q]);
+}
+
+// All channels of the R x PB block at (oh, ow): channel vectors innermost, so the window's pixels
+// (C contiguous floats each) are read front to back, and the next block shares two of its columns.
+template <int R, int PB, class T>
+inline void dwp33_blocks(const Problem& P, const T* in, int64_t oh, int64_t ow, float* dst, int64_t ldt, int64_t Cp) {
+  const DwParams& p = P.p;
+  const int64_t ih0 = oh - p.pad_t, iw0 = ow - p.pad_l;
+  uint32_t imask = 0, jmask = 0;
+  for (int i = 0; i < R + 2; ++i)
+    if (ih0 + i >= 0 && ih0 + i < p.H) imask |= 1u << i;
+  for (int j = 0; j < PB + 2; ++j)
+    if (iw0 + j >= 0 && iw0 + j < p.W) jmask |= 1u << j;
+  const T* base = in + ih0 * p.in_sh + iw0 * p.in_sw;
+  const int64_t dst_row = p.OW * ldt;
+  const bool inside = imask == (1u << (R + 2)) - 1u && jmask == (1u << (PB + 2)) - 1u;
+  // The window's pixels are (R + 2) x (PB + 2) streams of channels, too many for the hardware
+  // prefetchers: fetch kPfAhead vectors ahead in each (running into the next pixel's first
+  // channels, i.e. the next block's window, near the end).
+  constexpr int64_t kPfAhead = 4;
+  auto prefetch = [&](int64_t c0) {
+    const T* a = base + c0 + kPfAhead * L;
+#pragma GCC unroll 6
+    for (int i = 0; i < R + 2; ++i)
+#pragma GCC unroll 6
+      for (int j = 0; j < PB + 2; ++j) prefetch_l1(a + i * p.in_sh + j * p.in_sw);
+  };
+  int64_t c0 = 0;
+  if (inside)
+    for (; c0 + L <= p.C; c0 += L) {
+      prefetch(c0);
+      dwp33_block<R, PB, false, T>(base + c0, p.in_sh, p.in_sw, imask, jmask, P.packed_dw + c0, Cp,
+                                   P.packed_dw_b + c0, dst + c0, dst_row, ldt, L);
+    }
+  for (; c0 < p.C; c0 += L) {
+    prefetch(c0);
+    dwp33_block<R, PB, true, T>(base + c0, p.in_sh, p.in_sw, imask, jmask, P.packed_dw + c0, Cp, P.packed_dw_b + c0,
+                                dst + c0, dst_row, ldt, imin(L, p.C - c0));
+  }
+}
+
+template <int R, class T>
+inline void dwp33_rows(const Problem& P, const T* in, int64_t oh, int64_t s0, int64_t s1, float* dst, int64_t ldt,
+                       int64_t Cp) {
+  int64_t ow = s0;
+  for (; ow + 4 <= s1; ow += 4) dwp33_blocks<R, 4, T>(P, in, oh, ow, dst + (ow - s0) * ldt, ldt, Cp);
+  for (; ow + 2 <= s1; ow += 2) dwp33_blocks<R, 2, T>(P, in, oh, ow, dst + (ow - s0) * ldt, ldt, Cp);
+  for (; ow < s1; ++ow) dwp33_blocks<R, 1, T>(P, in, oh, ow, dst + (ow - s0) * ldt, ldt, Cp);
+}
+
+// tile[q - q0][c] for the band.
+template <class T>
+void dwp33_band(const Problem& P, const T* in, int64_t q0, int64_t q1, float* tile, int64_t ldt) {
+  const DwParams& p = P.p;
+  const int64_t OW = p.OW, oha = q0 / OW, ohb = (q1 - 1) / OW;
+  struct Seg { int64_t oh0, nrows, s0, s1; } segs[3];
+  int nseg = 0;
+  auto add = [&](int64_t oh0, int64_t nrows, int64_t s0, int64_t s1) {
+    if (nrows <= 0 || s1 <= s0) return;
+    if (nseg > 0 && segs[nseg - 1].s0 == s0 && segs[nseg - 1].s1 == s1) {
+      segs[nseg - 1].nrows += nrows;
+      return;
+    }
+    segs[nseg++] = Seg{oh0, nrows, s0, s1};
+  };
+  if (oha == ohb) {
+    add(oha, 1, q0 - oha * OW, q1 - oha * OW);
+  } else {
+    add(oha, 1, q0 - oha * OW, OW);
+    add(oha + 1, ohb - oha - 1, 0, OW);
+    add(ohb, 1, 0, q1 - ohb * OW);
+  }
+  const int64_t Cp = round_up(p.C, L);
+  for (int sgi = 0; sgi < nseg; ++sgi) {
+    const Seg& sg = segs[sgi];
+    for (int64_t r0 = 0; r0 < sg.nrows;) {
+      const int64_t oh = sg.oh0 + r0, rem = sg.nrows - r0;
+      float* dst = tile + (oh * OW + sg.s0 - q0) * ldt;
+      if (rem >= 4) {
+        dwp33_rows<4, T>(P, in, oh, sg.s0, sg.s1, dst, ldt, Cp);
+        r0 += 4;
+      } else if (rem >= 2) {
+        dwp33_rows<2, T>(P, in, oh, sg.s0, sg.s1, dst, ldt, Cp);
+        r0 += 2;
+      } else {
+        dwp33_rows<1, T>(P, in, oh, sg.s0, sg.s1, dst, ldt, Cp);
+        r0 += 1;
+      }
+    }
+  }
+}
+
 template <class T>
 void dw_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* tile, int64_t ldt) {
   const DwParams& p = P.p;
@@ -692,10 +1098,15 @@ void dw_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
   const int64_t taps = p.KH * p.KW;
   int64_t* offs = new int64_t[2 * taps];
   int64_t* idx = offs + taps;
+  // 3x3, stride 1, unit dilation (the common MobileNet case): R x PB register blocks.
+  const bool k33 = kDwPixels33 && p.KH == 3 && p.KW == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 &&
+                   p.dil_w == 1;
   // Grouped fast path: unit column dilation, column stride 1 or 2, 3/5/7 taps per row.
   const bool grouped = p.dil_w == 1 && (p.stride_w == 1 || p.stride_w == 2) &&
                        (p.KW == 3 || p.KW == 5 || p.KW == 7);
-  if (!grouped) {
+  if (k33) {
+    dwp33_band<T>(P, in, q0, q1, tile, ldt);
+  } else if (!grouped) {
     for (int64_t q = q0; q < q1; ++q)
       dw_pixel_all<T>(P, in, q / p.OW, q % p.OW, offs, idx, tile + (q - q0) * ldt, ldt);
   } else {
@@ -728,22 +1139,41 @@ void dw_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
   delete[] offs;
 }
 
-template <int NV, class T>
-void pixels_gemm(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, float* Cb) {
+template <int NV, int ACT, class T>
+void pixels_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, PfRuns& pf) {
   const DwParams& p = P.p;
   constexpr int NR = NV * L;
   constexpr int MR = pixels_mr(NV);
   T* out = static_cast<T*>(P.out) + n * p.out_sn + q0 * P.Cout;
   const int64_t nblk = ceil_div(P.Cout, NR);
+  const int64_t calls = nblk * ceil_div(band, MR);
+  const int64_t pf_lines = pf.lines();
+  const int64_t pf_every = pf_lines ? imax(1, p.C * calls / pf_lines) : 0;
+  // Streaming stores for full, 64-byte aligned float rows (the output is written once, never read
+  // back here): no read-for-ownership of the output lines.
+  bool nt = std::is_same<T, float>::value && P.nt_out && P.Cout % L == 0 &&
+            reinterpret_cast<uintptr_t>(out) % (L * sizeof(float)) == 0;
   for (int64_t blk = 0; blk < nblk; ++blk) {
     const int64_t co0 = blk * NR, nc = imin(NR, P.Cout - co0);
     const float* B = P.packed_pw + blk * p.C * NR;
     const float* bias = P.packed_pw_b ? P.packed_pw_b + co0 : nullptr;
     for (int64_t i = 0; i < band; i += MR) {
       const int64_t mr = imin(MR, band - i);
-      ukernel<MR, NV, false>(p.C, tile + i * ldt, ldt, B, NR, Cb);
-      epilogue<T>(P.pw_act, Cb, NR, mr, nc, bias, false, out + i * P.Cout + co0, P.Cout);
+      ukernel_out<MR, NV, false, ACT, false, T>(p.C, tile + i * ldt, ldt, B, NR, bias, out + i * P.Cout + co0, P.Cout,
+                                                 mr, nc, nt, pf, pf_every);
     }
+  }
+}
+
+template <int NV, class T>
+void pixels_gemm(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, PfRuns& pf) {
+  switch (P.pw_act) {
+    case kActRelu: pixels_gemm_t<NV, kActRelu, T>(P, n, q0, band, tile, ldt, pf); break;
+    case kActRelu6: pixels_gemm_t<NV, kActRelu6, T>(P, n, q0, band, tile, ldt, pf); break;
+    case kActSilu: pixels_gemm_t<NV, kActSilu, T>(P, n, q0, band, tile, ldt, pf); break;
+    case kActHardswish: pixels_gemm_t<NV, kActHardswish, T>(P, n, q0, band, tile, ldt, pf); break;
+    case kActGelu: pixels_gemm_t<NV, kActGelu, T>(P, n, q0, band, tile, ldt, pf); break;
+    default: pixels_gemm_t<NV, kActNone, T>(P, n, q0, band, tile, ldt, pf); break;
   }
 }
 
@@ -752,15 +1182,16 @@ void run_band_pixels(const Problem& P, const Band& bnd, const Band& next, float*
   const int64_t n = bnd.n, q0 = bnd.q0, q1 = bnd.q1;
   const int64_t ldt = round_up(P.p.C, L);
   float* tile = scratch;
-  float* Cb = tile + (round_up(P.band, 16) + 16) * ldt;
   dw_band_pixels<T>(P, n, q0, q1, tile, ldt);
-  prefetch_band_input<T>(P, next);
+  PfRuns pf = band_input_runs<T>(P, next);
   switch (pixels_nv(P.Cout)) {
-    case 1: pixels_gemm<1, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
-    case 2: pixels_gemm<2, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
-    case 3: pixels_gemm<3, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
-    default: pixels_gemm<kPixelsMaxNV, T>(P, n, q0, q1 - q0, tile, ldt, Cb); break;
+    case 1: pixels_gemm<1, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    case 2: pixels_gemm<2, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    case 3: pixels_gemm<3, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    default: pixels_gemm<kPixelsMaxNV, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
   }
+  pf.step(pf.lines());
+  if (P.nt_out) V::fence();
 }
 
 // --- Kernels table entries ---------------------------------------------------------------------------
