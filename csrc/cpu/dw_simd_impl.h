@@ -24,9 +24,12 @@
 //     dilation are 1, tap blocks otherwise; the bias is summed in the same pass.
 //
 // * pixels (channels_last output and input, multiplier 1). One task = a band of output rows;
-//   channel vectors x P pixels in registers; per row a table of column pointers (XNNPACK-style:
-//   padding columns point at a zero buffer, padding rows are skipped), built once for all channel
-//   blocks. Fixed 3/5/7-wide kernels load each column once for every pixel of the tile it feeds.
+//   channel vectors x P pixels in registers (P = 7 where that computes fewer pixels per row than
+//   the default 6 / 4); per row a table of column pointers (XNNPACK-style: padding columns point
+//   at a zero buffer, padding rows are skipped), built once for all channel blocks; per row,
+//   channel chunks sized so a tile's input window stays in L1, the row's tiles inside a chunk,
+//   and before each tile an L1 prefetch of its share of the source rows the next row needs.
+//   Fixed 3/5/7-wide kernels load each column once for every pixel of the tile it feeds.
 //   Grad input is the same engine with row/column maps onto grad_output. Grad weight + bias: fixed
 //   row groups with per-group partial sums reduced in group order; interior pixels of fixed
 //   kernels by direct addressing with software prefetch, borders through the pointer table.
@@ -125,18 +128,20 @@ inline void stream_copy(T* dst, const T* src, int64_t n) {
   if (b < nb) std::memcpy(d + b, s + b, nb - b);
 }
 
-// Software prefetch of the cache lines of [p, p + bytes).
+// Software prefetch of the cache lines of [p, p + bytes). Volatile asm: GCC deletes a loop
+// holding only _mm_prefetch as side-effect free (the L2 variant had vanished from the object
+// code entirely).
 inline void prefetch_bytes(const void* p, int64_t bytes) {
   const char* c = static_cast<const char*>(p);
   const char* e = c + bytes;
   for (c = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(c) & ~uintptr_t(63)); c < e; c += 64)
-    _mm_prefetch(c, _MM_HINT_T0);
+    __asm__ volatile("prefetcht0 %0" : : "m"(*c));
 }
 inline void prefetch_bytes_l2(const void* p, int64_t bytes) {
   const char* c = static_cast<const char*>(p);
   const char* e = c + bytes;
   for (c = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(c) & ~uintptr_t(63)); c < e; c += 64)
-    _mm_prefetch(c, _MM_HINT_T1);
+    __asm__ volatile("prefetcht1 %0" : : "m"(*c));
 }
 constexpr int64_t kPrefetchRows = 6;  // input rows prefetched ahead of the one being prepared
 constexpr int64_t kPrepLead = 4;      // scratch rows prepared ahead of the first one read
@@ -754,50 +759,64 @@ __attribute__((always_inline)) inline void pix_tile(const PixGeom& g, const T* c
     pix_tile_gen<T, P, VC, MSK>(g, ptrs, khs, nkh, col0, w, bias, c0, o, cm);
 }
 
-// One output row, channel vectors [c0, c0 + VC*L): tiles of P pixels, then single pixels.
-// ptrs: the row's table [nkh][g.ncols] of column pointers.
-template <class T, int P, int VC, bool MSK, int KW_, int SW_>
-void pix_row_cb(const PixGeom& g, const T* const* ptrs, const int* khs, int nkh, int64_t OWe, const float* w,
-                const float* bias, int64_t c0, T* o, Mask cm) {
-  int64_t q0 = 0;
-  for (; q0 + P <= OWe; q0 += P)
-    pix_tile<T, P, VC, MSK, KW_, SW_>(g, ptrs, khs, nkh, q0 * g.sw, w, bias, c0, o + q0 * g.osw, cm);
-  if (q0 < OWe && OWe >= P) {
-    // remainder: one more full tile ending at the last pixel (it recomputes a few pixels, with
-    // the same operations in the same order, so they are rewritten with identical values)
-    q0 = OWe - P;
-    pix_tile<T, P, VC, MSK, KW_, SW_>(g, ptrs, khs, nkh, q0 * g.sw, w, bias, c0, o + q0 * g.osw, cm);
-    return;
-  }
-  for (; q0 < OWe; ++q0)
-    pix_tile<T, 1, VC, MSK, KW_, SW_>(g, ptrs, khs, nkh, q0 * g.sw, w, bias, c0, o + q0 * g.osw, cm);
-}
+// Channel chunks of the pixels engine: a tile's input window (KH rows x (P-1)*sw+KW columns)
+// over the chunk's channels stays within this many bytes, so the columns that the next tile of
+// the chunk shares with it are still in L1. 3x3 layers of up to ~160 channels are one chunk (the
+// row is then walked as contiguous streams); 7x7 ones are chunks of 2-4 vectors.
+constexpr int64_t kPixChunkBytes = 16 << 10;
 
-// A band of output rows; per row every channel block sweeps the row's pixels (the block's lines
-// of the KH input rows stay in L1 across the sweep). Blocks outermost over the whole band was
-// measured no faster. rows_tab(r, &ptrs, &khs, &nkh, &orow) describes band row r; on_row(r) runs
-// before it (prefetching).
-template <class T, int P, int KW_, int SW_, class RowTab, class OnRow>
+// A band of output rows. Per row: channel chunks, in each the row's pixel tiles, in each the
+// chunk's channel blocks. rows_tab(r, &ptrs, &khs, &nkh, &orow) describes band row r;
+// on_tile(r, k, n) runs before the k-th of the n tiles of row r (it prefetches the share k/n of
+// the source rows that row r + 1 needs first: a row's distance ahead, issued a little at a time
+// so the misses overlap the FMAs instead of queueing behind a burst).
+template <class T, int P, int KW_, int SW_, class RowTab, class OnTile>
 void pix_band(const PixGeom& g, int64_t nrows, int64_t OWe, const float* wpk, const float* bias,
-              const RowTab& rows_tab, const OnRow& on_row) {
+              const RowTab& rows_tab, const OnTile& on_tile) {
   const int64_t CBfull = g.C / L;
   const Mask cm = Vec::mask(g.ctail);
   const int64_t wstride = g.taps * L;   // per channel block
   constexpr int VC2 = L == 16 ? 2 : 1;  // two channel vectors per tile where registers allow
+  const int64_t win_cols = (P - 1) * g.sw + (g.KW - 1) * g.dw + 1;
+  const int64_t vec_bytes = L * static_cast<int64_t>(sizeof(T));
+  const int64_t CH = imax(VC2, kPixChunkBytes / imax(1, g.KH * win_cols * vec_bytes) / VC2 * VC2);
+  const int64_t CBall = CBfull + (g.ctail < L ? 1 : 0);
+  const int64_t ntiles = (OWe >= P ? cdiv(OWe, P) : OWe) * cdiv(CBall, CH);
   for (int64_t r = 0; r < nrows; ++r) {
     const T* const* ptrs;
     const int* khs;
     int nkh;
     T* orow;
     rows_tab(r, &ptrs, &khs, &nkh, &orow);
-    on_row(r);
-    int64_t cb = 0;
-    for (; cb + VC2 <= CBfull; cb += VC2)
-      pix_row_cb<T, P, VC2, false, KW_, SW_>(g, ptrs, khs, nkh, OWe, wpk + cb * wstride, bias, cb * L, orow + cb * L, cm);
-    for (; cb < CBfull; ++cb)
-      pix_row_cb<T, P, 1, false, KW_, SW_>(g, ptrs, khs, nkh, OWe, wpk + cb * wstride, bias, cb * L, orow + cb * L, cm);
-    if (g.ctail < L)
-      pix_row_cb<T, P, 1, true, KW_, SW_>(g, ptrs, khs, nkh, OWe, wpk + cb * wstride, bias, cb * L, orow + cb * L, cm);
+    int64_t k = 0;
+    auto tile = [&](auto pc, int64_t q0, int64_t cb0, int64_t cb1) {
+      constexpr int PP = decltype(pc)::value;
+      on_tile(r, k++, ntiles);
+      const int64_t col0 = q0 * g.sw;
+      T* o = orow + q0 * g.osw;
+      int64_t cb = cb0;
+      const int64_t cbf = imin(cb1, CBfull);
+      for (; cb + VC2 <= cbf; cb += VC2)
+        pix_tile<T, PP, VC2, false, KW_, SW_>(g, ptrs, khs, nkh, col0, wpk + cb * wstride, bias, cb * L, o + cb * L, cm);
+      for (; cb < cbf; ++cb)
+        pix_tile<T, PP, 1, false, KW_, SW_>(g, ptrs, khs, nkh, col0, wpk + cb * wstride, bias, cb * L, o + cb * L, cm);
+      if (cb < cb1)
+        pix_tile<T, PP, 1, true, KW_, SW_>(g, ptrs, khs, nkh, col0, wpk + cb * wstride, bias, cb * L, o + cb * L, cm);
+    };
+    using PC = std::integral_constant<int, P>;
+    using P1 = std::integral_constant<int, 1>;
+    for (int64_t cb0 = 0; cb0 < CBall; cb0 += CH) {
+      const int64_t cb1 = imin(CBall, cb0 + CH);
+      if (OWe >= P) {
+        int64_t q0 = 0;
+        for (; q0 + P <= OWe; q0 += P) tile(PC{}, q0, cb0, cb1);
+        // remainder: one more full tile ending at the last pixel (same operations in the same
+        // order: the pixels it recomputes are rewritten with identical values)
+        if (q0 < OWe) tile(PC{}, OWe - P, cb0, cb1);
+      } else {
+        for (int64_t q0 = 0; q0 < OWe; ++q0) tile(P1{}, q0, cb0, cb1);
+      }
+    }
   }
 }
 
@@ -812,12 +831,31 @@ int pix_kind(int64_t KW, int64_t sw, int64_t dw) {
 }
 
 // Pixel tile sizes (accumulators P*VC + KW weights + VC loads must fit the register file).
+// Fixed kernels also have a 7-pixel tile, taken when it computes fewer pixels of a row (the
+// last tile of a row overlaps the one before it): 7 divides every width of the 224x224
+// networks (112, 56, 28, 14, 7).
 constexpr int kPFix = L == 16 ? 6 : 4;
+constexpr int kPFix7 = 7;
 constexpr int kPGen = L == 16 ? 6 : 4;
+
+inline bool use_p7(int64_t OWe) {
+  return OWe >= kPFix7 && cdiv(OWe, kPFix7) * kPFix7 <= (OWe >= kPFix ? cdiv(OWe, kPFix) * kPFix : OWe);
+}
 
 template <class T, class RowTab, class OnRow>
 void pix_band_dispatch(int kind, const PixGeom& g, int64_t nrows, int64_t OWe, const float* wpk, const float* bias,
                        const RowTab& rt, const OnRow& onr) {
+  if (kind != kXGen && use_p7(OWe)) {
+    switch (kind) {
+      case kX3s1: pix_band<T, kPFix7, 3, 1>(g, nrows, OWe, wpk, bias, rt, onr); break;
+      case kX3s2: pix_band<T, kPFix7, 3, 2>(g, nrows, OWe, wpk, bias, rt, onr); break;
+      case kX5s1: pix_band<T, kPFix7, 5, 1>(g, nrows, OWe, wpk, bias, rt, onr); break;
+      case kX5s2: pix_band<T, kPFix7, 5, 2>(g, nrows, OWe, wpk, bias, rt, onr); break;
+      case kX7s1: pix_band<T, kPFix7, 7, 1>(g, nrows, OWe, wpk, bias, rt, onr); break;
+      default: pix_band<T, kPFix7, 7, 2>(g, nrows, OWe, wpk, bias, rt, onr); break;
+    }
+    return;
+  }
   switch (kind) {
     case kX3s1: pix_band<T, kPFix, 3, 1>(g, nrows, OWe, wpk, bias, rt, onr); break;
     case kX3s2: pix_band<T, kPFix, 3, 2>(g, nrows, OWe, wpk, bias, rt, onr); break;
@@ -828,8 +866,6 @@ void pix_band_dispatch(int kind, const PixGeom& g, int64_t nrows, int64_t OWe, c
     default: pix_band<T, kPGen, 0, 0>(g, nrows, OWe, wpk, bias, rt, onr); break;
   }
 }
-
-constexpr int64_t tile_p(int kind) { return kind == kXGen ? kPGen : kPFix; }
 
 // Source row / column maps of the pixels engine, in the engine's virtual coordinates.
 // Forward: virtual row Y = o*sh + kh*dh reads input row Y - pad_t (if in [0, H)).
@@ -891,14 +927,15 @@ void pix_engine(PixGeom g, int kind, int64_t N, int64_t OHe, int64_t OWe, int64_
         *nk = nkhs[r];
         *orow = out + n * o_sn + (o0 + r) * o_sh;
       };
-      auto prefetch_next = [&](int64_t r) {
+      auto prefetch_next = [&](int64_t r, int64_t k, int64_t nk) {
         if (row_bytes <= 0) return;
-        // source rows first needed by output row o0 + r + 1
+        // share [k, k + 1) of nk of the source rows first needed by output row o0 + r + 1
         const int64_t o = o0 + r + 1;
         if (o >= OHe) return;
+        const int64_t b0 = row_bytes * k / nk, b1 = row_bytes * (k + 1) / nk;
         for (int64_t Y = (o - 1) * sh + (g.KH - 1) * dh + 1; Y <= o * sh + (g.KH - 1) * dh; ++Y) {
           const int64_t si = rows(Y);
-          if (si >= 0) prefetch_bytes_l2(sp + si * s_sh, row_bytes);
+          if (si >= 0) prefetch_bytes(reinterpret_cast<const char*>(sp + si * s_sh) + b0, b1 - b0);
         }
       };
       pix_band_dispatch<T>(kind, g, o1 - o0, OWe, wpk, bias, rows_tab, prefetch_next);
