@@ -176,6 +176,23 @@ def test_pixel_chunks_and_7_pixel_tiles(isa):
     assert_ok(check(problems, layouts=("cl",)))
 
 
+def test_large_kernels_channels_last_both_engines(isa):
+    # >= 9x9 kernels in channels_last: planes of up to 16x16 pixels (grad weight: 10x10) run the
+    # pixel kernels, larger ones the transposed planes kernels; both sides of the thresholds, with
+    # channel tails
+    problems = [
+        (1, 20, 10, 10, 13, 1, 6, 1, 1),
+        (1, 20, 10, 11, 13, 1, 6, 1, 1),
+        (2, 33, 7, 7, 13, 1, 6, 1, 1),
+        (1, 20, 14, 14, 13, 1, 6, 1, 1),
+        (1, 20, 16, 16, 13, 1, 6, 1, 1),
+        (1, 20, 16, 17, 13, 1, 6, 1, 1),
+        (1, 17, 5, 9, 9, 1, 4, 1, 1),
+        (1, 18, 12, 12, 11, 2, 5, 1, 1),
+    ]
+    assert_ok(check(problems, layouts=("cl",)))
+
+
 # --- runtime-size kernels: any size, stride, dilation, padding, multiplier ------------------
 
 def test_general_kernels(isa):

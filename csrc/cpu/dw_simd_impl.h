@@ -33,8 +33,9 @@
 //   Grad input is the same engine with row/column maps onto grad_output. Grad weight + bias: fixed
 //   row groups with per-group partial sums reduced in group order; interior pixels of fixed
 //   kernels by direct addressing with software prefetch, borders through the pointer table.
-//   Kernels of >= kClPlanesTaps taps: blocks of L channels are transposed into zero-padded planes
-//   and computed by the planes kernels (forward, grad input, grad weight + bias).
+//   Kernels of >= kClPlanesTaps taps on planes of more than 16x16 pixels (grad weight: 10x10):
+//   blocks of L channels are transposed into zero-padded planes and computed by the planes
+//   kernels (forward, grad input, grad weight + bias).
 //
 // Determinism: every output element is computed by one task in a fixed order, and weight/bias
 // gradients are reduced over fixed, shape-derived chunks in a fixed order, so results are
@@ -1547,8 +1548,19 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
 // the planes kernels (which reach ~85% of the FMA peak at 31x31, against ~50% for the pixel
 // kernels, whose every FMA needs its own input and weight vector), and transposed back. The
 // transposes cost a few scalar moves per element, nothing next to the >= kClPlanesTaps FMAs.
+// Small planes stay with the pixel kernels: they skip the kernel rows that fall in the padding
+// (most of them when the kernel is as large as the image), and the planes kernels would waste
+// vector lanes past a narrow row (13x13 kernels on 14x14 / 7x7 planes: 1.8x / 5x faster as pixels,
+// forward and grad input; 31x31 on 32x32: 1.45x slower). Grad weight gains only on the
+// smallest planes (13x13 on 7x7: 1.6x; on 14x14 no faster).
 
-constexpr int64_t kClPlanesTaps = 81;  // 9x9 and larger
+constexpr int64_t kClPlanesTaps = 81;          // 9x9 and larger
+constexpr int64_t kClPlanesMinPixels = 257;    // forward / grad input planes of more than 16x16
+constexpr int64_t kClPlanesMinPixelsGw = 101;  // grad weight: more than 10x10
+
+inline bool cl_use_planes(int64_t taps, int64_t plane_h, int64_t plane_w, int64_t min_pixels = kClPlanesMinPixels) {
+  return taps >= kClPlanesTaps && plane_h * plane_w >= min_pixels;
+}
 
 // Scatters one source pixel's channel vector into L planes at element offset `off`.
 template <class T>
@@ -1770,7 +1782,7 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
   const bool pixel_order = p.out_sc == 1 && OC > 1;
   if (pixel_order) {
     if (p.in_sc != 1 || p.M != 1) return false;
-    if (taps >= kClPlanesTaps) {
+    if (cl_use_planes(taps, p.OH, p.OW)) {
       Buf w32(OC * taps * 4), b32(OC * 4);
       for (int64_t i = 0; i < OC * taps; ++i) w32.as<float>()[i] = to_f32(w[i]);
       if (b)
@@ -1817,7 +1829,7 @@ bool backward_input_t(const DwParams& p, const T* gout, const T* w, T* gin) {
   const bool pixel_order = p.in_sc == 1 && p.C > 1;
   if (pixel_order) {
     if (p.out_sc != 1 || p.M != 1) return false;
-    if (taps >= kClPlanesTaps) {
+    if (cl_use_planes(taps, p.H, p.W)) {
       Buf wf(OC * taps * 4);
       for (int64_t oc = 0; oc < OC; ++oc)
         for (int64_t t = 0; t < taps; ++t) wf.as<float>()[oc * taps + t] = to_f32(w[oc * taps + taps - 1 - t]);
@@ -1857,7 +1869,7 @@ bool backward_weight_bias_t(const DwParams& p, const T* gout, const T* in, T* gw
   const bool pixel_order = p.out_sc == 1 && p.OC() > 1;
   if (pixel_order) {
     if (p.in_sc != 1 || p.M != 1) return false;
-    if (p.taps() >= kClPlanesTaps) return gw_cl_planes<T>(p, gout, in, gw, gb);
+    if (cl_use_planes(p.taps(), p.OH, p.OW, kClPlanesMinPixelsGw)) return gw_cl_planes<T>(p, gout, in, gw, gb);
     return gw_pixels<T>(p, gout, in, gw, gb);
   }
   if (p.out_sw != 1) return false;
