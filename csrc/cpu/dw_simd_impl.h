@@ -1356,26 +1356,45 @@ void gw_pix_dispatch(int nt, const T* const* const* tp, int64_t sw, const T* g, 
   }
 }
 
-// Interior pixels of one row, fixed kernel width KW_ and column stride SW_ (dilation 1), kernel
-// rows [kh0, kh0 + KHB) all inside the input: direct addressing from the rows' base pointers
-// (no pointer table), accumulators of the block in registers. Same summation order per tap as
-// gw_pix_block (pixels ascending).
+// Fixed kernel width KW_ and column stride SW_ (dilation 1): interior pixels by direct
+// addressing from the rows' base pointers, accumulators of the block in registers; per tap the
+// pixels are summed in ascending order, as in gw_pix_block.
 constexpr int64_t kGwPixAhead = 8;  // pixels prefetched ahead in gw_pix_fixed
 
 template <class T, int KHB, int KW_, int SW_, bool MSK>
-void gw_pix_fixed(const T* const* rb, int64_t in_sw, int64_t pad_l, const T* g, int64_t gsw, int64_t ow0,
-                  int64_t ow1, int64_t c0, Mask cm, float* accp, float* bp) {
+__attribute__((always_inline)) inline void gw_pix_border_px(const T* const* const* tp, int64_t sw, const T* gp,
+                                                            int64_t ow, int64_t c0, Mask cm, V (&acc)[KHB][KW_],
+                                                            V& bacc, bool bias) {
+  const V gv = MSK ? Vec::load(gp, cm) : Vec::load(gp);
+  if (bias) bacc = Vec::add(bacc, gv);
+#pragma GCC unroll 8
+  for (int b = 0; b < KHB; ++b)
+#pragma GCC unroll 8
+    for (int k = 0; k < KW_; ++k) {
+      const T* x = tp[b * KW_ + k][ow * sw] + c0;
+      acc[b][k] = Vec::fmadd(gv, MSK ? Vec::load(x, cm) : Vec::load(x), acc[b][k]);
+    }
+}
+
+// One row, kernel rows [kh0, kh0 + KHB) all inside the input: pixels [0, owlo) and [owhi, OW)
+// through the tap pointer table tp (columns in the padding read the zero buffer), the interior
+// [owlo, owhi) by direct addressing; the block's accumulators stay in registers for the row.
+template <class T, int KHB, int KW_, int SW_, bool MSK>
+void gw_pix_fixed(const T* const* rb, const T* const* const* tp, int64_t in_sw, int64_t pad_l, const T* g,
+                  int64_t gsw, int64_t owlo, int64_t owhi, int64_t OW, int64_t c0, Mask cm, float* accp, float* bp) {
   V acc[KHB][KW_];
 #pragma GCC unroll 8
   for (int b = 0; b < KHB; ++b)
 #pragma GCC unroll 8
     for (int k = 0; k < KW_; ++k) acc[b][k] = Vec::load(accp + (b * KW_ + k) * L);
   V bacc = bp ? Vec::load(bp) : Vec::zero();
+  for (int64_t ow = 0; ow < owlo; ++ow)
+    gw_pix_border_px<T, KHB, KW_, SW_, MSK>(tp, SW_, g + ow * gsw + c0, ow, c0, cm, acc, bacc, bp != nullptr);
   const T* xb[KHB];
 #pragma GCC unroll 8
-  for (int b = 0; b < KHB; ++b) xb[b] = rb[b] + (ow0 * SW_ - pad_l) * in_sw + c0;
-  const T* gp = g + ow0 * gsw + c0;
-  for (int64_t ow = ow0; ow < ow1; ++ow) {
+  for (int b = 0; b < KHB; ++b) xb[b] = rb[b] + (owlo * SW_ - pad_l) * in_sw + c0;
+  const T* gp = g + owlo * gsw + c0;
+  for (int64_t ow = owlo; ow < owhi; ++ow) {
     // the lines of pixels a few steps ahead (each pixel's channel vector is its own line)
     _mm_prefetch(reinterpret_cast<const char*>(gp + kGwPixAhead * gsw), _MM_HINT_T0);
 #pragma GCC unroll 8
@@ -1394,6 +1413,8 @@ void gw_pix_fixed(const T* const* rb, int64_t in_sw, int64_t pad_l, const T* g, 
 #pragma GCC unroll 8
     for (int b = 0; b < KHB; ++b) xb[b] += SW_ * in_sw;
   }
+  for (int64_t ow = owhi; ow < OW; ++ow)
+    gw_pix_border_px<T, KHB, KW_, SW_, MSK>(tp, SW_, g + ow * gsw + c0, ow, c0, cm, acc, bacc, bp != nullptr);
 #pragma GCC unroll 8
   for (int b = 0; b < KHB; ++b)
 #pragma GCC unroll 8
@@ -1405,29 +1426,36 @@ void gw_pix_fixed(const T* const* rb, int64_t in_sw, int64_t pad_l, const T* g, 
 constexpr int gw_fix_khb(int KW) { return L == 16 ? (KW == 5 ? 4 : 3) : (KW == 3 ? 3 : 1); }
 
 template <class T, int KW_, int SW_, bool MSK>
-void gw_pix_fixed_dispatch(int khb, const T* const* rb, int64_t in_sw, int64_t pad_l, const T* g, int64_t gsw,
-                           int64_t ow0, int64_t ow1, int64_t c0, Mask cm, float* accp, float* bp) {
+void gw_pix_fixed_dispatch(int khb, const T* const* rb, const T* const* const* tp, int64_t in_sw, int64_t pad_l,
+                           const T* g, int64_t gsw, int64_t owlo, int64_t owhi, int64_t OW, int64_t c0, Mask cm,
+                           float* accp, float* bp) {
+#define DSCONV_GWF(n) gw_pix_fixed<T, n, KW_, SW_, MSK>(rb, tp, in_sw, pad_l, g, gsw, owlo, owhi, OW, c0, cm, accp, bp)
   switch (khb) {
-    case 1: gw_pix_fixed<T, 1, KW_, SW_, MSK>(rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case 2: if constexpr (gw_fix_khb(KW_) >= 2) gw_pix_fixed<T, 2, KW_, SW_, MSK>(rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case 3: if constexpr (gw_fix_khb(KW_) >= 3) gw_pix_fixed<T, 3, KW_, SW_, MSK>(rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case 4: if constexpr (gw_fix_khb(KW_) >= 4) gw_pix_fixed<T, 4, KW_, SW_, MSK>(rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
+    case 1: DSCONV_GWF(1); break;
+    case 2: if constexpr (gw_fix_khb(KW_) >= 2) DSCONV_GWF(2); break;
+    case 3: if constexpr (gw_fix_khb(KW_) >= 3) DSCONV_GWF(3); break;
+    case 4: if constexpr (gw_fix_khb(KW_) >= 4) DSCONV_GWF(4); break;
     default: break;
   }
+#undef DSCONV_GWF
 }
 
 template <class T, bool MSK>
-void gw_pix_fixed_kind(int kind, int khb, const T* const* rb, int64_t in_sw, int64_t pad_l, const T* g, int64_t gsw,
-                       int64_t ow0, int64_t ow1, int64_t c0, Mask cm, float* accp, float* bp) {
+void gw_pix_fixed_kind(int kind, int khb, const T* const* rb, const T* const* const* tp, int64_t in_sw, int64_t pad_l,
+                       const T* g, int64_t gsw, int64_t owlo, int64_t owhi, int64_t OW, int64_t c0, Mask cm,
+                       float* accp, float* bp) {
+#define DSCONV_GWK(kw, sw) \
+  gw_pix_fixed_dispatch<T, kw, sw, MSK>(khb, rb, tp, in_sw, pad_l, g, gsw, owlo, owhi, OW, c0, cm, accp, bp)
   switch (kind) {
-    case kX3s1: gw_pix_fixed_dispatch<T, 3, 1, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case kX3s2: gw_pix_fixed_dispatch<T, 3, 2, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case kX5s1: gw_pix_fixed_dispatch<T, 5, 1, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case kX5s2: gw_pix_fixed_dispatch<T, 5, 2, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case kX7s1: gw_pix_fixed_dispatch<T, 7, 1, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case kX7s2: gw_pix_fixed_dispatch<T, 7, 2, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
+    case kX3s1: DSCONV_GWK(3, 1); break;
+    case kX3s2: DSCONV_GWK(3, 2); break;
+    case kX5s1: DSCONV_GWK(5, 1); break;
+    case kX5s2: DSCONV_GWK(5, 2); break;
+    case kX7s1: DSCONV_GWK(7, 1); break;
+    case kX7s2: DSCONV_GWK(7, 2); break;
     default: break;
   }
+#undef DSCONV_GWK
 }
 
 template <class T>
@@ -1454,8 +1482,17 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
   const int64_t nkb = cdiv(p.KH, khbmax);
   const int64_t owlo = imin(p.OW, cdiv(p.pad_l, p.stride_w));
   const int64_t owhi = imax(owlo, imin(p.OW, p.W - p.KW + p.pad_l >= 0 ? (p.W - p.KW + p.pad_l) / p.stride_w + 1 : 0));
+  // contiguous pixel rows (channels_last with no gaps) are prefetched a row ahead
+  const int64_t in_row_bytes = p.in_sw == C ? p.W * C * static_cast<int64_t>(sizeof(T)) : 0;
+  const int64_t g_row_bytes = p.out_sw == C ? p.OW * C * static_cast<int64_t>(sizeof(T)) : 0;
+  struct PfRange {
+    const char* p;
+    int64_t bytes;
+  };
   at::parallel_for(0, G, 1, [&](int64_t begin, int64_t end) {
     Buf ptrb(p.KH * ncols * 8 + 64), colb(ncols * 8 + 64), tpb(taps * 8 + 64), rbb(p.KH * 8 + 64);
+    Buf pfb((p.KH + 1) * sizeof(PfRange) + 64);
+    PfRange* pf = pfb.as<PfRange>();
     const T** ptrs = ptrb.as<const T*>();
     const T** rb = rbb.as<const T*>();
     int64_t* coloff = colb.as<int64_t>();
@@ -1481,6 +1518,27 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
         }
         for (int64_t t = 0; t < taps; ++t) tp[t] = ptrs + (t / p.KW) * ncols + (t % p.KW) * p.dil_w;
         const T* g = gout + n * p.out_sn + o * p.out_sh;
+        // what the next row needs and this one does not (its grad_output row, its new input
+        // rows): prefetched a share per channel block, a row's distance ahead
+        int npf = 0;
+        if (r + 1 < NR) {
+          const int64_t n1 = (r + 1) / p.OH, o1 = (r + 1) % p.OH;
+          if (g_row_bytes > 0) pf[npf++] = {reinterpret_cast<const char*>(gout + n1 * p.out_sn + o1 * p.out_sh), g_row_bytes};
+          if (in_row_bytes > 0)
+            for (int64_t kh = 0; kh < p.KH; ++kh) {
+              const int64_t ih1 = o1 * p.stride_h - p.pad_t + kh * p.dil_h;
+              if (ih1 < 0 || ih1 >= p.H) continue;
+              const int64_t d = ih1 - (o * p.stride_h - p.pad_t);
+              if (n1 == n && d >= 0 && d % p.dil_h == 0 && d / p.dil_h < p.KH) continue;  // already a row of o
+              pf[npf++] = {reinterpret_cast<const char*>(in + n1 * p.in_sn + ih1 * p.in_sh), in_row_bytes};
+            }
+        }
+        auto prefetch_share = [&](int64_t k, int64_t nk) {
+          for (int i = 0; i < npf; ++i) {
+            const int64_t b0 = pf[i].bytes * k / nk, b1 = pf[i].bytes * (k + 1) / nk;
+            prefetch_bytes(pf[i].p + b0, b1 - b0);
+          }
+        };
         bool rows_ok = true;  // every kernel row of this output row inside the input
         for (int64_t kh = 0; kh < p.KH; ++kh) {
           const int64_t ih = o * p.stride_h - p.pad_t + kh * p.dil_h;
@@ -1488,6 +1546,7 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
           rb[kh] = in + n * p.in_sn + imin(imax(ih, 0), p.H - 1) * p.in_sh;
         }
         for (int64_t cb = 0; cb < CB; ++cb) {
+          prefetch_share(cb, CB);
           float* a = acc + cb * (taps + 1) * L;
           const bool msk = cb == CB - 1 && ctail < L;
           auto ptr_path = [&](int64_t t0, int nt, int64_t ow0, int64_t ow1, float* bp) {
@@ -1502,16 +1561,13 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
             for (int64_t bh = 0; bh < nkb; ++bh) {
               const int64_t kh0 = bh * p.KH / nkb, khb = (bh + 1) * p.KH / nkb - kh0;
               const int64_t t0 = kh0 * p.KW;
-              const int nt = static_cast<int>(khb * p.KW);
               float* bp = (gb && bh == 0) ? a + taps * L : nullptr;
-              ptr_path(t0, nt, 0, owlo, bp);
               if (msk)
-                gw_pix_fixed_kind<T, true>(kind, static_cast<int>(khb), rb + kh0, p.in_sw, p.pad_l, g, p.out_sw, owlo,
-                                           owhi, cb * L, cm, a + t0 * L, bp);
+                gw_pix_fixed_kind<T, true>(kind, static_cast<int>(khb), rb + kh0, tp + t0, p.in_sw, p.pad_l, g,
+                                           p.out_sw, owlo, owhi, p.OW, cb * L, cm, a + t0 * L, bp);
               else
-                gw_pix_fixed_kind<T, false>(kind, static_cast<int>(khb), rb + kh0, p.in_sw, p.pad_l, g, p.out_sw,
-                                            owlo, owhi, cb * L, cm, a + t0 * L, bp);
-              ptr_path(t0, nt, owhi, p.OW, bp);
+                gw_pix_fixed_kind<T, false>(kind, static_cast<int>(khb), rb + kh0, tp + t0, p.in_sw, p.pad_l, g,
+                                            p.out_sw, owlo, owhi, p.OW, cb * L, cm, a + t0 * L, bp);
             }
             continue;
           }
