@@ -162,6 +162,37 @@ def test_output_rows_and_pixel_tiles(isa):
     assert_ok(check(problems, dtypes=(torch.float32,)))
 
 
+def test_pixel_chunks_and_7_pixel_tiles(isa):
+    # channels_last fixed kernels: 7-pixel tiles (widths where 7 computes fewer pixels than 6 / 4,
+    # with and without an overlapping last tile), channel chunks (k3 with 150 channels: a chunk of
+    # 8 vectors then one with a full and a partial vector; k7: chunks of 2 vectors) with a tail
+    problems = []
+    for C in (17, 50, 150):
+        for W in (7, 13, 14, 20, 28):
+            for k, s in ((3, 1), (3, 2), (5, 1), (5, 2), (7, 1), (7, 2)):
+                problems.append((1, C, 4 + W % 3, W, k, s, k // 2, 1, 1))
+    assert_ok(check(problems, layouts=("cl",), dtypes=(torch.float32,), backward=False))
+    problems = [(2, C, 6, W, k, 1, k // 2, 1, 1) for C in (17, 50) for W in (7, 13) for k in (3, 5, 7)]
+    assert_ok(check(problems, layouts=("cl",)))
+
+
+def test_large_kernels_channels_last_both_engines(isa):
+    # >= 9x9 kernels in channels_last: planes of up to 16x16 pixels (grad weight: 10x10) run the
+    # pixel kernels, larger ones the transposed planes kernels; both sides of the thresholds, with
+    # channel tails
+    problems = [
+        (1, 20, 10, 10, 13, 1, 6, 1, 1),
+        (1, 20, 10, 11, 13, 1, 6, 1, 1),
+        (2, 33, 7, 7, 13, 1, 6, 1, 1),
+        (1, 20, 14, 14, 13, 1, 6, 1, 1),
+        (1, 20, 16, 16, 13, 1, 6, 1, 1),
+        (1, 20, 16, 17, 13, 1, 6, 1, 1),
+        (1, 17, 5, 9, 9, 1, 4, 1, 1),
+        (1, 18, 12, 12, 11, 2, 5, 1, 1),
+    ]
+    assert_ok(check(problems, layouts=("cl",)))
+
+
 # --- runtime-size kernels: any size, stride, dilation, padding, multiplier ------------------
 
 def test_general_kernels(isa):

@@ -24,14 +24,18 @@
 //     dilation are 1, tap blocks otherwise; the bias is summed in the same pass.
 //
 // * pixels (channels_last output and input, multiplier 1). One task = a band of output rows;
-//   channel vectors x P pixels in registers; per row a table of column pointers (XNNPACK-style:
-//   padding columns point at a zero buffer, padding rows are skipped), built once for all channel
-//   blocks. Fixed 3/5/7-wide kernels load each column once for every pixel of the tile it feeds.
+//   channel vectors x P pixels in registers (P = 7 where that computes fewer pixels per row than
+//   the default 6 / 4); per row a table of column pointers (XNNPACK-style: padding columns point
+//   at a zero buffer, padding rows are skipped), built once for all channel blocks; per row,
+//   channel chunks sized so a tile's input window stays in L1, the row's tiles inside a chunk,
+//   and before each tile an L1 prefetch of its share of the source rows the next row needs.
+//   Fixed 3/5/7-wide kernels load each column once for every pixel of the tile it feeds.
 //   Grad input is the same engine with row/column maps onto grad_output. Grad weight + bias: fixed
 //   row groups with per-group partial sums reduced in group order; interior pixels of fixed
 //   kernels by direct addressing with software prefetch, borders through the pointer table.
-//   Kernels of >= kClPlanesTaps taps: blocks of L channels are transposed into zero-padded planes
-//   and computed by the planes kernels (forward, grad input, grad weight + bias).
+//   Kernels of >= kClPlanesTaps taps on planes of more than 16x16 pixels (grad weight: 10x10):
+//   blocks of L channels are transposed into zero-padded planes and computed by the planes
+//   kernels (forward, grad input, grad weight + bias).
 //
 // Determinism: every output element is computed by one task in a fixed order, and weight/bias
 // gradients are reduced over fixed, shape-derived chunks in a fixed order, so results are
@@ -125,18 +129,20 @@ inline void stream_copy(T* dst, const T* src, int64_t n) {
   if (b < nb) std::memcpy(d + b, s + b, nb - b);
 }
 
-// Software prefetch of the cache lines of [p, p + bytes).
+// Software prefetch of the cache lines of [p, p + bytes). Volatile asm: GCC deletes a loop
+// holding only _mm_prefetch as side-effect free (the L2 variant had vanished from the object
+// code entirely).
 inline void prefetch_bytes(const void* p, int64_t bytes) {
   const char* c = static_cast<const char*>(p);
   const char* e = c + bytes;
   for (c = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(c) & ~uintptr_t(63)); c < e; c += 64)
-    _mm_prefetch(c, _MM_HINT_T0);
+    __asm__ volatile("prefetcht0 %0" : : "m"(*c));
 }
 inline void prefetch_bytes_l2(const void* p, int64_t bytes) {
   const char* c = static_cast<const char*>(p);
   const char* e = c + bytes;
   for (c = reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(c) & ~uintptr_t(63)); c < e; c += 64)
-    _mm_prefetch(c, _MM_HINT_T1);
+    __asm__ volatile("prefetcht1 %0" : : "m"(*c));
 }
 constexpr int64_t kPrefetchRows = 6;  // input rows prefetched ahead of the one being prepared
 constexpr int64_t kPrepLead = 4;      // scratch rows prepared ahead of the first one read
@@ -754,50 +760,64 @@ __attribute__((always_inline)) inline void pix_tile(const PixGeom& g, const T* c
     pix_tile_gen<T, P, VC, MSK>(g, ptrs, khs, nkh, col0, w, bias, c0, o, cm);
 }
 
-// One output row, channel vectors [c0, c0 + VC*L): tiles of P pixels, then single pixels.
-// ptrs: the row's table [nkh][g.ncols] of column pointers.
-template <class T, int P, int VC, bool MSK, int KW_, int SW_>
-void pix_row_cb(const PixGeom& g, const T* const* ptrs, const int* khs, int nkh, int64_t OWe, const float* w,
-                const float* bias, int64_t c0, T* o, Mask cm) {
-  int64_t q0 = 0;
-  for (; q0 + P <= OWe; q0 += P)
-    pix_tile<T, P, VC, MSK, KW_, SW_>(g, ptrs, khs, nkh, q0 * g.sw, w, bias, c0, o + q0 * g.osw, cm);
-  if (q0 < OWe && OWe >= P) {
-    // remainder: one more full tile ending at the last pixel (it recomputes a few pixels, with
-    // the same operations in the same order, so they are rewritten with identical values)
-    q0 = OWe - P;
-    pix_tile<T, P, VC, MSK, KW_, SW_>(g, ptrs, khs, nkh, q0 * g.sw, w, bias, c0, o + q0 * g.osw, cm);
-    return;
-  }
-  for (; q0 < OWe; ++q0)
-    pix_tile<T, 1, VC, MSK, KW_, SW_>(g, ptrs, khs, nkh, q0 * g.sw, w, bias, c0, o + q0 * g.osw, cm);
-}
+// Channel chunks of the pixels engine: a tile's input window (KH rows x (P-1)*sw+KW columns)
+// over the chunk's channels stays within this many bytes, so the columns that the next tile of
+// the chunk shares with it are still in L1. 3x3 layers of up to ~160 channels are one chunk (the
+// row is then walked as contiguous streams); 7x7 ones are chunks of 2-4 vectors.
+constexpr int64_t kPixChunkBytes = 16 << 10;
 
-// A band of output rows; per row every channel block sweeps the row's pixels (the block's lines
-// of the KH input rows stay in L1 across the sweep). Blocks outermost over the whole band was
-// measured no faster. rows_tab(r, &ptrs, &khs, &nkh, &orow) describes band row r; on_row(r) runs
-// before it (prefetching).
-template <class T, int P, int KW_, int SW_, class RowTab, class OnRow>
+// A band of output rows. Per row: channel chunks, in each the row's pixel tiles, in each the
+// chunk's channel blocks. rows_tab(r, &ptrs, &khs, &nkh, &orow) describes band row r;
+// on_tile(r, k, n) runs before the k-th of the n tiles of row r (it prefetches the share k/n of
+// the source rows that row r + 1 needs first: a row's distance ahead, issued a little at a time
+// so the misses overlap the FMAs instead of queueing behind a burst).
+template <class T, int P, int KW_, int SW_, class RowTab, class OnTile>
 void pix_band(const PixGeom& g, int64_t nrows, int64_t OWe, const float* wpk, const float* bias,
-              const RowTab& rows_tab, const OnRow& on_row) {
+              const RowTab& rows_tab, const OnTile& on_tile) {
   const int64_t CBfull = g.C / L;
   const Mask cm = Vec::mask(g.ctail);
   const int64_t wstride = g.taps * L;   // per channel block
   constexpr int VC2 = L == 16 ? 2 : 1;  // two channel vectors per tile where registers allow
+  const int64_t win_cols = (P - 1) * g.sw + (g.KW - 1) * g.dw + 1;
+  const int64_t vec_bytes = L * static_cast<int64_t>(sizeof(T));
+  const int64_t CH = imax(VC2, kPixChunkBytes / imax(1, g.KH * win_cols * vec_bytes) / VC2 * VC2);
+  const int64_t CBall = CBfull + (g.ctail < L ? 1 : 0);
+  const int64_t ntiles = (OWe >= P ? cdiv(OWe, P) : OWe) * cdiv(CBall, CH);
   for (int64_t r = 0; r < nrows; ++r) {
     const T* const* ptrs;
     const int* khs;
     int nkh;
     T* orow;
     rows_tab(r, &ptrs, &khs, &nkh, &orow);
-    on_row(r);
-    int64_t cb = 0;
-    for (; cb + VC2 <= CBfull; cb += VC2)
-      pix_row_cb<T, P, VC2, false, KW_, SW_>(g, ptrs, khs, nkh, OWe, wpk + cb * wstride, bias, cb * L, orow + cb * L, cm);
-    for (; cb < CBfull; ++cb)
-      pix_row_cb<T, P, 1, false, KW_, SW_>(g, ptrs, khs, nkh, OWe, wpk + cb * wstride, bias, cb * L, orow + cb * L, cm);
-    if (g.ctail < L)
-      pix_row_cb<T, P, 1, true, KW_, SW_>(g, ptrs, khs, nkh, OWe, wpk + cb * wstride, bias, cb * L, orow + cb * L, cm);
+    int64_t k = 0;
+    auto tile = [&](auto pc, int64_t q0, int64_t cb0, int64_t cb1) {
+      constexpr int PP = decltype(pc)::value;
+      on_tile(r, k++, ntiles);
+      const int64_t col0 = q0 * g.sw;
+      T* o = orow + q0 * g.osw;
+      int64_t cb = cb0;
+      const int64_t cbf = imin(cb1, CBfull);
+      for (; cb + VC2 <= cbf; cb += VC2)
+        pix_tile<T, PP, VC2, false, KW_, SW_>(g, ptrs, khs, nkh, col0, wpk + cb * wstride, bias, cb * L, o + cb * L, cm);
+      for (; cb < cbf; ++cb)
+        pix_tile<T, PP, 1, false, KW_, SW_>(g, ptrs, khs, nkh, col0, wpk + cb * wstride, bias, cb * L, o + cb * L, cm);
+      if (cb < cb1)
+        pix_tile<T, PP, 1, true, KW_, SW_>(g, ptrs, khs, nkh, col0, wpk + cb * wstride, bias, cb * L, o + cb * L, cm);
+    };
+    using PC = std::integral_constant<int, P>;
+    using P1 = std::integral_constant<int, 1>;
+    for (int64_t cb0 = 0; cb0 < CBall; cb0 += CH) {
+      const int64_t cb1 = imin(CBall, cb0 + CH);
+      if (OWe >= P) {
+        int64_t q0 = 0;
+        for (; q0 + P <= OWe; q0 += P) tile(PC{}, q0, cb0, cb1);
+        // remainder: one more full tile ending at the last pixel (same operations in the same
+        // order: the pixels it recomputes are rewritten with identical values)
+        if (q0 < OWe) tile(PC{}, OWe - P, cb0, cb1);
+      } else {
+        for (int64_t q0 = 0; q0 < OWe; ++q0) tile(P1{}, q0, cb0, cb1);
+      }
+    }
   }
 }
 
@@ -812,12 +832,31 @@ int pix_kind(int64_t KW, int64_t sw, int64_t dw) {
 }
 
 // Pixel tile sizes (accumulators P*VC + KW weights + VC loads must fit the register file).
+// Fixed kernels also have a 7-pixel tile, taken when it computes fewer pixels of a row (the
+// last tile of a row overlaps the one before it): 7 divides every width of the 224x224
+// networks (112, 56, 28, 14, 7).
 constexpr int kPFix = L == 16 ? 6 : 4;
+constexpr int kPFix7 = 7;
 constexpr int kPGen = L == 16 ? 6 : 4;
+
+inline bool use_p7(int64_t OWe) {
+  return OWe >= kPFix7 && cdiv(OWe, kPFix7) * kPFix7 <= (OWe >= kPFix ? cdiv(OWe, kPFix) * kPFix : OWe);
+}
 
 template <class T, class RowTab, class OnRow>
 void pix_band_dispatch(int kind, const PixGeom& g, int64_t nrows, int64_t OWe, const float* wpk, const float* bias,
                        const RowTab& rt, const OnRow& onr) {
+  if (kind != kXGen && use_p7(OWe)) {
+    switch (kind) {
+      case kX3s1: pix_band<T, kPFix7, 3, 1>(g, nrows, OWe, wpk, bias, rt, onr); break;
+      case kX3s2: pix_band<T, kPFix7, 3, 2>(g, nrows, OWe, wpk, bias, rt, onr); break;
+      case kX5s1: pix_band<T, kPFix7, 5, 1>(g, nrows, OWe, wpk, bias, rt, onr); break;
+      case kX5s2: pix_band<T, kPFix7, 5, 2>(g, nrows, OWe, wpk, bias, rt, onr); break;
+      case kX7s1: pix_band<T, kPFix7, 7, 1>(g, nrows, OWe, wpk, bias, rt, onr); break;
+      default: pix_band<T, kPFix7, 7, 2>(g, nrows, OWe, wpk, bias, rt, onr); break;
+    }
+    return;
+  }
   switch (kind) {
     case kX3s1: pix_band<T, kPFix, 3, 1>(g, nrows, OWe, wpk, bias, rt, onr); break;
     case kX3s2: pix_band<T, kPFix, 3, 2>(g, nrows, OWe, wpk, bias, rt, onr); break;
@@ -828,8 +867,6 @@ void pix_band_dispatch(int kind, const PixGeom& g, int64_t nrows, int64_t OWe, c
     default: pix_band<T, kPGen, 0, 0>(g, nrows, OWe, wpk, bias, rt, onr); break;
   }
 }
-
-constexpr int64_t tile_p(int kind) { return kind == kXGen ? kPGen : kPFix; }
 
 // Source row / column maps of the pixels engine, in the engine's virtual coordinates.
 // Forward: virtual row Y = o*sh + kh*dh reads input row Y - pad_t (if in [0, H)).
@@ -891,14 +928,15 @@ void pix_engine(PixGeom g, int kind, int64_t N, int64_t OHe, int64_t OWe, int64_
         *nk = nkhs[r];
         *orow = out + n * o_sn + (o0 + r) * o_sh;
       };
-      auto prefetch_next = [&](int64_t r) {
+      auto prefetch_next = [&](int64_t r, int64_t k, int64_t nk) {
         if (row_bytes <= 0) return;
-        // source rows first needed by output row o0 + r + 1
+        // share [k, k + 1) of nk of the source rows first needed by output row o0 + r + 1
         const int64_t o = o0 + r + 1;
         if (o >= OHe) return;
+        const int64_t b0 = row_bytes * k / nk, b1 = row_bytes * (k + 1) / nk;
         for (int64_t Y = (o - 1) * sh + (g.KH - 1) * dh + 1; Y <= o * sh + (g.KH - 1) * dh; ++Y) {
           const int64_t si = rows(Y);
-          if (si >= 0) prefetch_bytes_l2(sp + si * s_sh, row_bytes);
+          if (si >= 0) prefetch_bytes(reinterpret_cast<const char*>(sp + si * s_sh) + b0, b1 - b0);
         }
       };
       pix_band_dispatch<T>(kind, g, o1 - o0, OWe, wpk, bias, rows_tab, prefetch_next);
@@ -1325,26 +1363,45 @@ void gw_pix_dispatch(int nt, const T* const* const* tp, int64_t sw, const T* g, 
   }
 }
 
-// Interior pixels of one row, fixed kernel width KW_ and column stride SW_ (dilation 1), kernel
-// rows [kh0, kh0 + KHB) all inside the input: direct addressing from the rows' base pointers
-// (no pointer table), accumulators of the block in registers. Same summation order per tap as
-// gw_pix_block (pixels ascending).
+// Fixed kernel width KW_ and column stride SW_ (dilation 1): interior pixels by direct
+// addressing from the rows' base pointers, accumulators of the block in registers; per tap the
+// pixels are summed in ascending order, as in gw_pix_block.
 constexpr int64_t kGwPixAhead = 8;  // pixels prefetched ahead in gw_pix_fixed
 
 template <class T, int KHB, int KW_, int SW_, bool MSK>
-void gw_pix_fixed(const T* const* rb, int64_t in_sw, int64_t pad_l, const T* g, int64_t gsw, int64_t ow0,
-                  int64_t ow1, int64_t c0, Mask cm, float* accp, float* bp) {
+__attribute__((always_inline)) inline void gw_pix_border_px(const T* const* const* tp, int64_t sw, const T* gp,
+                                                            int64_t ow, int64_t c0, Mask cm, V (&acc)[KHB][KW_],
+                                                            V& bacc, bool bias) {
+  const V gv = MSK ? Vec::load(gp, cm) : Vec::load(gp);
+  if (bias) bacc = Vec::add(bacc, gv);
+#pragma GCC unroll 8
+  for (int b = 0; b < KHB; ++b)
+#pragma GCC unroll 8
+    for (int k = 0; k < KW_; ++k) {
+      const T* x = tp[b * KW_ + k][ow * sw] + c0;
+      acc[b][k] = Vec::fmadd(gv, MSK ? Vec::load(x, cm) : Vec::load(x), acc[b][k]);
+    }
+}
+
+// One row, kernel rows [kh0, kh0 + KHB) all inside the input: pixels [0, owlo) and [owhi, OW)
+// through the tap pointer table tp (columns in the padding read the zero buffer), the interior
+// [owlo, owhi) by direct addressing; the block's accumulators stay in registers for the row.
+template <class T, int KHB, int KW_, int SW_, bool MSK>
+void gw_pix_fixed(const T* const* rb, const T* const* const* tp, int64_t in_sw, int64_t pad_l, const T* g,
+                  int64_t gsw, int64_t owlo, int64_t owhi, int64_t OW, int64_t c0, Mask cm, float* accp, float* bp) {
   V acc[KHB][KW_];
 #pragma GCC unroll 8
   for (int b = 0; b < KHB; ++b)
 #pragma GCC unroll 8
     for (int k = 0; k < KW_; ++k) acc[b][k] = Vec::load(accp + (b * KW_ + k) * L);
   V bacc = bp ? Vec::load(bp) : Vec::zero();
+  for (int64_t ow = 0; ow < owlo; ++ow)
+    gw_pix_border_px<T, KHB, KW_, SW_, MSK>(tp, SW_, g + ow * gsw + c0, ow, c0, cm, acc, bacc, bp != nullptr);
   const T* xb[KHB];
 #pragma GCC unroll 8
-  for (int b = 0; b < KHB; ++b) xb[b] = rb[b] + (ow0 * SW_ - pad_l) * in_sw + c0;
-  const T* gp = g + ow0 * gsw + c0;
-  for (int64_t ow = ow0; ow < ow1; ++ow) {
+  for (int b = 0; b < KHB; ++b) xb[b] = rb[b] + (owlo * SW_ - pad_l) * in_sw + c0;
+  const T* gp = g + owlo * gsw + c0;
+  for (int64_t ow = owlo; ow < owhi; ++ow) {
     // the lines of pixels a few steps ahead (each pixel's channel vector is its own line)
     _mm_prefetch(reinterpret_cast<const char*>(gp + kGwPixAhead * gsw), _MM_HINT_T0);
 #pragma GCC unroll 8
@@ -1363,6 +1420,8 @@ void gw_pix_fixed(const T* const* rb, int64_t in_sw, int64_t pad_l, const T* g, 
 #pragma GCC unroll 8
     for (int b = 0; b < KHB; ++b) xb[b] += SW_ * in_sw;
   }
+  for (int64_t ow = owhi; ow < OW; ++ow)
+    gw_pix_border_px<T, KHB, KW_, SW_, MSK>(tp, SW_, g + ow * gsw + c0, ow, c0, cm, acc, bacc, bp != nullptr);
 #pragma GCC unroll 8
   for (int b = 0; b < KHB; ++b)
 #pragma GCC unroll 8
@@ -1374,29 +1433,36 @@ void gw_pix_fixed(const T* const* rb, int64_t in_sw, int64_t pad_l, const T* g, 
 constexpr int gw_fix_khb(int KW) { return L == 16 ? (KW == 5 ? 4 : 3) : (KW == 3 ? 3 : 1); }
 
 template <class T, int KW_, int SW_, bool MSK>
-void gw_pix_fixed_dispatch(int khb, const T* const* rb, int64_t in_sw, int64_t pad_l, const T* g, int64_t gsw,
-                           int64_t ow0, int64_t ow1, int64_t c0, Mask cm, float* accp, float* bp) {
+void gw_pix_fixed_dispatch(int khb, const T* const* rb, const T* const* const* tp, int64_t in_sw, int64_t pad_l,
+                           const T* g, int64_t gsw, int64_t owlo, int64_t owhi, int64_t OW, int64_t c0, Mask cm,
+                           float* accp, float* bp) {
+#define DSCONV_GWF(n) gw_pix_fixed<T, n, KW_, SW_, MSK>(rb, tp, in_sw, pad_l, g, gsw, owlo, owhi, OW, c0, cm, accp, bp)
   switch (khb) {
-    case 1: gw_pix_fixed<T, 1, KW_, SW_, MSK>(rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case 2: if constexpr (gw_fix_khb(KW_) >= 2) gw_pix_fixed<T, 2, KW_, SW_, MSK>(rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case 3: if constexpr (gw_fix_khb(KW_) >= 3) gw_pix_fixed<T, 3, KW_, SW_, MSK>(rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case 4: if constexpr (gw_fix_khb(KW_) >= 4) gw_pix_fixed<T, 4, KW_, SW_, MSK>(rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
+    case 1: DSCONV_GWF(1); break;
+    case 2: if constexpr (gw_fix_khb(KW_) >= 2) DSCONV_GWF(2); break;
+    case 3: if constexpr (gw_fix_khb(KW_) >= 3) DSCONV_GWF(3); break;
+    case 4: if constexpr (gw_fix_khb(KW_) >= 4) DSCONV_GWF(4); break;
     default: break;
   }
+#undef DSCONV_GWF
 }
 
 template <class T, bool MSK>
-void gw_pix_fixed_kind(int kind, int khb, const T* const* rb, int64_t in_sw, int64_t pad_l, const T* g, int64_t gsw,
-                       int64_t ow0, int64_t ow1, int64_t c0, Mask cm, float* accp, float* bp) {
+void gw_pix_fixed_kind(int kind, int khb, const T* const* rb, const T* const* const* tp, int64_t in_sw, int64_t pad_l,
+                       const T* g, int64_t gsw, int64_t owlo, int64_t owhi, int64_t OW, int64_t c0, Mask cm,
+                       float* accp, float* bp) {
+#define DSCONV_GWK(kw, sw) \
+  gw_pix_fixed_dispatch<T, kw, sw, MSK>(khb, rb, tp, in_sw, pad_l, g, gsw, owlo, owhi, OW, c0, cm, accp, bp)
   switch (kind) {
-    case kX3s1: gw_pix_fixed_dispatch<T, 3, 1, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case kX3s2: gw_pix_fixed_dispatch<T, 3, 2, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case kX5s1: gw_pix_fixed_dispatch<T, 5, 1, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case kX5s2: gw_pix_fixed_dispatch<T, 5, 2, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case kX7s1: gw_pix_fixed_dispatch<T, 7, 1, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
-    case kX7s2: gw_pix_fixed_dispatch<T, 7, 2, MSK>(khb, rb, in_sw, pad_l, g, gsw, ow0, ow1, c0, cm, accp, bp); break;
+    case kX3s1: DSCONV_GWK(3, 1); break;
+    case kX3s2: DSCONV_GWK(3, 2); break;
+    case kX5s1: DSCONV_GWK(5, 1); break;
+    case kX5s2: DSCONV_GWK(5, 2); break;
+    case kX7s1: DSCONV_GWK(7, 1); break;
+    case kX7s2: DSCONV_GWK(7, 2); break;
     default: break;
   }
+#undef DSCONV_GWK
 }
 
 template <class T>
@@ -1423,8 +1489,17 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
   const int64_t nkb = cdiv(p.KH, khbmax);
   const int64_t owlo = imin(p.OW, cdiv(p.pad_l, p.stride_w));
   const int64_t owhi = imax(owlo, imin(p.OW, p.W - p.KW + p.pad_l >= 0 ? (p.W - p.KW + p.pad_l) / p.stride_w + 1 : 0));
+  // contiguous pixel rows (channels_last with no gaps) are prefetched a row ahead
+  const int64_t in_row_bytes = p.in_sw == C ? p.W * C * static_cast<int64_t>(sizeof(T)) : 0;
+  const int64_t g_row_bytes = p.out_sw == C ? p.OW * C * static_cast<int64_t>(sizeof(T)) : 0;
+  struct PfRange {
+    const char* p;
+    int64_t bytes;
+  };
   at::parallel_for(0, G, 1, [&](int64_t begin, int64_t end) {
     Buf ptrb(p.KH * ncols * 8 + 64), colb(ncols * 8 + 64), tpb(taps * 8 + 64), rbb(p.KH * 8 + 64);
+    Buf pfb((p.KH + 1) * sizeof(PfRange) + 64);
+    PfRange* pf = pfb.as<PfRange>();
     const T** ptrs = ptrb.as<const T*>();
     const T** rb = rbb.as<const T*>();
     int64_t* coloff = colb.as<int64_t>();
@@ -1450,6 +1525,27 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
         }
         for (int64_t t = 0; t < taps; ++t) tp[t] = ptrs + (t / p.KW) * ncols + (t % p.KW) * p.dil_w;
         const T* g = gout + n * p.out_sn + o * p.out_sh;
+        // what the next row needs and this one does not (its grad_output row, its new input
+        // rows): prefetched a share per channel block, a row's distance ahead
+        int npf = 0;
+        if (r + 1 < NR) {
+          const int64_t n1 = (r + 1) / p.OH, o1 = (r + 1) % p.OH;
+          if (g_row_bytes > 0) pf[npf++] = {reinterpret_cast<const char*>(gout + n1 * p.out_sn + o1 * p.out_sh), g_row_bytes};
+          if (in_row_bytes > 0)
+            for (int64_t kh = 0; kh < p.KH; ++kh) {
+              const int64_t ih1 = o1 * p.stride_h - p.pad_t + kh * p.dil_h;
+              if (ih1 < 0 || ih1 >= p.H) continue;
+              const int64_t d = ih1 - (o * p.stride_h - p.pad_t);
+              if (n1 == n && d >= 0 && d % p.dil_h == 0 && d / p.dil_h < p.KH) continue;  // already a row of o
+              pf[npf++] = {reinterpret_cast<const char*>(in + n1 * p.in_sn + ih1 * p.in_sh), in_row_bytes};
+            }
+        }
+        auto prefetch_share = [&](int64_t k, int64_t nk) {
+          for (int i = 0; i < npf; ++i) {
+            const int64_t b0 = pf[i].bytes * k / nk, b1 = pf[i].bytes * (k + 1) / nk;
+            prefetch_bytes(pf[i].p + b0, b1 - b0);
+          }
+        };
         bool rows_ok = true;  // every kernel row of this output row inside the input
         for (int64_t kh = 0; kh < p.KH; ++kh) {
           const int64_t ih = o * p.stride_h - p.pad_t + kh * p.dil_h;
@@ -1457,6 +1553,7 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
           rb[kh] = in + n * p.in_sn + imin(imax(ih, 0), p.H - 1) * p.in_sh;
         }
         for (int64_t cb = 0; cb < CB; ++cb) {
+          prefetch_share(cb, CB);
           float* a = acc + cb * (taps + 1) * L;
           const bool msk = cb == CB - 1 && ctail < L;
           auto ptr_path = [&](int64_t t0, int nt, int64_t ow0, int64_t ow1, float* bp) {
@@ -1471,16 +1568,13 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
             for (int64_t bh = 0; bh < nkb; ++bh) {
               const int64_t kh0 = bh * p.KH / nkb, khb = (bh + 1) * p.KH / nkb - kh0;
               const int64_t t0 = kh0 * p.KW;
-              const int nt = static_cast<int>(khb * p.KW);
               float* bp = (gb && bh == 0) ? a + taps * L : nullptr;
-              ptr_path(t0, nt, 0, owlo, bp);
               if (msk)
-                gw_pix_fixed_kind<T, true>(kind, static_cast<int>(khb), rb + kh0, p.in_sw, p.pad_l, g, p.out_sw, owlo,
-                                           owhi, cb * L, cm, a + t0 * L, bp);
+                gw_pix_fixed_kind<T, true>(kind, static_cast<int>(khb), rb + kh0, tp + t0, p.in_sw, p.pad_l, g,
+                                           p.out_sw, owlo, owhi, p.OW, cb * L, cm, a + t0 * L, bp);
               else
-                gw_pix_fixed_kind<T, false>(kind, static_cast<int>(khb), rb + kh0, p.in_sw, p.pad_l, g, p.out_sw,
-                                            owlo, owhi, cb * L, cm, a + t0 * L, bp);
-              ptr_path(t0, nt, owhi, p.OW, bp);
+                gw_pix_fixed_kind<T, false>(kind, static_cast<int>(khb), rb + kh0, tp + t0, p.in_sw, p.pad_l, g,
+                                            p.out_sw, owlo, owhi, p.OW, cb * L, cm, a + t0 * L, bp);
             }
             continue;
           }
@@ -1517,8 +1611,19 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
 // the planes kernels (which reach ~85% of the FMA peak at 31x31, against ~50% for the pixel
 // kernels, whose every FMA needs its own input and weight vector), and transposed back. The
 // transposes cost a few scalar moves per element, nothing next to the >= kClPlanesTaps FMAs.
+// Small planes stay with the pixel kernels: they skip the kernel rows that fall in the padding
+// (most of them when the kernel is as large as the image), and the planes kernels would waste
+// vector lanes past a narrow row (13x13 kernels on 14x14 / 7x7 planes: 1.8x / 5x faster as pixels,
+// forward and grad input; 31x31 on 32x32: 1.45x slower). Grad weight gains only on the
+// smallest planes (13x13 on 7x7: 1.6x; on 14x14 no faster).
 
-constexpr int64_t kClPlanesTaps = 81;  // 9x9 and larger
+constexpr int64_t kClPlanesTaps = 81;          // 9x9 and larger
+constexpr int64_t kClPlanesMinPixels = 257;    // forward / grad input planes of more than 16x16
+constexpr int64_t kClPlanesMinPixelsGw = 101;  // grad weight: more than 10x10
+
+inline bool cl_use_planes(int64_t taps, int64_t plane_h, int64_t plane_w, int64_t min_pixels = kClPlanesMinPixels) {
+  return taps >= kClPlanesTaps && plane_h * plane_w >= min_pixels;
+}
 
 // Scatters one source pixel's channel vector into L planes at element offset `off`.
 template <class T>
@@ -1740,7 +1845,7 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
   const bool pixel_order = p.out_sc == 1 && OC > 1;
   if (pixel_order) {
     if (p.in_sc != 1 || p.M != 1) return false;
-    if (taps >= kClPlanesTaps) {
+    if (cl_use_planes(taps, p.OH, p.OW)) {
       Buf w32(OC * taps * 4), b32(OC * 4);
       for (int64_t i = 0; i < OC * taps; ++i) w32.as<float>()[i] = to_f32(w[i]);
       if (b)
@@ -1787,7 +1892,7 @@ bool backward_input_t(const DwParams& p, const T* gout, const T* w, T* gin) {
   const bool pixel_order = p.in_sc == 1 && p.C > 1;
   if (pixel_order) {
     if (p.out_sc != 1 || p.M != 1) return false;
-    if (taps >= kClPlanesTaps) {
+    if (cl_use_planes(taps, p.H, p.W)) {
       Buf wf(OC * taps * 4);
       for (int64_t oc = 0; oc < OC; ++oc)
         for (int64_t t = 0; t < taps; ++t) wf.as<float>()[oc * taps + t] = to_f32(w[oc * taps + taps - 1 - t]);
@@ -1827,7 +1932,7 @@ bool backward_weight_bias_t(const DwParams& p, const T* gout, const T* in, T* gw
   const bool pixel_order = p.out_sc == 1 && p.OC() > 1;
   if (pixel_order) {
     if (p.in_sc != 1 || p.M != 1) return false;
-    if (p.taps() >= kClPlanesTaps) return gw_cl_planes<T>(p, gout, in, gw, gb);
+    if (cl_use_planes(p.taps(), p.OH, p.OW, kClPlanesMinPixelsGw)) return gw_cl_planes<T>(p, gout, in, gw, gb);
     return gw_pixels<T>(p, gout, in, gw, gb);
   }
   if (p.out_sw != 1) return false;
