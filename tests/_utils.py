@@ -227,3 +227,20 @@ def grad_output_like(y: torch.Tensor, generator=None) -> torch.Tensor:
     """A random grad_output with y's shape and strides."""
     g = torch.randn(y.shape, dtype=y.dtype, generator=generator)
     return torch.empty_strided(y.shape, y.stride(), dtype=y.dtype).copy_(g)
+
+
+def supported_isas() -> List[str]:
+    """The CPU instruction sets dsconv can be forced to on this machine (dsconv_ext.set_cpu_isa),
+    best first; each ISA-parametrised test runs on all of them."""
+    import dsconv_ext
+
+    prev = dsconv_ext.cpu_isa()
+    out = []
+    for isa in ("avx512", "avx2", "generic"):
+        try:
+            dsconv_ext.set_cpu_isa(isa)
+            out.append(isa)
+        except RuntimeError:
+            pass
+    dsconv_ext.set_cpu_isa(prev)
+    return out

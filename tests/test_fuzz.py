@@ -44,6 +44,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import dsconv_ext
+from _utils import supported_isas
 from dsconv_ext._args import conv_args
 from dsconv_ext._fused_act import ACT_CODES, act_fn
 
@@ -87,20 +88,7 @@ def _report_counts():
             json.dump(summary, f, indent=1)
 
 
-def _supported_isas():
-    prev = dsconv_ext.cpu_isa()
-    out = []
-    for isa in ("avx512", "avx2", "generic"):
-        try:
-            dsconv_ext.set_cpu_isa(isa)
-            out.append(isa)
-        except RuntimeError:
-            pass
-    dsconv_ext.set_cpu_isa(prev)
-    return out
-
-
-ISAS = _supported_isas()
+ISAS = supported_isas()
 
 
 @contextlib.contextmanager

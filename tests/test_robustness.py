@@ -28,23 +28,11 @@ import torch
 import torch.nn.functional as F
 
 import dsconv_ext
+from _utils import supported_isas
 from dsconv_ext._fused_act import ACT_CODES, act_fn
 
 
-def _supported_isas():
-    prev = dsconv_ext.cpu_isa()
-    out = []
-    for isa in ("avx512", "avx2", "generic"):
-        try:
-            dsconv_ext.set_cpu_isa(isa)
-            out.append(isa)
-        except RuntimeError:
-            pass
-    dsconv_ext.set_cpu_isa(prev)
-    return out
-
-
-ISAS = _supported_isas()
+ISAS = supported_isas()
 
 
 @pytest.fixture(params=ISAS)

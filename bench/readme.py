@@ -1,0 +1,116 @@
+"""Rewrite the README's CPU benchmark section from a benchmark JSON, so the README's tables are
+always one run's numbers, never hand-copied ones.
+
+    python -m bench.readme [bench/results/cpu-latest.json] [--readme README.md] [--note TEXT]
+
+Replaces everything between `<!-- bench:begin -->` and `<!-- bench:end -->` in the README.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+# Layers worth showing in the README (the JSON and bench/results/*.md have all of them): big
+# memory-bound layers of each network, cache-resident ones, and the large kernels.
+SELECTED = [
+    "144x56x56 k3 s1", "96x112x112 k3 s2", "144x56x56 k5 s2", "96x56x56 k7 s1",
+    "480x14x14 k5 s1", "384x14x14 k7 s1", "960x7x7 k3 s1", "512x14x14 k13 s1", "256x32x32 k31 s1",
+]
+LAYOUT = {"nchw": "nchw", "channels_last": "channels_last"}
+
+
+def _x(v: float) -> str:
+    return f"{v:.2f}×"
+
+
+def _ms(v: float) -> str:
+    return f"{v:.2f}" if v < 100 else f"{v:.1f}"
+
+
+def _table(header: List[str], rows: List[List[str]], right_from: int = 1) -> str:
+    align = ["---" if i < right_from else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def section(d: Dict[str, Any], note: str = "") -> str:
+    m, cfg, cb = d["machine"], d["config"], d["copy_bandwidth"]
+    ref = cb["method"]
+    out = [
+        f"Latest run: {m['date'][:16].replace('T', ' ')} UTC, {m['cpu']} ({m['cpu_count']} cores, "
+        f"LLC {m['llc_bytes'] >> 20} MB), {m['threads']} threads, ISA `{m['isa']}`, torch {m['torch']}, "
+        f"commit `{m['git_commit'][:10]}`; `python -m bench --copy-ref {ref}` "
+        f"(suites {', '.join(cfg['suites'])}; {d['elapsed_s']:.0f} s). Ours and PyTorch's "
+        "`F.conv2d(groups=C)` interleaved in one process, medians of 3-7 rounds, every result "
+        "checked against PyTorch's." + (f" {note}" if note else ""),
+        "",
+        f"Copy bandwidth in the same run: {cb['reference_gbps']:.1f} GB/s with `{ref}` (the 100% "
+        f"below; start {cb['start_gbps'][ref]:.1f}, end {cb['end_gbps'][ref]:.1f}), "
+        f"{cb['start_gbps']['clone']:.1f} GB/s with `clone` (page faults on fresh memory dominate it; "
+        "every op, ours and PyTorch's, allocates its output). Layers that fit in the L3 can exceed 100%.",
+        "",
+        "Geomean speedup over PyTorch (float32, batch 32, 16 for 31×31):",
+        "",
+    ]
+    s = d["summary"]
+    rows = [[e["layout"], e["pass"], str(e["count"]), _x(e["geomean_speedup"]), "yes" if e["all_match"] else "**no**"]
+            for e in s["layers"]]
+    out += [_table(["layout", "pass", "layers", "geomean speedup", "all match"], rows, 2), ""]
+    per_suite = s.get("layers_by_suite") or []
+    if per_suite:
+        rows = [[e["suite"], e["layout"], e["pass"], str(e["count"]), _x(e["geomean_speedup"])] for e in per_suite]
+        out += ["Per network:", "", _table(["suite", "layout", "pass", "layers", "geomean"], rows, 3), ""]
+    by_key = {(r["layer"], r["layout"], r["pass"]): r for r in d["layers"] if r["dtype"] == "float32"}
+    rows = []
+    for layer in SELECTED:
+        for layout in ("nchw", "channels_last"):
+            for pas in ("fwd", "fwd+bwd"):
+                r = by_key.get((layer, layout, pas))
+                if r is None:
+                    continue
+                rows.append([f"{layer}", layout, pas, _ms(r["ours_ms"]), _ms(r["torch_ms"]), _x(r["speedup"]),
+                             f"{r['ours_gbps']:.1f}", f"{r['ours_pct_copy']:.0f}%", f"{r['torch_pct_copy']:.0f}%",
+                             f"{r['ours_gflops']:.0f}"])
+    out += [f"Selected layers (N = 32, or 16 for 31×31; % of the `{ref}` bandwidth):", "",
+            _table(["layer (C×H×W, k, stride)", "layout", "pass", "ours ms", "PyTorch ms", "speedup", "ours GB/s",
+                    "ours % copy", "PyTorch % copy", "ours GFLOP/s"], rows, 3), ""]
+    if d.get("separable"):
+        rows = [[r["case"], r["layout"], _x(r["flop_ratio"]), _x(r["torch_ratio"]), _x(r["ours_ratio"]),
+                 f"{100 * r['ours_ratio'] / r['flop_ratio']:.0f}%"] for r in d["separable"]]
+        out += ["Separable (depthwise 3×3 + pointwise, ours fused) vs standard 3×3 conv, C_in = C_out, batch 32:", "",
+                _table(["case", "layout", "FLOP ratio", "PyTorch measured", "ours measured", "ours / FLOP ratio"],
+                       rows, 2), ""]
+    if d.get("models"):
+        rows = [[r["model"], r["layout"], r["mode"], _ms(r["ours_ms"]), _ms(r["torch_ms"]), _x(r["speedup"])]
+                for r in d["models"]]
+        out += ["End-to-end torchvision models (converted; `inference-fused` after `dsconv_ext.fuse`; outputs "
+                "checked equal):", "", _table(["model", "layout", "pass", "ours ms", "PyTorch ms", "speedup"], rows, 3), ""]
+    out.append("Full tables and plots: [bench/results/cpu-latest.md](bench/results/cpu-latest.md), "
+               "![bandwidth](bench/results/cpu-bandwidth.png) ![speedup](bench/results/cpu-speedup.png)")
+    return "\n".join(out)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("json", nargs="?", default="bench/results/cpu-latest.json")
+    ap.add_argument("--readme", default="README.md")
+    ap.add_argument("--note", default="", help="a sentence appended to the run line (e.g. machine load)")
+    a = ap.parse_args(argv)
+    d = json.loads(Path(a.json).read_text())
+    readme = Path(a.readme)
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{readme}: markers {BEGIN} / {END} not found")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(head + BEGIN + "\n" + section(d, a.note) + "\n" + END + tail)
+    print(f"{readme}: benchmark section rewritten from {a.json}")
+
+
+if __name__ == "__main__":
+    main()
