@@ -11,7 +11,7 @@
 //     load_range(p, lo, hi), loadbf_range(p, lo, hi)  // lanes [lo, hi) only, others 0, no faults
 //     stream(p, v) (non-temporal store, p aligned to the vector size), fence() (orders them)
 //     fma(a, b, c) = a*b + c, add, sub, mul, div, max, min (NaN from the 2nd operand), bit_and,
-//     bit_xor, round_nearest, pow2i (2^n for an integral-valued float vector n in [-126, 127])
+//     bit_xor, bit_or, round_nearest, pow2i (2^n for an integral-valued float vector n in [-126, 127])
 //     even(a, b), odd(a, b)   // de-interleave 2L consecutive floats a|b
 //   };
 //   constexpr int kPlanesNV, kPlanesMR;   // planes GEMM register block: MR rows x NV vectors
@@ -100,7 +100,12 @@ inline vec act_v(vec x) {
     const vec r = V::min(V::set1(6.0f), V::max(V::zero(), V::add(x, V::set1(3.0f))));
     return V::div(V::mul(x, r), V::set1(6.0f));
   } else if constexpr (ACT == kActSilu) {
-    return V::div(x, V::add(V::set1(1.0f), vexp(V::bit_xor(x, V::set1(-0.0f)))));
+    // x / (1 + exp(-x)), with vexp's clamp exp(-x) stays finite, so silu(-inf) would be -inf;
+    // F.silu gives NaN there (-inf * sigmoid(-inf) = -inf * 0). m - m (m = min(0, x)) is +0 for
+    // every x but -inf (NaN) and NaN; OR-ing it in leaves other results bit-exact (-0 included).
+    const vec m = V::min(V::zero(), x);
+    const vec r = V::div(x, V::add(V::set1(1.0f), vexp(V::bit_xor(x, V::set1(-0.0f)))));
+    return V::bit_or(r, V::sub(m, m));
   } else if constexpr (ACT == kActGelu) {
     const vec h = V::mul(x, V::set1(0.5f));
     return V::fma(h, verf(V::mul(x, V::set1(0.70710678118654752f))), h);
