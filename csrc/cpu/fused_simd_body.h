@@ -1144,6 +1144,8 @@ void dw_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
   delete[] offs;
 }
 
+constexpr int64_t kPixelsPanelL1Bytes = 40 * 1024;  // of a 48 KiB L1D (Zen 4/5; 32-48 KiB on Intel)
+
 template <int NV, int ACT, class T>
 void pixels_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, PfRuns& pf) {
   const DwParams& p = P.p;
@@ -1158,15 +1160,21 @@ void pixels_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const 
   // back here): no read-for-ownership of the output lines.
   bool nt = std::is_same<T, float>::value && P.nt_out && P.Cout % L == 0 &&
             reinterpret_cast<uintptr_t>(out) % (L * sizeof(float)) == 0;
-  for (int64_t blk = 0; blk < nblk; ++blk) {
-    const int64_t co0 = blk * NR, nc = imin(NR, P.Cout - co0);
-    const float* B = P.packed_pw + blk * p.C * NR;
+  auto block = [&](int64_t blk, int64_t i) {
+    const int64_t co0 = blk * NR, nc = imin(NR, P.Cout - co0), mr = imin(MR, band - i);
     const float* bias = P.packed_pw_b ? P.packed_pw_b + co0 : nullptr;
-    for (int64_t i = 0; i < band; i += MR) {
-      const int64_t mr = imin(MR, band - i);
-      ukernel_out<MR, NV, false, ACT, false, T>(p.C, tile + i * ldt, ldt, B, NR, bias, out + i * P.Cout + co0, P.Cout,
-                                                 mr, nc, nt, pf, pf_every);
-    }
+    ukernel_out<MR, NV, false, ACT, false, T>(p.C, tile + i * ldt, ldt, P.packed_pw + blk * p.C * NR, NR, bias,
+                                               out + i * P.Cout + co0, P.Cout, mr, nc, nt, pf, pf_every);
+  };
+  if (p.C * NR * int64_t(sizeof(float)) <= kPixelsPanelL1Bytes) {
+    // Weight panel (C x NR) stays in L1 over the band's row blocks.
+    for (int64_t blk = 0; blk < nblk; ++blk)
+      for (int64_t i = 0; i < band; i += MR) block(blk, i);
+  } else {
+    // Large C (e.g. 576 -> 96: a 74 KiB panel): the panel would leave L1 between row blocks
+    // anyway; keep the row block (MR x C of the tile) in L1 across the column blocks instead.
+    for (int64_t i = 0; i < band; i += MR)
+      for (int64_t blk = 0; blk < nblk; ++blk) block(blk, i);
   }
 }
 
