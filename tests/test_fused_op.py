@@ -228,6 +228,26 @@ def test_pixels_3x3_blocks_edges(isa, dtype, monkeypatch):
                 torch.testing.assert_close(out.double(), ref, **tol, msg=lambda m: f"C={C} H={H} W={W} pad={pad}: {m}")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_pixels_gemm_large_c_row_block_order(isa, dtype, monkeypatch):
+    # channels_last with C * (GEMM column block) * 4 bytes over the L1 panel budget: the GEMM runs
+    # row block by row block over all column blocks. Partial column blocks (Cout 40, 100), row
+    # blocks cut by the band end (35 pixels per image, bands of any length), and bias/activations.
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    for tile_kb, min_band in ((None, None), ("1", "1"), ("1", "17")):
+        if tile_kb:
+            monkeypatch.setenv("DSCONV_FUSED_TILE_KB", tile_kb)
+            monkeypatch.setenv("DSCONV_FUSED_MIN_BAND", min_band)
+        for C, Cout in ((400, 40), (336, 96), (576, 100)):
+            x = torch.randn(2, C, 5, 7).to(dtype).contiguous(memory_format=torch.channels_last)
+            dw, pw = torch.randn(C, 1, 3, 3).to(dtype), (torch.randn(Cout, C, 1, 1) / C**0.5).to(dtype)
+            db, pb = torch.randn(C).to(dtype), torch.randn(Cout).to(dtype)
+            out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, 1, 1, "relu6", "silu")
+            ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), 1, 1, 1, "relu6", "silu")
+            torch.testing.assert_close(out.double(), ref, **tol, msg=lambda m: f"C={C} Cout={Cout} band {min_band}: {m}")
+            assert out.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_bfloat16_random_configs(isa):
     rng = random.Random(7)
     for _ in range(25):

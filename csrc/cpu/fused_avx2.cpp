@@ -110,6 +110,7 @@ struct V {
   static inline T min(T a, T b) { return _mm256_min_ps(a, b); }
   static inline T bit_and(T a, T b) { return _mm256_and_ps(a, b); }
   static inline T bit_xor(T a, T b) { return _mm256_xor_ps(a, b); }
+  static inline T bit_or(T a, T b) { return _mm256_or_ps(a, b); }
   static inline T round_nearest(T a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static inline T pow2i(T n) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));

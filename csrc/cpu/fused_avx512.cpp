@@ -88,6 +88,7 @@ struct V {
   static inline T min(T a, T b) { return _mm512_min_ps(a, b); }
   static inline T bit_and(T a, T b) { return _mm512_and_ps(a, b); }
   static inline T bit_xor(T a, T b) { return _mm512_xor_ps(a, b); }
+  static inline T bit_or(T a, T b) { return _mm512_or_ps(a, b); }
   static inline T round_nearest(T a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static inline T pow2i(T n) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));

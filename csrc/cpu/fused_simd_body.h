@@ -11,7 +11,7 @@
 //     load_range(p, lo, hi), loadbf_range(p, lo, hi)  // lanes [lo, hi) only, others 0, no faults
 //     stream(p, v) (non-temporal store, p aligned to the vector size), fence() (orders them)
 //     fma(a, b, c) = a*b + c, add, sub, mul, div, max, min (NaN from the 2nd operand), bit_and,
-//     bit_xor, round_nearest, pow2i (2^n for an integral-valued float vector n in [-126, 127])
+//     bit_xor, bit_or, round_nearest, pow2i (2^n for an integral-valued float vector n in [-126, 127])
 //     even(a, b), odd(a, b)   // de-interleave 2L consecutive floats a|b
 //   };
 //   constexpr int kPlanesNV, kPlanesMR;   // planes GEMM register block: MR rows x NV vectors
@@ -100,7 +100,12 @@ inline vec act_v(vec x) {
     const vec r = V::min(V::set1(6.0f), V::max(V::zero(), V::add(x, V::set1(3.0f))));
     return V::div(V::mul(x, r), V::set1(6.0f));
   } else if constexpr (ACT == kActSilu) {
-    return V::div(x, V::add(V::set1(1.0f), vexp(V::bit_xor(x, V::set1(-0.0f)))));
+    // x / (1 + exp(-x)), with vexp's clamp exp(-x) stays finite, so silu(-inf) would be -inf;
+    // F.silu gives NaN there (-inf * sigmoid(-inf) = -inf * 0). m - m (m = min(0, x)) is +0 for
+    // every x but -inf (NaN) and NaN; OR-ing it in leaves other results bit-exact (-0 included).
+    const vec m = V::min(V::zero(), x);
+    const vec r = V::div(x, V::add(V::set1(1.0f), vexp(V::bit_xor(x, V::set1(-0.0f)))));
+    return V::bit_or(r, V::sub(m, m));
   } else if constexpr (ACT == kActGelu) {
     const vec h = V::mul(x, V::set1(0.5f));
     return V::fma(h, verf(V::mul(x, V::set1(0.70710678118654752f))), h);
@@ -1139,6 +1144,8 @@ void dw_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
   delete[] offs;
 }
 
+constexpr int64_t kPixelsPanelL1Bytes = 40 * 1024;  // of a 48 KiB L1D (Zen 4/5; 32-48 KiB on Intel)
+
 template <int NV, int ACT, class T>
 void pixels_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, PfRuns& pf) {
   const DwParams& p = P.p;
@@ -1153,15 +1160,21 @@ void pixels_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const 
   // back here): no read-for-ownership of the output lines.
   bool nt = std::is_same<T, float>::value && P.nt_out && P.Cout % L == 0 &&
             reinterpret_cast<uintptr_t>(out) % (L * sizeof(float)) == 0;
-  for (int64_t blk = 0; blk < nblk; ++blk) {
-    const int64_t co0 = blk * NR, nc = imin(NR, P.Cout - co0);
-    const float* B = P.packed_pw + blk * p.C * NR;
+  auto block = [&](int64_t blk, int64_t i) {
+    const int64_t co0 = blk * NR, nc = imin(NR, P.Cout - co0), mr = imin(MR, band - i);
     const float* bias = P.packed_pw_b ? P.packed_pw_b + co0 : nullptr;
-    for (int64_t i = 0; i < band; i += MR) {
-      const int64_t mr = imin(MR, band - i);
-      ukernel_out<MR, NV, false, ACT, false, T>(p.C, tile + i * ldt, ldt, B, NR, bias, out + i * P.Cout + co0, P.Cout,
-                                                 mr, nc, nt, pf, pf_every);
-    }
+    ukernel_out<MR, NV, false, ACT, false, T>(p.C, tile + i * ldt, ldt, P.packed_pw + blk * p.C * NR, NR, bias,
+                                               out + i * P.Cout + co0, P.Cout, mr, nc, nt, pf, pf_every);
+  };
+  if (p.C * NR * int64_t(sizeof(float)) <= kPixelsPanelL1Bytes) {
+    // Weight panel (C x NR) stays in L1 over the band's row blocks.
+    for (int64_t blk = 0; blk < nblk; ++blk)
+      for (int64_t i = 0; i < band; i += MR) block(blk, i);
+  } else {
+    // Large C (e.g. 576 -> 96: a 74 KiB panel): the panel would leave L1 between row blocks
+    // anyway; keep the row block (MR x C of the tile) in L1 across the column blocks instead.
+    for (int64_t i = 0; i < band; i += MR)
+      for (int64_t blk = 0; blk < nblk; ++blk) block(blk, i);
   }
 }
 
