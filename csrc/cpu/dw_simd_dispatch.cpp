@@ -95,9 +95,19 @@ namespace {
 // already populated (a reused heap block).
 constexpr int64_t kHugeAdviseBytes = 8ll << 20;
 
+// DSCONV_HUGE_PAGES=0 turns the hint off (read once).
+bool huge_pages_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("DSCONV_HUGE_PAGES");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
+
 void advise_huge_pages(const void* p, int64_t N, int64_t C, int64_t H, int64_t W, int64_t sn, int64_t sc,
                        int64_t sh, int64_t sw, int64_t elem) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (!huge_pages_enabled()) return;
   if (sn < 0 || sc < 0 || sh < 0 || sw < 0) return;
   const int64_t extent = ((N - 1) * sn + (C - 1) * sc + (H - 1) * sh + (W - 1) * sw + 1) * elem;
   if (extent < kHugeAdviseBytes) return;
