@@ -447,6 +447,9 @@ def _rss_bytes():
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc/self/statm (Linux)")
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="under AddressSanitizer (.ci/sanitize) freed memory sits in ASan's quarantine, so RSS "
+                           "grows by design; the plain test run checks memory")
 def test_memory_flat_over_repeated_forward_backward():
     g = torch.Generator().manual_seed(3)
     cases = []
