@@ -1,5 +1,5 @@
 // Backend-independent bodies of the dsconv ops: check arguments, allocate outputs in PyTorch's
-// memory format, describe the tensors with DwParams and call a backend's kernels.
+// memory format (large CPU outputs from the output pool, cpu/output_pool.h), describe the tensors with DwParams and call a backend's kernels.
 //
 // K is a backend: a struct with static templates
 //   K::forward<T>(p, in, w, bias, out)
@@ -8,6 +8,7 @@
 // taking c10 scalar types (float, double, c10::Half, c10::BFloat16). Inputs are read in place
 // with their own strides (no layout copies); the weight is made dense (it is tiny).
 #pragma once
+#include "cpu/output_pool.h"
 #include "dw_checks.h"
 
 #include <ATen/Dispatch.h>
@@ -24,8 +25,8 @@ at::Tensor forward_impl(const at::Tensor& input, const at::Tensor& weight,
                         const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
                         c10::IntArrayRef padding, c10::IntArrayRef dilation) {
   DwParams p = check_forward_args(input, weight, bias, stride, padding, dilation);
-  at::Tensor out = at::empty({p.N, p.OC(), p.OH, p.OW},
-                             input.options().memory_format(output_memory_format(input, weight)));
+  at::Tensor out = empty_output({p.N, p.OC(), p.OH, p.OW},
+                                input.options().memory_format(output_memory_format(input, weight)));
   if (out.numel() == 0) return out;
   const at::Tensor w = weight.contiguous();
   const at::Tensor b = (bias.has_value() && bias->defined()) ? bias->contiguous() : at::Tensor();
@@ -55,7 +56,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_impl(
     if (mask[2]) gb = at::zeros({p.OC()}, opts);
     return {gi, gw, gb};
   }
-  if (mask[0]) gi = at::empty(input.sizes(), gi_opts);
+  if (mask[0]) gi = empty_output(input.sizes(), gi_opts);
   if (mask[1]) gw = at::empty(weight.sizes(), opts);
   if (mask[2]) gb = at::empty({p.OC()}, opts);
   const at::Tensor w = weight.contiguous();

@@ -10,6 +10,7 @@
 //                                         on for float32 outputs of 16 MiB or more)
 #include "../fused_checks.h"
 #include "fused_kernels.h"
+#include "output_pool.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -216,7 +217,7 @@ at::Tensor separable_conv2d_cpu(const at::Tensor& input, const at::Tensor& dw_we
   DwParams p = check_forward_args(input, dw_weight, dw_bias, stride, padding, dilation);
   const int64_t Cout = check_separable_args(input, dw_weight, dw_bias, pw_weight, pw_bias, act, pw_act, p);
   const at::MemoryFormat fmt = separable_memory_format(input, dw_weight, pw_weight);
-  at::Tensor out = at::empty({p.N, Cout, p.OH, p.OW}, input.options().memory_format(fmt));
+  at::Tensor out = empty_output({p.N, Cout, p.OH, p.OW}, input.options().memory_format(fmt));
   if (out.numel() == 0) return out;
   fill_in_strides(p, input);
   fill_out_strides(p, out);
