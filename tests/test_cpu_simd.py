@@ -181,6 +181,24 @@ def test_large_kernels_channels_last_both_engines(isa):
     assert_ok(check(problems, layouts=("cl",)))
 
 
+def test_nchw_narrow_planes_through_pixel_kernels(isa):
+    # NCHW outputs no wider than a vector run the pixels kernels on transposed channel chunks:
+    # several chunks with a tail (403 channels of 7x7), stride 2, each fixed kernel and the
+    # runtime-size one, dilation, even kernels, strided views (row-by-row and scalar transposes)
+    problems = [
+        (2, 403, 7, 7, 3, 1, 1, 1, 1),
+        (2, 403, 7, 7, 5, 1, 2, 1, 1),
+        (1, 170, 14, 14, 7, 1, 3, 1, 1),
+        (1, 170, 14, 14, 3, 2, 1, 1, 1),
+        (2, 91, 13, 11, 5, 2, 2, 1, 1),
+        (1, 37, 9, 16, 4, 1, "same", 1, 1),
+        (1, 37, 10, 12, 3, 1, 2, 2, 1),
+        (1, 37, 28, 28, 3, 2, 1, 1, 1),
+        (1, 20, 5, 3, 9, 1, 4, 1, 1),
+    ]
+    assert_ok(check(problems, layouts=("nchw", "step", "transposed")))
+
+
 # --- runtime-size kernels: any size, stride, dilation, padding, multiplier ------------------
 
 def test_general_kernels(isa):
@@ -267,6 +285,7 @@ def test_thread_count_determinism(isa, layout):
         ((3, 40, 17, 19), 5, 2, 2),
         ((2, 96, 14, 14), 7, 1, 3),
         ((2, 16, 20, 20), 13, 1, 6),
+        ((3, 200, 14, 14), 3, 2, 1),  # NCHW: the pixels kernels on channel chunks, per-image sums
     ]
     for shape, k, s, p in cases:
         x = _layout(torch.randn(*shape), layout)

@@ -1837,6 +1837,227 @@ bool gw_cl_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// NCHW forward on narrow planes: through the pixels engine. A plane row of 7 or 14 outputs fills
+// a fraction of one vector in the planes kernels, and each (image, channel) task is a few dozen
+// FMAs next to its setup; oneDNN reorders the whole tensor to a channel-blocked layout instead.
+// Here a task is (image, chunk of channels): the chunk's planes are transposed into a
+// pixel-major buffer that stays in L2, computed there by the pixels engine (channel vectors, all
+// lanes busy), and transposed back into the output planes.
+
+constexpr int64_t kNchwPixBytes = 128 << 10;  // input + output buffer of one task
+
+// Output widths up to this take the pixels route (DSCONV_NCHW_PIX_MAXW overrides, for tuning).
+inline int64_t nchw_pix_max_width() {
+  static const int64_t w = [] {
+    const char* e = std::getenv("DSCONV_NCHW_PIX_MAXW");
+    return e && *e ? static_cast<int64_t>(std::atoll(e)) : static_cast<int64_t>(L);
+  }();
+  return w;
+}
+
+// Grad weight gains on fewer widths (measured, 32-image batches): 7-wide rows 2-3x, 14-wide rows
+// of stride-2 layers 1.1-3x, 14-wide stride-1 rows 5-15% slower (the pixels kernels' per-row
+// partial sums cost more than they save there).
+inline bool nchw_pix_gw_width(int64_t OW, int64_t sw) {
+  return OW <= nchw_pix_max_width() && (sw >= 2 || 2 * OW <= nchw_pix_max_width());
+}
+
+// 8x8 float block transpose: b[j * ldb + i] = a[i * lda + j].
+inline void transpose8x8(const float* a, int64_t lda, float* b, int64_t ldb) {
+  __m256 r0 = _mm256_loadu_ps(a), r1 = _mm256_loadu_ps(a + lda), r2 = _mm256_loadu_ps(a + 2 * lda),
+         r3 = _mm256_loadu_ps(a + 3 * lda), r4 = _mm256_loadu_ps(a + 4 * lda), r5 = _mm256_loadu_ps(a + 5 * lda),
+         r6 = _mm256_loadu_ps(a + 6 * lda), r7 = _mm256_loadu_ps(a + 7 * lda);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+         t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  r0 = _mm256_shuffle_ps(t0, t2, 0x44);
+  r1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  r2 = _mm256_shuffle_ps(t1, t3, 0x44);
+  r3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  r4 = _mm256_shuffle_ps(t4, t6, 0x44);
+  r5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  r6 = _mm256_shuffle_ps(t5, t7, 0x44);
+  r7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(b, _mm256_permute2f128_ps(r0, r4, 0x20));
+  _mm256_storeu_ps(b + ldb, _mm256_permute2f128_ps(r1, r5, 0x20));
+  _mm256_storeu_ps(b + 2 * ldb, _mm256_permute2f128_ps(r2, r6, 0x20));
+  _mm256_storeu_ps(b + 3 * ldb, _mm256_permute2f128_ps(r3, r7, 0x20));
+  _mm256_storeu_ps(b + 4 * ldb, _mm256_permute2f128_ps(r0, r4, 0x31));
+  _mm256_storeu_ps(b + 5 * ldb, _mm256_permute2f128_ps(r1, r5, 0x31));
+  _mm256_storeu_ps(b + 6 * ldb, _mm256_permute2f128_ps(r2, r6, 0x31));
+  _mm256_storeu_ps(b + 7 * ldb, _mm256_permute2f128_ps(r3, r7, 0x31));
+}
+
+// b[j * ldb + i] = a[i * lda + j] for i < rows, j < cols (bf16 converted element by element).
+template <class S, class D>
+void transpose(const S* a, int64_t lda, int64_t rows, int64_t cols, D* b, int64_t ldb) {
+  int64_t i = 0;
+  if constexpr (sizeof(S) == 4 && sizeof(D) == 4) {
+    for (; i + 8 <= rows; i += 8) {
+      int64_t j = 0;
+      for (; j + 8 <= cols; j += 8) transpose8x8(a + i * lda + j, lda, b + j * ldb + i, ldb);
+      for (; j < cols; ++j)
+        for (int64_t k = 0; k < 8; ++k) b[j * ldb + i + k] = a[(i + k) * lda + j];
+    }
+  }
+  for (; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) store_scalar(b + j * ldb + i, to_f32(a[i * lda + j]));
+}
+
+// Channels per task: a multiple of L whose source and result buffers fit kNchwPixBytes.
+inline int64_t nchw_pix_chunk(int64_t C, int64_t src_pixels, int64_t dst_pixels) {
+  return imin(rup(C, L), imax(L, kNchwPixBytes / ((src_pixels + dst_pixels) * 4) / L * L));
+}
+
+// x[(h * W + w) * cc + c] = float(src[c * sc + h * sh + w * sw]) for c < nc (a chunk's planes ->
+// pixel-major buffer).
+template <class T>
+void load_chunk(const T* src, int64_t sc, int64_t sh, int64_t sw, int64_t H, int64_t W, int64_t nc, float* x,
+                int64_t cc) {
+  if (sw == 1 && sh == W) {
+    transpose(src, sc, nc, H * W, x, cc);
+    return;
+  }
+  for (int64_t h = 0; h < H; ++h)
+    if (sw == 1)
+      transpose(src + h * sh, sc, nc, W, x + h * W * cc, cc);
+    else
+      for (int64_t c = 0; c < nc; ++c)
+        for (int64_t w = 0; w < W; ++w) x[(h * W + w) * cc + c] = to_f32(src[c * sc + h * sh + w * sw]);
+}
+
+// dst[c * sc + h * sh + w] = y[(h * W + w) * cc + c] for c < nc (pixel-major buffer -> planes with
+// unit-stride rows).
+template <class T>
+void store_chunk(const float* y, int64_t cc, int64_t H, int64_t W, int64_t nc, T* dst, int64_t sc, int64_t sh) {
+  if (sh == W) {
+    transpose(y, cc, H * W, nc, dst, sc);
+    return;
+  }
+  for (int64_t h = 0; h < H; ++h) transpose(y + h * W * cc, cc, W, nc, dst + h * sh, sc);
+}
+
+// The pixels-engine geometry of a chunk of nc channels in a buffer of cc-channel pixels.
+inline PixGeom chunk_geom(const DwParams& p, int64_t sw, int64_t nc, int64_t cc) {
+  PixGeom g;
+  g.KH = p.KH;
+  g.KW = p.KW;
+  g.sw = sw;
+  g.dw = p.dil_w;
+  g.taps = p.taps();
+  g.osw = cc;
+  g.nt = false;
+  g.C = nc;
+  g.CB = cdiv(nc, L);
+  g.ctail = static_cast<int>(nc - (g.CB - 1) * L);
+  return g;
+}
+
+template <class T>
+bool fwd_nchw_pixels(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
+  const int64_t C = p.C, taps = p.taps();
+  const int64_t cc = nchw_pix_chunk(C, p.H * p.W, p.OH * p.OW), nchunks = cdiv(C, cc), CBall = cdiv(C, L);
+  const int kind = pix_kind(p.KW, p.stride_w, p.dil_w);
+  Buf wpk(CBall * taps * L * 4), bb(CBall * L * 4), zb((cc + 2 * L) * 4);
+  pack_weights_cl(w, C, taps, false, wpk.as<float>());
+  float* bias = nullptr;
+  if (b) {
+    bias = bb.as<float>();
+    for (int64_t i = 0; i < CBall * L; ++i) bias[i] = i < C ? to_f32(b[i]) : 0.f;
+  }
+  std::memset(zb.p, 0, (cc + 2 * L) * 4);
+  const AxisMap rows{p.pad_t, 1, p.H}, cols{p.pad_l, 1, p.W};
+  at::parallel_for(0, p.N * nchunks, 1, [&](int64_t begin, int64_t end) {
+    Buf xb(p.H * p.W * cc * 4), yb(p.OH * p.OW * cc * 4);
+    float* x = xb.as<float>();
+    float* y = yb.as<float>();
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / nchunks, c0 = (t % nchunks) * cc, nc = imin(cc, C - c0);
+      load_chunk(in + n * p.in_sn + c0 * p.in_sc, p.in_sc, p.in_sh, p.in_sw, p.H, p.W, nc, x, cc);
+      // one image, serially (a nested at::parallel_for runs inline)
+      pix_engine<float>(chunk_geom(p, p.stride_w, nc, cc), kind, 1, p.OH, p.OW, p.stride_h, p.dil_h, rows, cols, x, 0,
+                        p.W * cc, cc, p.W * cc, wpk.as<float>() + (c0 / L) * taps * L, bias ? bias + c0 : nullptr, y, 0,
+                        p.OW * cc, zb.as<float>());
+      store_chunk(y, cc, p.OH, p.OW, nc, out + n * p.out_sn + c0 * p.out_sc, p.out_sc, p.out_sh);
+    }
+  });
+  return true;
+}
+
+// Grad input (NCHW, M == 1): grad_output chunks through the pixels engine's grad-input mapping.
+template <class T>
+bool gi_nchw_pixels(const DwParams& p, const T* gout, const T* w, T* gin) {
+  const int64_t C = p.C, taps = p.taps();
+  const int64_t cc = nchw_pix_chunk(C, p.OH * p.OW, p.H * p.W), nchunks = cdiv(C, cc), CBall = cdiv(C, L);
+  const int kind = pix_kind(p.KW, 1, p.dil_w);
+  Buf wpk(CBall * taps * L * 4), zb((cc + 2 * L) * 4);
+  pack_weights_cl(w, C, taps, true, wpk.as<float>());
+  std::memset(zb.p, 0, (cc + 2 * L) * 4);
+  const AxisMap rows{(p.KH - 1) * p.dil_h - p.pad_t, p.stride_h, p.OH};
+  const AxisMap cols{(p.KW - 1) * p.dil_w - p.pad_l, p.stride_w, p.OW};
+  at::parallel_for(0, p.N * nchunks, 1, [&](int64_t begin, int64_t end) {
+    Buf xb(p.OH * p.OW * cc * 4), yb(p.H * p.W * cc * 4);
+    float* x = xb.as<float>();
+    float* y = yb.as<float>();
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / nchunks, c0 = (t % nchunks) * cc, nc = imin(cc, C - c0);
+      load_chunk(gout + n * p.out_sn + c0 * p.out_sc, p.out_sc, p.out_sh, p.out_sw, p.OH, p.OW, nc, x, cc);
+      pix_engine<float>(chunk_geom(p, 1, nc, cc), kind, 1, p.H, p.W, 1, p.dil_h, rows, cols, x, 0, p.OW * cc, cc,
+                        p.OW * cc, wpk.as<float>() + (c0 / L) * taps * L, nullptr, y, 0, p.W * cc, zb.as<float>());
+      store_chunk(y, cc, p.H, p.W, nc, gin + n * p.in_sn + c0 * p.in_sc, p.in_sc, p.in_sh);
+    }
+  });
+  return true;
+}
+
+// Grad weight + bias (NCHW, M == 1, float): per (image, chunk) the pixels kernels' sums over the
+// chunk's transposed input and grad_output, then the images' partial sums added in image order
+// (a fixed order: the same bits for any thread count).
+bool gw_nchw_pixels(const DwParams& p, const float* gout, const float* in, float* gw, float* gb) {
+  const int64_t C = p.C, taps = p.taps();
+  const int64_t cc = nchw_pix_chunk(C, p.H * p.W, p.OH * p.OW), nchunks = cdiv(C, cc);
+  Buf partw(p.N * C * taps * 4 + 64), partb(p.N * C * 4 + 64);
+  float* pw = partw.as<float>();
+  float* pb = partb.as<float>();
+  at::parallel_for(0, p.N * nchunks, 1, [&](int64_t begin, int64_t end) {
+    Buf xb(p.H * p.W * cc * 4), yb(p.OH * p.OW * cc * 4);
+    float* x = xb.as<float>();
+    float* y = yb.as<float>();
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / nchunks, c0 = (t % nchunks) * cc, nc = imin(cc, C - c0);
+      load_chunk(in + n * p.in_sn + c0 * p.in_sc, p.in_sc, p.in_sh, p.in_sw, p.H, p.W, nc, x, cc);
+      load_chunk(gout + n * p.out_sn + c0 * p.out_sc, p.out_sc, p.out_sh, p.out_sw, p.OH, p.OW, nc, y, cc);
+      DwParams q = p;
+      q.N = 1;
+      q.C = nc;
+      q.in_sn = q.out_sn = 0;
+      q.in_sc = q.out_sc = 1;
+      q.in_sh = p.W * cc;
+      q.in_sw = cc;
+      q.out_sh = p.OW * cc;
+      q.out_sw = cc;
+      gw_pixels<float>(q, y, x, pw + (n * C + c0) * taps, gb ? pb + n * C + c0 : nullptr);
+    }
+  });
+  at::parallel_for(0, C, 16, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      if (gw)
+        for (int64_t t = 0; t < taps; ++t) {
+          float s = 0.f;
+          for (int64_t n = 0; n < p.N; ++n) s += pw[(n * C + c) * taps + t];
+          gw[c * taps + t] = s;
+        }
+      if (gb) {
+        float s = 0.f;
+        for (int64_t n = 0; n < p.N; ++n) s += pb[n * C + c];
+        gb[c] = s;
+      }
+    }
+  });
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Entry points
 
 template <class T>
@@ -1879,6 +2100,8 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
     return true;
   }
   if (p.out_sw != 1) return false;
+  if (p.M == 1 && OC > 1 && p.OW <= nchw_pix_max_width() && !cl_use_planes(taps, p.OH, p.OW))
+    return fwd_nchw_pixels<T>(p, in, w, b, out);
   Buf w32(OC * taps * 4), b32(OC * 4);
   for (int64_t i = 0; i < OC * taps; ++i) w32.as<float>()[i] = to_f32(w[i]);
   if (b)
@@ -1921,6 +2144,8 @@ bool backward_input_t(const DwParams& p, const T* gout, const T* w, T* gin) {
     return true;
   }
   if (p.in_sw != 1) return false;
+  if (p.M == 1 && p.C > 1 && p.W <= nchw_pix_max_width() && !cl_use_planes(taps, p.H, p.W))
+    return gi_nchw_pixels<T>(p, gout, w, gin);
   Buf wf(OC * taps * 4);
   for (int64_t oc = 0; oc < OC; ++oc)
     for (int64_t t = 0; t < taps; ++t) wf.as<float>()[oc * taps + t] = to_f32(w[oc * taps + taps - 1 - t]);
@@ -1936,6 +2161,12 @@ bool backward_weight_bias_t(const DwParams& p, const T* gout, const T* in, T* gw
     return gw_pixels<T>(p, gout, in, gw, gb);
   }
   if (p.out_sw != 1) return false;
+  if constexpr (sizeof(T) == 4) {
+    // (per-image partial sums: N * C * taps floats, bounded here)
+    if (p.M == 1 && p.C > 1 && nchw_pix_gw_width(p.OW, p.stride_w) && p.N * p.C * p.taps() <= (16ll << 20) &&
+        !cl_use_planes(p.taps(), p.OH, p.OW, kClPlanesMinPixelsGw))
+      return gw_nchw_pixels(p, gout, in, gw, gb);
+  }
   return gw_planes<T>(p, gout, in, gw, gb);
 }
 
