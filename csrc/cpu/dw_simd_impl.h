@@ -1837,6 +1837,178 @@ bool gw_cl_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Images no wider than the kernel's reach (stride 1, dilation 1, output as wide as the input,
+// W <= 8): RepLKNet's 13x13 and ConvNeXt's 7x7 kernels on 7x7 maps. There every output pixel of
+// a row meets every input pixel of each valid kernel row, through the kernel column
+// kw = j - q + pad_l, so the pixels engine, which walks all KW columns for each output pixel
+// (13 for 7 real ones, each through a column pointer), does up to twice the work. Here a row of
+// P outputs x VC channel vectors stays in registers; per valid kernel row the P input pixels are
+// loaded once and each "diagonal" t = j - q + P - 1 of the P x P pairs shares one weight vector
+// (wz[t], zero-extended where kw falls outside the kernel; such diagonals are skipped).
+
+constexpr int kSmallMax = 8;
+
+// Pixel-major source and destination: pixel (h, w) of channel c at base + h*sh + w*sw + c.
+struct SmallGeom {
+  int64_t H, OH, KH, pad_t;  // source rows, output rows, kernel rows, top padding
+  int64_t t_lo, t_hi;        // diagonals with a weight inside the kernel
+  int64_t taps_z;            // KH * (2P - 1): floats per lane of one channel block's wz
+};
+
+template <int P>
+constexpr int small_vc() {
+  return L == 16 ? (P <= 7 ? 2 : 1) : 1;  // x and accumulators: 2*P*VC + VC registers
+}
+
+template <class T, int P, int VC, bool MSK>
+__attribute__((always_inline)) inline void small_row(const SmallGeom& s, const T* src, int64_t s_sh, int64_t s_sw,
+                                                      const float* wz, const float* bias, int64_t oh, T* o,
+                                                      int64_t o_sw, Mask cm) {
+  constexpr int TW = 2 * P - 1;
+  V acc[P][VC];
+#pragma GCC unroll 4
+  for (int v = 0; v < VC; ++v) {
+    const V b = bias ? Vec::load(bias + v * L) : Vec::zero();
+#pragma GCC unroll 8
+    for (int q = 0; q < P; ++q) acc[q][v] = b;
+  }
+  const int64_t wvs = s.taps_z * L;  // next channel vector's table
+  const int64_t kh0 = imax(0, s.pad_t - oh), kh1 = imin(s.KH, s.H + s.pad_t - oh);
+  for (int64_t kh = kh0; kh < kh1; ++kh) {
+    const T* xr = src + (oh + kh - s.pad_t) * s_sh;
+    V x[P][VC];
+#pragma GCC unroll 8
+    for (int j = 0; j < P; ++j)
+#pragma GCC unroll 4
+      for (int v = 0; v < VC; ++v) x[j][v] = MSK ? Vec::load(xr + j * s_sw + v * L, cm) : Vec::load(xr + j * s_sw + v * L);
+    const float* wr = wz + kh * TW * L;
+#pragma GCC unroll 16
+    for (int t = 0; t < TW; ++t) {
+      if (t < s.t_lo || t >= s.t_hi) continue;
+      V wv[VC];
+#pragma GCC unroll 4
+      for (int v = 0; v < VC; ++v) wv[v] = Vec::load(wr + t * L + v * wvs);
+      // pairs (j, q) with j - q = t - (P - 1)
+#pragma GCC unroll 8
+      for (int q = 0; q < P; ++q) {
+        const int j = t - (P - 1) + q;
+        if (j >= 0 && j < P) {
+#pragma GCC unroll 4
+          for (int v = 0; v < VC; ++v) acc[q][v] = Vec::fmadd(wv[v], x[j][v], acc[q][v]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int q = 0; q < P; ++q)
+#pragma GCC unroll 4
+    for (int v = 0; v < VC; ++v) {
+      if (MSK)
+        Vec::store(o + q * o_sw + v * L, acc[q][v], cm);
+      else
+        Vec::store(o + q * o_sw + v * L, acc[q][v]);
+    }
+}
+
+// All output rows of one image for channels [0, nc) (src, out, wz, bias already at the first
+// channel; wz / bias blocks of L channels).
+template <class T, int P>
+void small_image_p(const SmallGeom& s, const T* src, int64_t s_sh, int64_t s_sw, const float* wz, const float* bias,
+                   T* out, int64_t o_sh, int64_t o_sw, int64_t nc) {
+  constexpr int VC = small_vc<P>();
+  const int64_t nfull = nc / L;
+  const int ctail = static_cast<int>(nc - nfull * L);
+  const Mask cm = Vec::mask(ctail > 0 ? ctail : L);
+  const int64_t bstride = s.taps_z * L;  // floats per channel block in wz
+  for (int64_t oh = 0; oh < s.OH; ++oh) {
+    int64_t cb = 0;
+    for (; cb + VC <= nfull; cb += VC)
+      small_row<T, P, VC, false>(s, src + cb * L, s_sh, s_sw, wz + cb * bstride, bias ? bias + cb * L : nullptr, oh,
+                                 out + oh * o_sh + cb * L, o_sw, cm);
+    for (; cb < nfull; ++cb)
+      small_row<T, P, 1, false>(s, src + cb * L, s_sh, s_sw, wz + cb * bstride, bias ? bias + cb * L : nullptr, oh,
+                                out + oh * o_sh + cb * L, o_sw, cm);
+    if (ctail > 0)
+      small_row<T, P, 1, true>(s, src + cb * L, s_sh, s_sw, wz + cb * bstride, bias ? bias + cb * L : nullptr, oh,
+                               out + oh * o_sh + cb * L, o_sw, cm);
+  }
+}
+
+template <class T>
+void small_image(int64_t P, const SmallGeom& s, const T* src, int64_t s_sh, int64_t s_sw, const float* wz,
+                 const float* bias, T* out, int64_t o_sh, int64_t o_sw, int64_t nc) {
+  switch (P) {
+#define DSCONV_SMALL(n) \
+  case n: small_image_p<T, n>(s, src, s_sh, s_sw, wz, bias, out, o_sh, o_sw, nc); break;
+    DSCONV_SMALL(1) DSCONV_SMALL(2) DSCONV_SMALL(3) DSCONV_SMALL(4) DSCONV_SMALL(5) DSCONV_SMALL(6) DSCONV_SMALL(7)
+    DSCONV_SMALL(8)
+#undef DSCONV_SMALL
+    default: break;
+  }
+}
+
+// Whether the forward (gi = false) or, at stride 1, the grad input (gi = true) takes this route.
+inline bool small_ok(const DwParams& p, bool gi) {
+  if (p.M != 1 || p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || p.dil_w != 1) return false;
+  if (p.OW != p.W || p.W > kSmallMax) return false;
+  return p.KW >= p.W;
+}
+
+// Zero-extended weights: wz[cb][kh][t][l] = w[c][kh][kw] with kw = t - (P - 1) + pad_l (flipped
+// kernel for the grad input), 0 outside the kernel or past the last channel.
+template <class T>
+SmallGeom small_prepare(const DwParams& p, bool gi, const T* w, float* wz) {
+  const int64_t P = p.W, TW = 2 * P - 1, C = p.C, CB = cdiv(C, L), KH = p.KH, KW = p.KW;
+  const int64_t pad_l = gi ? KW - 1 - p.pad_l : p.pad_l;
+  SmallGeom s;
+  s.H = gi ? p.OH : p.H;
+  s.OH = gi ? p.H : p.OH;
+  s.KH = KH;
+  s.pad_t = gi ? KH - 1 - p.pad_t : p.pad_t;
+  s.t_lo = imax(0, P - 1 - pad_l);
+  s.t_hi = imin(TW, KW + P - 1 - pad_l);
+  s.taps_z = KH * TW;
+  for (int64_t cb = 0; cb < CB; ++cb)
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t t = 0; t < TW; ++t)
+        for (int64_t l = 0; l < L; ++l) {
+          const int64_t c = cb * L + l, kw = t - (P - 1) + pad_l;
+          float v = 0.f;
+          if (c < C && kw >= 0 && kw < KW)
+            v = to_f32(gi ? w[(c * KH + (KH - 1 - kh)) * KW + (KW - 1 - kw)] : w[(c * KH + kh) * KW + kw]);
+          wz[((cb * KH + kh) * TW + t) * L + l] = v;
+        }
+  return s;
+}
+
+inline int64_t small_wz_floats(const DwParams& p) { return cdiv(p.C, L) * p.KH * (2 * p.W - 1) * L; }
+
+// channels_last forward / grad input: tasks of (image, group of channel blocks).
+template <class T>
+bool small_cl(const DwParams& p, bool gi, const T* src, const T* w, const T* b, T* dst) {
+  const int64_t C = p.C, CB = cdiv(C, L);
+  Buf wzb(small_wz_floats(p) * 4), bb(CB * L * 4);
+  const SmallGeom s = small_prepare(p, gi, w, wzb.as<float>());
+  float* bias = nullptr;
+  if (b) {
+    bias = bb.as<float>();
+    for (int64_t i = 0; i < CB * L; ++i) bias[i] = i < C ? to_f32(b[i]) : 0.f;
+  }
+  const int64_t s_sn = gi ? p.out_sn : p.in_sn, s_sh = gi ? p.out_sh : p.in_sh, s_sw = gi ? p.out_sw : p.in_sw;
+  const int64_t d_sn = gi ? p.in_sn : p.out_sn, d_sh = gi ? p.in_sh : p.out_sh, d_sw = gi ? p.in_sw : p.out_sw;
+  constexpr int64_t G = 4;  // channel blocks per task
+  const int64_t ng = cdiv(CB, G);
+  at::parallel_for(0, p.N * ng, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / ng, cb0 = (t % ng) * G, c0 = cb0 * L, nc = imin(G * L, C - c0);
+      small_image<T>(p.W, s, src + n * s_sn + c0, s_sh, s_sw, wzb.as<float>() + cb0 * s.taps_z * L,
+                     bias ? bias + c0 : nullptr, dst + n * d_sn + c0, d_sh, d_sw, nc);
+    }
+  });
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
 // NCHW forward on narrow planes: through the pixels engine. A plane row of 7 or 14 outputs fills
 // a fraction of one vector in the planes kernels, and each (image, channel) task is a few dozen
 // FMAs next to its setup; oneDNN reorders the whole tensor to a channel-blocked layout instead.
@@ -1969,6 +2141,9 @@ bool fwd_nchw_pixels(const DwParams& p, const T* in, const T* w, const T* b, T* 
   }
   std::memset(zb.p, 0, (cc + 2 * L) * 4);
   const AxisMap rows{p.pad_t, 1, p.H}, cols{p.pad_l, 1, p.W};
+  const bool small = small_ok(p, false);
+  Buf wzb(small ? small_wz_floats(p) * 4 : 64);
+  const SmallGeom sg = small ? small_prepare(p, false, w, wzb.as<float>()) : SmallGeom{};
   at::parallel_for(0, p.N * nchunks, 1, [&](int64_t begin, int64_t end) {
     Buf xb(p.H * p.W * cc * 4), yb(p.OH * p.OW * cc * 4);
     float* x = xb.as<float>();
@@ -1976,10 +2151,13 @@ bool fwd_nchw_pixels(const DwParams& p, const T* in, const T* w, const T* b, T* 
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / nchunks, c0 = (t % nchunks) * cc, nc = imin(cc, C - c0);
       load_chunk(in + n * p.in_sn + c0 * p.in_sc, p.in_sc, p.in_sh, p.in_sw, p.H, p.W, nc, x, cc);
-      // one image, serially (a nested at::parallel_for runs inline)
-      pix_engine<float>(chunk_geom(p, p.stride_w, nc, cc), kind, 1, p.OH, p.OW, p.stride_h, p.dil_h, rows, cols, x, 0,
-                        p.W * cc, cc, p.W * cc, wpk.as<float>() + (c0 / L) * taps * L, bias ? bias + c0 : nullptr, y, 0,
-                        p.OW * cc, zb.as<float>());
+      if (small)
+        small_image<float>(p.W, sg, x, p.W * cc, cc, wzb.as<float>() + (c0 / L) * sg.taps_z * L,
+                           bias ? bias + c0 : nullptr, y, p.OW * cc, cc, nc);
+      else  // one image, serially (a nested at::parallel_for runs inline)
+        pix_engine<float>(chunk_geom(p, p.stride_w, nc, cc), kind, 1, p.OH, p.OW, p.stride_h, p.dil_h, rows, cols, x, 0,
+                          p.W * cc, cc, p.W * cc, wpk.as<float>() + (c0 / L) * taps * L, bias ? bias + c0 : nullptr, y,
+                          0, p.OW * cc, zb.as<float>());
       store_chunk(y, cc, p.OH, p.OW, nc, out + n * p.out_sn + c0 * p.out_sc, p.out_sc, p.out_sh);
     }
   });
@@ -1997,6 +2175,9 @@ bool gi_nchw_pixels(const DwParams& p, const T* gout, const T* w, T* gin) {
   std::memset(zb.p, 0, (cc + 2 * L) * 4);
   const AxisMap rows{(p.KH - 1) * p.dil_h - p.pad_t, p.stride_h, p.OH};
   const AxisMap cols{(p.KW - 1) * p.dil_w - p.pad_l, p.stride_w, p.OW};
+  const bool small = small_ok(p, true);
+  Buf wzb(small ? small_wz_floats(p) * 4 : 64);
+  const SmallGeom sg = small ? small_prepare(p, true, w, wzb.as<float>()) : SmallGeom{};
   at::parallel_for(0, p.N * nchunks, 1, [&](int64_t begin, int64_t end) {
     Buf xb(p.OH * p.OW * cc * 4), yb(p.H * p.W * cc * 4);
     float* x = xb.as<float>();
@@ -2004,8 +2185,12 @@ bool gi_nchw_pixels(const DwParams& p, const T* gout, const T* w, T* gin) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / nchunks, c0 = (t % nchunks) * cc, nc = imin(cc, C - c0);
       load_chunk(gout + n * p.out_sn + c0 * p.out_sc, p.out_sc, p.out_sh, p.out_sw, p.OH, p.OW, nc, x, cc);
-      pix_engine<float>(chunk_geom(p, 1, nc, cc), kind, 1, p.H, p.W, 1, p.dil_h, rows, cols, x, 0, p.OW * cc, cc,
-                        p.OW * cc, wpk.as<float>() + (c0 / L) * taps * L, nullptr, y, 0, p.W * cc, zb.as<float>());
+      if (small)
+        small_image<float>(p.W, sg, x, p.OW * cc, cc, wzb.as<float>() + (c0 / L) * sg.taps_z * L, nullptr, y, p.W * cc,
+                           cc, nc);
+      else
+        pix_engine<float>(chunk_geom(p, 1, nc, cc), kind, 1, p.H, p.W, 1, p.dil_h, rows, cols, x, 0, p.OW * cc, cc,
+                          p.OW * cc, wpk.as<float>() + (c0 / L) * taps * L, nullptr, y, 0, p.W * cc, zb.as<float>());
       store_chunk(y, cc, p.H, p.W, nc, gin + n * p.in_sn + c0 * p.in_sc, p.in_sc, p.in_sh);
     }
   });
@@ -2068,6 +2253,7 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
   const bool pixel_order = p.out_sc == 1 && OC > 1;
   if (pixel_order) {
     if (p.in_sc != 1 || p.M != 1) return false;
+    if (small_ok(p, false)) return small_cl<T>(p, false, in, w, b, out);
     if (cl_use_planes(taps, p.OH, p.OW)) {
       Buf w32(OC * taps * 4), b32(OC * 4);
       for (int64_t i = 0; i < OC * taps; ++i) w32.as<float>()[i] = to_f32(w[i]);
@@ -2117,6 +2303,7 @@ bool backward_input_t(const DwParams& p, const T* gout, const T* w, T* gin) {
   const bool pixel_order = p.in_sc == 1 && p.C > 1;
   if (pixel_order) {
     if (p.out_sc != 1 || p.M != 1) return false;
+    if (small_ok(p, true)) return small_cl<T>(p, true, gout, w, nullptr, gin);
     if (cl_use_planes(taps, p.H, p.W)) {
       Buf wf(OC * taps * 4);
       for (int64_t oc = 0; oc < OC; ++oc)
