@@ -82,6 +82,8 @@ def describe(device: torch.device) -> Dict[str, Any]:
         "dsconv_ext": getattr(dsconv_ext, "__version__", "unknown"),
         "git_commit": git_commit(),
         "fused_separable": hasattr(dsconv_ext, "separable_conv2d"),
+        # dsconv's CPU output cache (0: off); PyTorch's ops allocate their outputs afresh
+        "cpu_cache_limit_bytes": dsconv_ext.cpu_cache_info()["limit_bytes"] if hasattr(dsconv_ext, "cpu_cache_info") else None,
         "device": device.type,
         "gpu": None,
     }

@@ -38,6 +38,15 @@ def _table(header: List[str], rows: List[List[str]], right_from: int = 1) -> str
     return "\n".join(lines)
 
 
+def _cache_words(m: Dict[str, Any]) -> str:
+    limit = m.get("cpu_cache_limit_bytes")
+    if limit is None:
+        return "[CPU output cache](#cpu-output-cache) (limit not recorded)"
+    if limit == 0:
+        return "[CPU output cache](#cpu-output-cache), which was off in this run"
+    return f"[CPU output cache](#cpu-output-cache), limit {limit >> 20} MiB"
+
+
 def section(d: Dict[str, Any], note: str = "") -> str:
     m, cfg, cb = d["machine"], d["config"], d["copy_bandwidth"]
     ref = cb["method"]
@@ -51,8 +60,10 @@ def section(d: Dict[str, Any], note: str = "") -> str:
         "",
         f"Copy bandwidth in the same run: {cb['reference_gbps']:.1f} GB/s with `{ref}` (the 100% "
         f"below; start {cb['start_gbps'][ref]:.1f}, end {cb['end_gbps'][ref]:.1f}), "
-        f"{cb['start_gbps']['clone']:.1f} GB/s with `clone` (page faults on fresh memory dominate it; "
-        "every op, ours and PyTorch's, allocates its output). Layers that fit in the L3 can exceed 100%.",
+        f"{cb['start_gbps']['clone']:.1f} GB/s with `clone` (page faults on fresh memory dominate it: "
+        "PyTorch's ops allocate their outputs afresh, dsconv's take large ones from its "
+        + _cache_words(m)
+        + "). Layers that fit in the L3 can exceed 100%.",
         "",
         "Geomean speedup over PyTorch (float32, batch 32, 16 for 31×31):",
         "",

@@ -37,6 +37,16 @@
 //   blocks of L channels are transposed into zero-padded planes and computed by the planes
 //   kernels (forward, grad input, grad weight + bias).
 //
+// * NCHW on narrow planes (float32, multiplier 1, output width <= one vector: 7x7 and 14x14
+//   maps): the planes kernels would fill a fraction of a vector per row, so a task takes a chunk
+//   of channels of one image, transposes it into an L2-resident pixel-major buffer, runs the
+//   pixels kernels there and transposes the result back (forward, grad input; grad weight on
+//   7-wide rows and stride-2 14-wide rows, per-image sums added in image order).
+// * narrow images under wide kernels (stride 1, same width <= 8, kernel at least as wide as
+//   the image: RepLKNet 13x13 / ConvNeXt 7x7 on 7x7 maps): a register row of outputs
+//   accumulated by diagonals (one weight vector per input-output column offset), skipping the
+//   taps in the padding; forward and grad input, both layouts (NCHW through the chunks above).
+//
 // Determinism: every output element is computed by one task in a fixed order, and weight/bias
 // gradients are reduced over fixed, shape-derived chunks in a fixed order, so results are
 // bitwise identical for any thread count.
