@@ -1478,7 +1478,7 @@ void gw_pix_fixed_kind(int kind, int khb, const T* const* rb, const T* const* co
 }
 
 template <class T>
-bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
+bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb, int64_t max_groups = 64) {
   const int64_t C = p.OC(), CB = cdiv(C, L), taps = p.taps();
   const int ctail = static_cast<int>(C - (CB - 1) * L);
   const Mask cm = Vec::mask(ctail);
@@ -1488,7 +1488,7 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
   // Groups of at least 16 rows where there are enough rows for 16 groups (fixed by the shape,
   // never by the thread count): on 7x7 / 14x14 maps, 64 groups of 3-7 rows spent more on their
   // partial sums than on the rows (32x1152x7x7 k5: 1.0 ms with 64 groups, 0.66 with 16).
-  const int64_t G = imax(1, imin(imin(NR, imax(16, imin(64, NR / 16))), gmax));
+  const int64_t G = imax(1, imin(imin(NR, imin(max_groups, imax(16, imin(64, NR / 16)))), gmax));
   const int64_t GR = cdiv(NR, G);
   const int64_t ncols = (p.OW - 1) * p.stride_w + (p.KW - 1) * p.dil_w + 1;
   const int64_t nblocks = cdiv(taps, kNT), ntb = cdiv(taps, nblocks);
@@ -2238,7 +2238,7 @@ bool gw_nchw_pixels(const DwParams& p, const float* gout, const float* in, float
       q.in_sw = cc;
       q.out_sh = p.OW * cc;
       q.out_sw = cc;
-      gw_pixels<float>(q, y, x, pw + (n * C + c0) * taps, gb ? pb + n * C + c0 : nullptr);
+      gw_pixels<float>(q, y, x, pw + (n * C + c0) * taps, gb ? pb + n * C + c0 : nullptr, /*max_groups=*/1);
     }
   });
   at::parallel_for(0, C, 16, [&](int64_t c0, int64_t c1) {
