@@ -199,12 +199,14 @@ def test_nchw_narrow_planes_through_pixel_kernels(isa):
     assert_ok(check(problems, layouts=("nchw", "step", "transposed")))
 
 
-def test_images_within_the_kernel_reach(isa):
-    # stride 1, output as wide as the input, W <= 8 <= kernel width reach: every output pixel meets
-    # every input pixel of a valid kernel row (RepLKNet 13x13 / ConvNeXt 7x7 on 7x7 maps); each
-    # width 1..8, channel tails and pairs, even kernels ('same'), rows shorter than the kernel
+def test_narrow_images_under_wide_kernels(isa):
+    # stride 1, output as wide as the input, W <= 15 (AVX2: 7), kernel >= 7 wide or as wide as the
+    # image: register rows of 7 outputs (the last overlapping) fed by diagonals (RepLKNet 13x13 /
+    # ConvNeXt 7x7 on 7x7 and 14x14 maps); each width 1..16, channel tails and pairs, even kernels
+    # ('same'), images shorter than the kernel
     problems = [(2, 37, 7, 7, 13, 1, 6, 1, 1), (2, 37, 7, 7, 7, 1, 3, 1, 1), (1, 35, 7, 6, 8, 1, "same", 1, 1)]
-    problems += [(1, 17 + W, 3 + W % 4, W, 9, 1, 4, 1, 1) for W in range(1, 9)]
+    problems += [(1, 17 + W, 3 + W % 4, W, 9, 1, 4, 1, 1) for W in range(1, 17)]
+    problems += [(1, 37, 14, 14, 13, 1, 6, 1, 1), (1, 40, 14, 14, 7, 1, 3, 1, 1), (1, 18, 12, 15, 11, 1, 5, 1, 1)]
     problems += [(1, 33, 8, 8, 15, 1, 7, 1, 1), (1, 16, 5, 5, 5, 1, 2, 1, 1), (1, 20, 2, 4, 13, 1, 6, 1, 1)]
     assert_ok(check(problems, layouts=("nchw", "cl", "step")))
 

@@ -42,10 +42,11 @@
 //   of channels of one image, transposes it into an L2-resident pixel-major buffer, runs the
 //   pixels kernels there and transposes the result back (forward, grad input; grad weight on
 //   7-wide rows and stride-2 14-wide rows, per-image sums added in image order).
-// * narrow images under wide kernels (stride 1, same width <= 8, kernel at least as wide as
-//   the image: RepLKNet 13x13 / ConvNeXt 7x7 on 7x7 maps): a register row of outputs
-//   accumulated by diagonals (one weight vector per input-output column offset), skipping the
-//   taps in the padding; forward and grad input, both layouts (NCHW through the chunks above).
+// * narrow images under wide kernels (stride 1, same width <= 15 (AVX2: 7), kernel at least 7
+//   wide or as wide as the image: RepLKNet 13x13 / ConvNeXt 7x7 on 7x7 and 14x14 maps): the
+//   row's input pixels and a tile of 7 outputs in registers, accumulated by diagonals (one weight
+//   vector per input-output column offset), skipping the taps in the padding; forward and grad
+//   input, both layouts (NCHW through the chunks above).
 //
 // Determinism: every output element is computed by one task in a fixed order, and weight/bias
 // gradients are reduced over fixed, shape-derived chunks in a fixed order, so results are
@@ -1852,34 +1853,39 @@ bool gw_cl_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Images no wider than the kernel's reach (stride 1, dilation 1, output as wide as the input,
-// W <= 8): RepLKNet's 13x13 and ConvNeXt's 7x7 kernels on 7x7 maps. There every output pixel of
-// a row meets every input pixel of each valid kernel row, through the kernel column
-// kw = j - q + pad_l, so the pixels engine, which walks all KW columns for each output pixel
-// (13 for 7 real ones, each through a column pointer), does up to twice the work. Here a row of
-// P outputs x VC channel vectors stays in registers; per valid kernel row the P input pixels are
-// loaded once and each "diagonal" t = j - q + P - 1 of the P x P pairs shares one weight vector
-// (wz[t], zero-extended where kw falls outside the kernel; such diagonals are skipped).
+// Narrow images under wide kernels (stride 1, dilation 1, output as wide as the input, W <= 15
+// with AVX-512, 7 with AVX2): RepLKNet's 13x13 and ConvNeXt's 7x7 kernels on 7x7 and 14x14 maps.
+// Output pixel q of a row meets input pixel j of a valid kernel row through kernel column
+// kw = j - q + pad_l. The pixels engine walks all KW columns for each output pixel, the ones in
+// the padding included (13 for 7 real ones on a 7x7 map), each through a column pointer. Here
+// the row's W input pixels and a tile of P <= 7 outputs (x VC channel vectors) stay in registers;
+// per valid kernel row the inputs are loaded once, and each "diagonal" j - q shares one weight
+// vector from a table by column offset; diagonals whose kw falls outside the kernel are skipped.
+// 16x512x14x14 k13: 2.4-2.6 -> 1.5 ms forward (both layouts, 2 threads).
 
-constexpr int kSmallMax = 8;
+// Widest image: its J input pixels + a tile of P outputs (+ weights) in registers.
+constexpr int kSmallMax = L == 16 ? 15 : 7;
+constexpr int kSmallTile = 7;  // outputs per register row (the last tile of a row overlaps)
 
 // Pixel-major source and destination: pixel (h, w) of channel c at base + h*sh + w*sw + c.
 struct SmallGeom {
   int64_t H, OH, KH, pad_t;  // source rows, output rows, kernel rows, top padding
-  int64_t t_lo, t_hi;        // diagonals with a weight inside the kernel
-  int64_t taps_z;            // KH * (2P - 1): floats per lane of one channel block's wz
+  int64_t W;                 // source width = output width
+  int64_t d_lo, d_hi;        // table indices whose kernel column lies inside the kernel
+  int64_t TWF;               // table width per kernel row: 2W - 1 (index j - q + W - 1)
 };
 
-template <int P>
+template <int J, int P>
 constexpr int small_vc() {
-  return L == 16 ? (P <= 7 ? 2 : 1) : 1;  // x and accumulators: 2*P*VC + VC registers
+  return 2 * (J + P) + 2 <= (L == 16 ? 32 : 16) ? 2 : 1;  // inputs + accumulators + weights
 }
 
-template <class T, int P, int VC, bool MSK>
-__attribute__((always_inline)) inline void small_row(const SmallGeom& s, const T* src, int64_t s_sh, int64_t s_sw,
-                                                      const float* wz, const float* bias, int64_t oh, T* o,
-                                                      int64_t o_sw, Mask cm) {
-  constexpr int TW = 2 * P - 1;
+// Outputs [q0, q0 + P) of row oh for VC channel vectors. wz: this channel block's table,
+// wz[(kh * TWF + j - q + W - 1) * L] for input column j and output column q.
+template <class T, int J, int P, int VC, bool MSK>
+__attribute__((always_inline)) inline void small_tile(const SmallGeom& s, const T* src, int64_t s_sh, int64_t s_sw,
+                                                       const float* wz, int64_t wvs, const float* bias, int64_t oh,
+                                                       int64_t q0, T* o, int64_t o_sw, Mask cm) {
   V acc[P][VC];
 #pragma GCC unroll 4
   for (int v = 0; v < VC; ++v) {
@@ -1887,19 +1893,21 @@ __attribute__((always_inline)) inline void small_row(const SmallGeom& s, const T
 #pragma GCC unroll 8
     for (int q = 0; q < P; ++q) acc[q][v] = b;
   }
-  const int64_t wvs = s.taps_z * L;  // next channel vector's table
+  // diagonal t (= j - q + P - 1) reads table index t + off
+  const int64_t off = s.W - P - q0;
+  const int64_t t_lo = s.d_lo - off, t_hi = s.d_hi - off;
   const int64_t kh0 = imax(0, s.pad_t - oh), kh1 = imin(s.KH, s.H + s.pad_t - oh);
   for (int64_t kh = kh0; kh < kh1; ++kh) {
     const T* xr = src + (oh + kh - s.pad_t) * s_sh;
-    V x[P][VC];
-#pragma GCC unroll 8
-    for (int j = 0; j < P; ++j)
+    V x[J][VC];
+#pragma GCC unroll 16
+    for (int j = 0; j < J; ++j)
 #pragma GCC unroll 4
       for (int v = 0; v < VC; ++v) x[j][v] = MSK ? Vec::load(xr + j * s_sw + v * L, cm) : Vec::load(xr + j * s_sw + v * L);
-    const float* wr = wz + kh * TW * L;
-#pragma GCC unroll 16
-    for (int t = 0; t < TW; ++t) {
-      if (t < s.t_lo || t >= s.t_hi) continue;
+    const float* wr = wz + (kh * s.TWF + off) * L;
+#pragma GCC unroll 32
+    for (int t = 0; t < J + P - 1; ++t) {
+      if (t < t_lo || t >= t_hi) continue;
       V wv[VC];
 #pragma GCC unroll 4
       for (int v = 0; v < VC; ++v) wv[v] = Vec::load(wr + t * L + v * wvs);
@@ -1907,7 +1915,7 @@ __attribute__((always_inline)) inline void small_row(const SmallGeom& s, const T
 #pragma GCC unroll 8
       for (int q = 0; q < P; ++q) {
         const int j = t - (P - 1) + q;
-        if (j >= 0 && j < P) {
+        if (j >= 0 && j < J) {
 #pragma GCC unroll 4
           for (int v = 0; v < VC; ++v) acc[q][v] = Vec::fmadd(wv[v], x[j][v], acc[q][v]);
         }
@@ -1927,71 +1935,80 @@ __attribute__((always_inline)) inline void small_row(const SmallGeom& s, const T
 
 // All output rows of one image for channels [0, nc) (src, out, wz, bias already at the first
 // channel; wz / bias blocks of L channels).
-template <class T, int P>
-void small_image_p(const SmallGeom& s, const T* src, int64_t s_sh, int64_t s_sw, const float* wz, const float* bias,
+template <class T, int J>
+void small_image_j(const SmallGeom& s, const T* src, int64_t s_sh, int64_t s_sw, const float* wz, const float* bias,
                    T* out, int64_t o_sh, int64_t o_sw, int64_t nc) {
-  constexpr int VC = small_vc<P>();
+  constexpr int P = J < kSmallTile ? J : kSmallTile;
+  constexpr int VC = small_vc<J, P>();
   const int64_t nfull = nc / L;
   const int ctail = static_cast<int>(nc - nfull * L);
   const Mask cm = Vec::mask(ctail > 0 ? ctail : L);
-  const int64_t bstride = s.taps_z * L;  // floats per channel block in wz
-  for (int64_t oh = 0; oh < s.OH; ++oh) {
-    int64_t cb = 0;
-    for (; cb + VC <= nfull; cb += VC)
-      small_row<T, P, VC, false>(s, src + cb * L, s_sh, s_sw, wz + cb * bstride, bias ? bias + cb * L : nullptr, oh,
-                                 out + oh * o_sh + cb * L, o_sw, cm);
-    for (; cb < nfull; ++cb)
-      small_row<T, P, 1, false>(s, src + cb * L, s_sh, s_sw, wz + cb * bstride, bias ? bias + cb * L : nullptr, oh,
-                                out + oh * o_sh + cb * L, o_sw, cm);
-    if (ctail > 0)
-      small_row<T, P, 1, true>(s, src + cb * L, s_sh, s_sw, wz + cb * bstride, bias ? bias + cb * L : nullptr, oh,
-                               out + oh * o_sh + cb * L, o_sw, cm);
-  }
+  const int64_t bstride = s.KH * s.TWF * L;  // floats per channel block in wz
+  for (int64_t oh = 0; oh < s.OH; ++oh)
+    for (int64_t q0 = 0; q0 < J; q0 += P) {
+      const int64_t q = q0 + P <= J ? q0 : J - P;  // the last tile overlaps the one before
+      T* o = out + oh * o_sh + q * o_sw;
+      int64_t cb = 0;
+      for (; cb + VC <= nfull; cb += VC)
+        small_tile<T, J, P, VC, false>(s, src + cb * L, s_sh, s_sw, wz + cb * bstride, bstride,
+                                       bias ? bias + cb * L : nullptr, oh, q, o + cb * L, o_sw, cm);
+      for (; cb < nfull; ++cb)
+        small_tile<T, J, P, 1, false>(s, src + cb * L, s_sh, s_sw, wz + cb * bstride, bstride,
+                                      bias ? bias + cb * L : nullptr, oh, q, o + cb * L, o_sw, cm);
+      if (ctail > 0)
+        small_tile<T, J, P, 1, true>(s, src + cb * L, s_sh, s_sw, wz + cb * bstride, bstride,
+                                     bias ? bias + cb * L : nullptr, oh, q, o + cb * L, o_sw, cm);
+    }
 }
 
 template <class T>
-void small_image(int64_t P, const SmallGeom& s, const T* src, int64_t s_sh, int64_t s_sw, const float* wz,
-                 const float* bias, T* out, int64_t o_sh, int64_t o_sw, int64_t nc) {
-  switch (P) {
+void small_image(const SmallGeom& s, const T* src, int64_t s_sh, int64_t s_sw, const float* wz, const float* bias,
+                 T* out, int64_t o_sh, int64_t o_sw, int64_t nc) {
+  switch (s.W) {
 #define DSCONV_SMALL(n) \
-  case n: small_image_p<T, n>(s, src, s_sh, s_sw, wz, bias, out, o_sh, o_sw, nc); break;
+  case n: if constexpr (n <= kSmallMax) small_image_j<T, n>(s, src, s_sh, s_sw, wz, bias, out, o_sh, o_sw, nc); break;
     DSCONV_SMALL(1) DSCONV_SMALL(2) DSCONV_SMALL(3) DSCONV_SMALL(4) DSCONV_SMALL(5) DSCONV_SMALL(6) DSCONV_SMALL(7)
-    DSCONV_SMALL(8)
+    DSCONV_SMALL(8) DSCONV_SMALL(9) DSCONV_SMALL(10) DSCONV_SMALL(11) DSCONV_SMALL(12) DSCONV_SMALL(13)
+    DSCONV_SMALL(14) DSCONV_SMALL(15)
 #undef DSCONV_SMALL
     default: break;
   }
 }
 
-// Whether the forward (gi = false) or, at stride 1, the grad input (gi = true) takes this route.
+// Whether the forward (gi = false) or, at stride 1, the grad input (gi = true) takes this route:
+// kernels at least 7 wide, or as wide as the image (on 3x3 / 5x5 the pixels engine computes few
+// taps in the padding and its column loads are shared as well).
 inline bool small_ok(const DwParams& p, bool gi) {
+  (void)gi;
   if (p.M != 1 || p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || p.dil_w != 1) return false;
   if (p.OW != p.W || p.W > kSmallMax) return false;
-  return p.KW >= p.W;
+  return p.KW >= 7 || p.KW >= p.W;
 }
 
-// Zero-extended weights: wz[cb][kh][t][l] = w[c][kh][kw] with kw = t - (P - 1) + pad_l (flipped
-// kernel for the grad input), 0 outside the kernel or past the last channel.
+// Weights by column offset: wz[cb][kh][d][l] = w[c][kh][kw] with kw = d - (W - 1) + pad_l (the
+// flipped kernel for the grad input), 0 outside the kernel or past the last channel.
 template <class T>
 SmallGeom small_prepare(const DwParams& p, bool gi, const T* w, float* wz) {
-  const int64_t P = p.W, TW = 2 * P - 1, C = p.C, CB = cdiv(C, L), KH = p.KH, KW = p.KW;
+  const int64_t W = p.W, TWF = 2 * W - 1, C = p.C, CB = cdiv(C, L), KH = p.KH, KW = p.KW;
   const int64_t pad_l = gi ? KW - 1 - p.pad_l : p.pad_l;
   SmallGeom s;
   s.H = gi ? p.OH : p.H;
   s.OH = gi ? p.H : p.OH;
   s.KH = KH;
   s.pad_t = gi ? KH - 1 - p.pad_t : p.pad_t;
-  s.t_lo = imax(0, P - 1 - pad_l);
-  s.t_hi = imin(TW, KW + P - 1 - pad_l);
-  s.taps_z = KH * TW;
+  s.W = W;
+  s.TWF = TWF;
+  s.d_lo = imax(0, W - 1 - pad_l);
+  s.d_hi = imin(TWF, KW + W - 1 - pad_l);
   for (int64_t cb = 0; cb < CB; ++cb)
     for (int64_t kh = 0; kh < KH; ++kh)
-      for (int64_t t = 0; t < TW; ++t)
+      for (int64_t d = 0; d < TWF; ++d)
         for (int64_t l = 0; l < L; ++l) {
-          const int64_t c = cb * L + l, kw = t - (P - 1) + pad_l;
+          const int64_t c = cb * L + l, kw = d - (W - 1) + pad_l;
           float v = 0.f;
           if (c < C && kw >= 0 && kw < KW)
             v = to_f32(gi ? w[(c * KH + (KH - 1 - kh)) * KW + (KW - 1 - kw)] : w[(c * KH + kh) * KW + kw]);
-          wz[((cb * KH + kh) * TW + t) * L + l] = v;
+          wz[((cb * KH + kh) * TWF + d) * L + l] = v;
         }
   return s;
 }
@@ -2016,7 +2033,7 @@ bool small_cl(const DwParams& p, bool gi, const T* src, const T* w, const T* b, 
   at::parallel_for(0, p.N * ng, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / ng, cb0 = (t % ng) * G, c0 = cb0 * L, nc = imin(G * L, C - c0);
-      small_image<T>(p.W, s, src + n * s_sn + c0, s_sh, s_sw, wzb.as<float>() + cb0 * s.taps_z * L,
+      small_image<T>(s, src + n * s_sn + c0, s_sh, s_sw, wzb.as<float>() + cb0 * p.KH * s.TWF * L,
                      bias ? bias + c0 : nullptr, dst + n * d_sn + c0, d_sh, d_sw, nc);
     }
   });
@@ -2167,7 +2184,7 @@ bool fwd_nchw_pixels(const DwParams& p, const T* in, const T* w, const T* b, T* 
       const int64_t n = t / nchunks, c0 = (t % nchunks) * cc, nc = imin(cc, C - c0);
       load_chunk(in + n * p.in_sn + c0 * p.in_sc, p.in_sc, p.in_sh, p.in_sw, p.H, p.W, nc, x, cc);
       if (small)
-        small_image<float>(p.W, sg, x, p.W * cc, cc, wzb.as<float>() + (c0 / L) * sg.taps_z * L,
+        small_image<float>(sg, x, p.W * cc, cc, wzb.as<float>() + (c0 / L) * p.KH * sg.TWF * L,
                            bias ? bias + c0 : nullptr, y, p.OW * cc, cc, nc);
       else  // one image, serially (a nested at::parallel_for runs inline)
         pix_engine<float>(chunk_geom(p, p.stride_w, nc, cc), kind, 1, p.OH, p.OW, p.stride_h, p.dil_h, rows, cols, x, 0,
@@ -2201,7 +2218,7 @@ bool gi_nchw_pixels(const DwParams& p, const T* gout, const T* w, T* gin) {
       const int64_t n = t / nchunks, c0 = (t % nchunks) * cc, nc = imin(cc, C - c0);
       load_chunk(gout + n * p.out_sn + c0 * p.out_sc, p.out_sc, p.out_sh, p.out_sw, p.OH, p.OW, nc, x, cc);
       if (small)
-        small_image<float>(p.W, sg, x, p.OW * cc, cc, wzb.as<float>() + (c0 / L) * sg.taps_z * L, nullptr, y, p.W * cc,
+        small_image<float>(sg, x, p.OW * cc, cc, wzb.as<float>() + (c0 / L) * p.KH * sg.TWF * L, nullptr, y, p.W * cc,
                            cc, nc);
       else
         pix_engine<float>(chunk_geom(p, 1, nc, cc), kind, 1, p.H, p.W, 1, p.dil_h, rows, cols, x, 0, p.OW * cc, cc,
