@@ -64,10 +64,11 @@ def check_forward(input, weight, bias, stride, padding, dilation):
         if bias.dtype != input.dtype:
             _fail(f"input dtype ({_name(input.dtype)}) and bias dtype ({_name(bias.dtype)}) should be the same")
         _check_device(input, bias, "input", "bias")
-    if any(s <= 0 for s in stride):
-        _fail(f"stride must be positive, got {list(stride)}")
-    if any(d <= 0 for d in dilation):
-        _fail(f"dilation must be positive, got {list(dilation)}")
+    for i in range(2):  # in the C++ check's order: stride[0], dilation[0], stride[1], dilation[1]
+        if stride[i] <= 0:
+            _fail(f"stride must be positive, got {list(stride)}")
+        if dilation[i] <= 0:
+            _fail(f"dilation must be positive, got {list(dilation)}")
     if any(p < 0 for p in padding):
         _fail(f"padding must be non-negative, got {list(padding)}")
     padded_h = input.shape[2] + padding[0] + padding[1]

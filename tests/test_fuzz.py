@@ -40,6 +40,7 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
+from torch._prims_common import suggest_memory_format
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -142,6 +143,15 @@ def assert_within(got, ref, absref, n_terms, dtype, what, extra_rel=0.0):
             f"got {g.flatten()[i].item()!r}, reference {ref.flatten()[i].item()!r}, "
             f"bound {bound.flatten()[i].item():.3g} (n_terms={n_terms})"
         )
+
+
+def slow_path_layout_is_ambiguous(x):
+    """A float64 or float16 input of 1x1 images (channels_last-like strides are then ambiguous):
+    PyTorch's oneDNN-free path for these dtypes picks NCHW outputs for batches of 2 or more and
+    channels_last for a batch of 1 (float32/bfloat16 keep channels_last), a choice dsconv does
+    not mimic (it follows the input's suggested memory format, as PyTorch does in every other
+    case). The values are still checked as everywhere else."""
+    return x.dtype in (torch.float64, torch.float16) and x.shape[-1] == 1 and x.shape[-2] == 1
 
 
 def assert_same_layout(got, want, what):
@@ -254,7 +264,8 @@ def problems(draw, asymmetric: bool, multiplier: bool = True, max_hw_extra: int 
 
 def _conv64(x, w, b, stride, pad4, dil):
     t, bo, l, r = pad4
-    return F.conv2d(F.pad(x, (l, r, t, bo)), w, b, stride, 0, dil, groups=x.shape[1])
+    # dense bias: see the PyTorch crash noted in test_fuzz_depthwise
+    return F.conv2d(F.pad(x, (l, r, t, bo)), w, None if b is None else b.contiguous(), stride, 0, dil, groups=x.shape[1])
 
 
 def _bias_terms(pb):
@@ -299,11 +310,18 @@ def test_fuzz_depthwise(pb, dtype, layout, wlayout, bias, grads, go_layout, unba
 
     with cpu_isa(isa, threads):
         y = dsconv_ext.depthwise_conv2d(x, w, b, stride, pb["api_padding"], dil)
-    # Shape, dtype and memory format as F.conv2d's (in the same dtype).
+    # Shape, dtype and memory format as F.conv2d's (in the same dtype), on dense copies in each
+    # operand's suggested memory format (what PyTorch's layout choice looks at): torch 2.14.1's
+    # CPU conv2d itself segfaults on some strided operands (e.g. x (2, 2, 11, 1), w (4, 1, 5, 1)
+    # strides (5, 1, 1, 1), b = b8[::2], stride (2, 3), dilation 2; reproduced without dsconv
+    # imported). The values are checked against the float64 reference below.
+    def dense(t):
+        return None if t is None else t.detach().contiguous(memory_format=suggest_memory_format(t))
+
     with torch.no_grad():
-        y_pt = F.conv2d(x, w, b, stride, pb["api_padding"], dil, groups=C)
+        y_pt = F.conv2d(dense(x), dense(w), dense(b), stride, pb["api_padding"], dil, groups=C)
     assert y.shape == y_pt.shape and y.dtype == dtype
-    if not unbatched:
+    if not unbatched and not slow_path_layout_is_ambiguous(x):
         assert_same_layout(y, y_pt, "forward")
     if unbatched:
         y = y.unsqueeze(0)
@@ -408,6 +426,9 @@ def test_fuzz_raw_ops(pb, dtype, layout, go_layout, mask, with_bias, isa, thread
 ACTS = [None, "relu", "relu6", "silu", "hardswish", "gelu"]
 KINKS = {None: (), "relu": (0.0,), "relu6": (0.0, 6.0), "silu": (), "hardswish": (-3.0, 3.0), "gelu": ()}
 SLOPE = 1.5  # the largest |derivative| of any activation (hardswish at 3)
+# Largest |second derivative| (away from kinks): the backward evaluates act' at the recomputed
+# pre-activation, so an error e there moves act' by up to CURV * e (gelu: 2 phi(0) ~ 0.80).
+CURV = {None: 0.0, "relu": 0.0, "relu6": 0.0, "silu": 0.5, "hardswish": 1.0 / 3.0, "gelu": 0.8}
 
 
 def _sep_reference(x64, dw64, pw64, db64, pb64, stride, pad4, dil, act, pw_act):
@@ -473,8 +494,9 @@ def test_fuzz_separable(pb, cout, dtype, layout, pw_cl, acts, biases, backward, 
         comp = act_fn(ACT_CODES[pw_act])(F.conv2d(act_fn(ACT_CODES[act])(
             F.conv2d(x, dw, db, stride, pb["api_padding"], dil, groups=C)), pw, pbias))
     assert out.shape == comp.shape and out.dtype == dtype
-    if C > 1:  # with one channel the input is NCHW and channels_last at once, and the
-        # composition's choice hinges on the strides F.conv2d gives its 1-channel intermediate
+    if C > 1 and not slow_path_layout_is_ambiguous(x):  # with one channel the input is NCHW and
+        # channels_last at once, and the composition's choice hinges on the strides F.conv2d
+        # gives its 1-channel intermediate
         assert_same_layout(out, comp, "separable forward")
 
     y, a, z, ref = _sep_reference(x64, dw64, pw64, db64, pbias64, stride, pad4, dil, act, pw_act)
@@ -512,6 +534,10 @@ def test_fuzz_separable(pb, cout, dtype, layout, pw_cl, acts, biases, backward, 
     abs_grads = torch.autograd.grad(za, absl, g64.abs())
     n = KH * KW + C + N * pb["OH"] * pb["OW"] + 4
     rel = 8 * (ROUND[dtype] if lowp else 0.0) + n * EPS_ACC[dtype] * 4
+    # act' at a recomputed pre-activation (error e) is off by up to CURV * e: relative to the
+    # SLOPE the abs-gradients use for act', CURV * max(e) / SLOPE more (found by the long fuzz
+    # profile: bf16 gelu with |pre| near 0 and large cancelling terms, 9% off against a 8.5% bound).
+    rel += (CURV[act] * float(torch.as_tensor(e_y).max()) + CURV[pw_act] * float(torch.as_tensor(e_z).max())) / SLOPE
     for (t, _), g, r, ag in zip(leaves, got, want, abs_grads):
         assert_within(g, r, ag, 0, dtype, "separable backward", extra_rel=rel)
     COUNTS["separable_backward"] += 1
@@ -576,9 +602,14 @@ def test_fuzz_bad_arguments(dims, N, C, H, W, oc_mult, w1, k, bias, stride, padd
             assert str(meta_err.value) == str(err)
         COUNTS["bad_arguments_refused"] += 1
         return
-    if err is not None and x.numel() == 0 and "dtype" in str(err):
-        # F.conv2d skips its dtype checks on an empty input (e.g. float32 input, float64 weight,
-        # N = 0); dsconv checks dtypes whatever the sizes.
+    if err is not None and not x.dtype.is_floating_point and "supported dtypes" in str(err):
+        # PyTorch's CPU conv computes int64 tensors too; dsconv's kernels are floating point and
+        # refuse them with a message naming the dtype (documented in the README)
+        COUNTS["bad_arguments_refused"] += 1
+        return
+    if err is not None and x.numel() == 0 and str(err).startswith("dsconv: "):
+        # F.conv2d skips some checks on an empty input (dtypes, e.g. float32 input with a float64
+        # weight; dilation 0 with an int64 input); dsconv checks its arguments whatever the sizes.
         COUNTS["bad_arguments_refused"] += 1
         return
     assert err is None, f"F.conv2d returns shape {tuple(ref.shape)} but dsconv raised {err!r}"
