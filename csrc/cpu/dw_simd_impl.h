@@ -2159,10 +2159,31 @@ inline PixGeom chunk_geom(const DwParams& p, int64_t sw, int64_t nc, int64_t cc)
   return g;
 }
 
+// One at::parallel_for item per (image, chunk of cc channels): the chunk's source planes
+// (SH x SW) are transposed into the pixel-major buffer x, compute(x, y, c0, nc) fills y (DH x DW
+// pixels of cc channels), and y is transposed into the destination planes (unit-stride rows).
+template <class T, class Compute>
+void nchw_chunk_tasks(int64_t N, int64_t C, int64_t cc, const T* src, int64_t s_sn, int64_t s_sc, int64_t s_sh,
+                      int64_t s_sw, int64_t SH, int64_t SW, T* dst, int64_t d_sn, int64_t d_sc, int64_t d_sh,
+                      int64_t DH, int64_t DW, const Compute& compute) {
+  const int64_t nchunks = cdiv(C, cc);
+  at::parallel_for(0, N * nchunks, 1, [&](int64_t begin, int64_t end) {
+    Buf xb(SH * SW * cc * 4), yb(DH * DW * cc * 4);
+    float* x = xb.as<float>();
+    float* y = yb.as<float>();
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n = t / nchunks, c0 = (t % nchunks) * cc, nc = imin(cc, C - c0);
+      load_chunk(src + n * s_sn + c0 * s_sc, s_sc, s_sh, s_sw, SH, SW, nc, x, cc);
+      compute(x, y, c0, nc);
+      store_chunk(y, cc, DH, DW, nc, dst + n * d_sn + c0 * d_sc, d_sc, d_sh);
+    }
+  });
+}
+
 template <class T>
 bool fwd_nchw_pixels(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
   const int64_t C = p.C, taps = p.taps();
-  const int64_t cc = nchw_pix_chunk(C, p.H * p.W, p.OH * p.OW), nchunks = cdiv(C, cc), CBall = cdiv(C, L);
+  const int64_t cc = nchw_pix_chunk(C, p.H * p.W, p.OH * p.OW), CBall = cdiv(C, L);
   const int kind = pix_kind(p.KW, p.stride_w, p.dil_w);
   Buf wpk(CBall * taps * L * 4), bb(CBall * L * 4), zb((cc + 2 * L) * 4);
   pack_weights_cl(w, C, taps, false, wpk.as<float>());
@@ -2176,23 +2197,17 @@ bool fwd_nchw_pixels(const DwParams& p, const T* in, const T* w, const T* b, T* 
   const bool small = small_ok(p, false);
   Buf wzb(small ? small_wz_floats(p) * 4 : 64);
   const SmallGeom sg = small ? small_prepare(p, false, w, wzb.as<float>()) : SmallGeom{};
-  at::parallel_for(0, p.N * nchunks, 1, [&](int64_t begin, int64_t end) {
-    Buf xb(p.H * p.W * cc * 4), yb(p.OH * p.OW * cc * 4);
-    float* x = xb.as<float>();
-    float* y = yb.as<float>();
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t n = t / nchunks, c0 = (t % nchunks) * cc, nc = imin(cc, C - c0);
-      load_chunk(in + n * p.in_sn + c0 * p.in_sc, p.in_sc, p.in_sh, p.in_sw, p.H, p.W, nc, x, cc);
-      if (small)
-        small_image<float>(sg, x, p.W * cc, cc, wzb.as<float>() + (c0 / L) * p.KH * sg.TWF * L,
-                           bias ? bias + c0 : nullptr, y, p.OW * cc, cc, nc);
-      else  // one image, serially (a nested at::parallel_for runs inline)
-        pix_engine<float>(chunk_geom(p, p.stride_w, nc, cc), kind, 1, p.OH, p.OW, p.stride_h, p.dil_h, rows, cols, x, 0,
-                          p.W * cc, cc, p.W * cc, wpk.as<float>() + (c0 / L) * taps * L, bias ? bias + c0 : nullptr, y,
-                          0, p.OW * cc, zb.as<float>());
-      store_chunk(y, cc, p.OH, p.OW, nc, out + n * p.out_sn + c0 * p.out_sc, p.out_sc, p.out_sh);
-    }
-  });
+  nchw_chunk_tasks(p.N, C, cc, in, p.in_sn, p.in_sc, p.in_sh, p.in_sw, p.H, p.W, out, p.out_sn, p.out_sc, p.out_sh,
+                   p.OH, p.OW, [&](float* x, float* y, int64_t c0, int64_t nc) {
+                     const float* bc = bias ? bias + c0 : nullptr;
+                     if (small)
+                       small_image<float>(sg, x, p.W * cc, cc, wzb.as<float>() + (c0 / L) * p.KH * sg.TWF * L, bc, y,
+                                          p.OW * cc, cc, nc);
+                     else  // one image, serially (a nested at::parallel_for runs inline)
+                       pix_engine<float>(chunk_geom(p, p.stride_w, nc, cc), kind, 1, p.OH, p.OW, p.stride_h, p.dil_h,
+                                         rows, cols, x, 0, p.W * cc, cc, p.W * cc, wpk.as<float>() + (c0 / L) * taps * L,
+                                         bc, y, 0, p.OW * cc, zb.as<float>());
+                   });
   return true;
 }
 
@@ -2200,7 +2215,7 @@ bool fwd_nchw_pixels(const DwParams& p, const T* in, const T* w, const T* b, T* 
 template <class T>
 bool gi_nchw_pixels(const DwParams& p, const T* gout, const T* w, T* gin) {
   const int64_t C = p.C, taps = p.taps();
-  const int64_t cc = nchw_pix_chunk(C, p.OH * p.OW, p.H * p.W), nchunks = cdiv(C, cc), CBall = cdiv(C, L);
+  const int64_t cc = nchw_pix_chunk(C, p.OH * p.OW, p.H * p.W), CBall = cdiv(C, L);
   const int kind = pix_kind(p.KW, 1, p.dil_w);
   Buf wpk(CBall * taps * L * 4), zb((cc + 2 * L) * 4);
   pack_weights_cl(w, C, taps, true, wpk.as<float>());
@@ -2210,22 +2225,16 @@ bool gi_nchw_pixels(const DwParams& p, const T* gout, const T* w, T* gin) {
   const bool small = small_ok(p, true);
   Buf wzb(small ? small_wz_floats(p) * 4 : 64);
   const SmallGeom sg = small ? small_prepare(p, true, w, wzb.as<float>()) : SmallGeom{};
-  at::parallel_for(0, p.N * nchunks, 1, [&](int64_t begin, int64_t end) {
-    Buf xb(p.OH * p.OW * cc * 4), yb(p.H * p.W * cc * 4);
-    float* x = xb.as<float>();
-    float* y = yb.as<float>();
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t n = t / nchunks, c0 = (t % nchunks) * cc, nc = imin(cc, C - c0);
-      load_chunk(gout + n * p.out_sn + c0 * p.out_sc, p.out_sc, p.out_sh, p.out_sw, p.OH, p.OW, nc, x, cc);
-      if (small)
-        small_image<float>(sg, x, p.OW * cc, cc, wzb.as<float>() + (c0 / L) * p.KH * sg.TWF * L, nullptr, y, p.W * cc,
-                           cc, nc);
-      else
-        pix_engine<float>(chunk_geom(p, 1, nc, cc), kind, 1, p.H, p.W, 1, p.dil_h, rows, cols, x, 0, p.OW * cc, cc,
-                          p.OW * cc, wpk.as<float>() + (c0 / L) * taps * L, nullptr, y, 0, p.W * cc, zb.as<float>());
-      store_chunk(y, cc, p.H, p.W, nc, gin + n * p.in_sn + c0 * p.in_sc, p.in_sc, p.in_sh);
-    }
-  });
+  nchw_chunk_tasks(p.N, C, cc, gout, p.out_sn, p.out_sc, p.out_sh, p.out_sw, p.OH, p.OW, gin, p.in_sn, p.in_sc,
+                   p.in_sh, p.H, p.W, [&](float* x, float* y, int64_t c0, int64_t nc) {
+                     if (small)
+                       small_image<float>(sg, x, p.OW * cc, cc, wzb.as<float>() + (c0 / L) * p.KH * sg.TWF * L,
+                                          nullptr, y, p.W * cc, cc, nc);
+                     else
+                       pix_engine<float>(chunk_geom(p, 1, nc, cc), kind, 1, p.H, p.W, 1, p.dil_h, rows, cols, x, 0,
+                                         p.OW * cc, cc, p.OW * cc, wpk.as<float>() + (c0 / L) * taps * L, nullptr, y, 0,
+                                         p.W * cc, zb.as<float>());
+                   });
   return true;
 }
 
