@@ -46,7 +46,8 @@
 //   wide or as wide as the image: RepLKNet 13x13 / ConvNeXt 7x7 on 7x7 and 14x14 maps): the
 //   row's input pixels and a tile of 7 outputs in registers, accumulated by diagonals (one weight
 //   vector per input-output column offset), skipping the taps in the padding; forward and grad
-//   input, both layouts (NCHW through the chunks above).
+//   input, both layouts (NCHW through the chunks above); grad weight likewise for images up to
+//   8 wide (AVX2: 4), products summed by diagonal over all images in registers.
 //
 // Determinism: every output element is computed by one task in a fixed order, and weight/bias
 // gradients are reduced over fixed, shape-derived chunks in a fixed order, so results are
@@ -2015,6 +2016,89 @@ SmallGeom small_prepare(const DwParams& p, bool gi, const T* w, float* wz) {
 
 inline int64_t small_wz_floats(const DwParams& p) { return cdiv(p.C, L) * p.KH * (2 * p.W - 1) * L; }
 
+// Grad weight + bias of narrow images under wide kernels (small_ok): one task per (channel block,
+// kernel row) walks every image's output rows; per row the P grad_output pixels and the matching
+// input row's P pixels are in registers and each product lands on its diagonal j - q (kernel
+// column kw = j - q + pad_l), summed in registers over all images in a fixed order. Taps whose
+// column never meets the image get 0. Pixel-major operands (channel stride 1).
+template <class T, int P>
+void small_gw_task(const DwParams& p, const T* go, const T* x, int64_t cb, int64_t kh, T* gw) {
+  constexpr int TW = 2 * P - 1;
+  const int64_t C = p.C, c0 = cb * L, nc = imin(L, C - c0);
+  const Mask cm = Vec::mask(static_cast<int>(nc));
+  const bool msk = nc < L;
+  V acc[TW];
+#pragma GCC unroll 32
+  for (int t = 0; t < TW; ++t) acc[t] = Vec::zero();
+  for (int64_t n = 0; n < p.N; ++n)
+    for (int64_t oh = 0; oh < p.OH; ++oh) {
+      const int64_t ih = oh + kh - p.pad_t;
+      if (ih < 0 || ih >= p.H) continue;
+      const T* gr = go + n * p.out_sn + oh * p.out_sh + c0;
+      const T* xr = x + n * p.in_sn + ih * p.in_sh + c0;
+      V g[P], xv[P];
+#pragma GCC unroll 16
+      for (int q = 0; q < P; ++q) {
+        g[q] = msk ? Vec::load(gr + q * p.out_sw, cm) : Vec::load(gr + q * p.out_sw);
+        xv[q] = msk ? Vec::load(xr + q * p.in_sw, cm) : Vec::load(xr + q * p.in_sw);
+      }
+#pragma GCC unroll 32
+      for (int t = 0; t < TW; ++t)
+#pragma GCC unroll 16
+        for (int q = 0; q < P; ++q) {
+          const int j = t - (P - 1) + q;
+          if (j >= 0 && j < P) acc[t] = Vec::fmadd(g[q], xv[j], acc[t]);
+        }
+    }
+  alignas(64) float tv[TW][L];
+#pragma GCC unroll 32
+  for (int t = 0; t < TW; ++t) Vec::store(tv[t], acc[t]);
+  const int64_t taps = p.taps();
+  for (int64_t l = 0; l < nc; ++l)
+    for (int64_t kw = 0; kw < p.KW; ++kw) {
+      const int64_t t = kw - p.pad_l + P - 1;
+      store_scalar(gw + (c0 + l) * taps + kh * p.KW + kw, (t >= 0 && t < TW) ? tv[t][l] : 0.f);
+    }
+}
+
+// Registers: P grad_output + P input pixels + 2P - 1 diagonal sums (AVX-512: P <= 8; AVX2: 4).
+constexpr int kSmallGwMax = L == 16 ? 8 : 4;
+inline bool small_gw_ok(const DwParams& p) { return small_ok(p, false) && p.W <= kSmallGwMax; }
+
+template <class T>
+void small_gw(const DwParams& p, const T* go, const T* x, T* gw, T* gb) {
+  const int64_t CB = cdiv(p.C, L);
+  at::parallel_for(0, gw ? CB * p.KH : 0, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t cb = t / p.KH, kh = t % p.KH;
+      switch (p.W) {
+#define DSCONV_SGW(n) \
+  case n: if constexpr (n <= kSmallGwMax) small_gw_task<T, n>(p, go, x, cb, kh, gw); break;
+        DSCONV_SGW(1) DSCONV_SGW(2) DSCONV_SGW(3) DSCONV_SGW(4) DSCONV_SGW(5) DSCONV_SGW(6) DSCONV_SGW(7)
+        DSCONV_SGW(8)
+#undef DSCONV_SGW
+        default: break;
+      }
+    }
+  });
+  if (!gb) return;
+  // bias: every grad_output pixel of each channel, images and rows in order
+  at::parallel_for(0, CB, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t cb = begin; cb < end; ++cb) {
+      const int64_t c0 = cb * L, nc = imin(L, p.C - c0);
+      const Mask cm = Vec::mask(static_cast<int>(nc));
+      V s = Vec::zero();
+      for (int64_t n = 0; n < p.N; ++n)
+        for (int64_t oh = 0; oh < p.OH; ++oh)
+          for (int64_t q = 0; q < p.OW; ++q)
+            s = Vec::add(s, Vec::load(go + n * p.out_sn + oh * p.out_sh + q * p.out_sw + c0, cm));
+      alignas(64) float sv[L];
+      Vec::store(sv, s);
+      for (int64_t l = 0; l < nc; ++l) store_scalar(gb + c0 + l, sv[l]);
+    }
+  });
+}
+
 // channels_last forward / grad input: tasks of (image, group of channel blocks).
 template <class T>
 bool small_cl(const DwParams& p, bool gi, const T* src, const T* w, const T* b, T* dst) {
@@ -2264,7 +2348,10 @@ bool gw_nchw_pixels(const DwParams& p, const float* gout, const float* in, float
       q.in_sw = cc;
       q.out_sh = p.OW * cc;
       q.out_sw = cc;
-      gw_pixels<float>(q, y, x, pw + (n * C + c0) * taps, gb ? pb + n * C + c0 : nullptr, /*max_groups=*/1);
+      if (small_gw_ok(q))
+        small_gw<float>(q, y, x, pw + (n * C + c0) * taps, gb ? pb + n * C + c0 : nullptr);
+      else
+        gw_pixels<float>(q, y, x, pw + (n * C + c0) * taps, gb ? pb + n * C + c0 : nullptr, /*max_groups=*/1);
     }
   });
   at::parallel_for(0, C, 16, [&](int64_t c0, int64_t c1) {
@@ -2387,6 +2474,10 @@ bool backward_weight_bias_t(const DwParams& p, const T* gout, const T* in, T* gw
   const bool pixel_order = p.out_sc == 1 && p.OC() > 1;
   if (pixel_order) {
     if (p.in_sc != 1 || p.M != 1) return false;
+    if (small_gw_ok(p)) {
+      small_gw<T>(p, gout, in, gw, gb);
+      return true;
+    }
     if (cl_use_planes(p.taps(), p.OH, p.OW, kClPlanesMinPixelsGw)) return gw_cl_planes<T>(p, gout, in, gw, gb);
     return gw_pixels<T>(p, gout, in, gw, gb);
   }
