@@ -27,6 +27,29 @@ from torch.utils import cpp_extension  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def keep_libstdcxx_shared() -> None:
+    """Drop -static-libstdc++ from the flags setuptools links with (environment or Python's
+    sysconfig). The extension shares C++ objects with libtorch (error messages are built in
+    std::ostringstreams that cross the boundary); a second, static copy of libstdc++ inside _C.so
+    has its own locale facet ids, and formatting an integer into c10's stream then segfaults.
+    Seen once on the H200 image (2026-11-26): every TORCH_CHECK message with a number crashed."""
+    flag = "-static-libstdc++"
+    for var in ("LDFLAGS", "LDSHARED", "CFLAGS", "CXXFLAGS"):
+        val = os.environ.get(var)
+        if val and flag in val.split():
+            os.environ[var] = " ".join(t for t in val.split() if t != flag)
+            print(f"dsconv_ext setup: removed {flag} from ${var}", file=sys.stderr)
+    import sysconfig
+
+    ldshared = sysconfig.get_config_var("LDSHARED") or ""
+    if "LDSHARED" not in os.environ and flag in ldshared.split():
+        os.environ["LDSHARED"] = " ".join(t for t in ldshared.split() if t != flag)
+        print(f"dsconv_ext setup: removed {flag} from Python's LDSHARED", file=sys.stderr)
+
+
+keep_libstdcxx_shared()
+
+
 def want_sanitize() -> bool:
     flag = os.environ.get("DSCONV_SANITIZE", "").strip()
     if flag not in ("", "0", "1"):

@@ -8,13 +8,15 @@
 # cannot eat the budget; a failed step is recorded and the script goes on where that makes sense:
 #   1. build:  pip install --no-build-isolation --no-deps --no-index -e .  (DSCONV_CUDA=1,
 #              TORCH_CUDA_ARCH_LIST = this GPU), falling back to setup.py build_ext --inplace
-#   2. tests:  pytest tests/test_cuda_fused.py, tests/test_cuda.py, then the CPU test files
+#   2. tests:  pytest tests/test_cuda_fused.py, tests/test_cuda.py (under xdist when installed), then
+#              the CPU error-path files (the full CPU suite is CI's)
 #   3. compute-sanitizer memcheck (and racecheck if time allows) over bench/sanitize_kernels.py
 #      (depthwise kernels and the fused separable kernel)
-#   4. bench:  bench/gpu_bench.py (ours vs F.conv2d; fused blocks vs F.conv2d dw + 1x1)
+#   4. profile: Nsight Compute over bench/ncu_targets.py (-> ncu.txt) when ncu and time allow
+#   5. bench:  bench/gpu_bench.py (ours vs F.conv2d; fused blocks vs F.conv2d dw + 1x1)
 #              -> results.md / results.json
 # Files written to $OUT: gpu_check.log (everything), checks.txt, results.md, results.json,
-# pytest_cuda_fused.txt, pytest_cuda.txt, sanitizer.txt.
+# pytest_cuda_fused.txt, pytest_cuda.txt, sanitizer.txt, ncu.txt (8 files: the device tool's limit).
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench/results}"
@@ -60,7 +62,7 @@ ARCH=$($PY -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())
 export TORCH_CUDA_ARCH_LIST="$ARCH" DSCONV_CUDA=1 MAX_JOBS=$(nproc)
 rm -f dsconv_ext/_C*.so
 T0=$(date +%s)
-timeout "$(budget 300 240)" $PY -m pip install --no-build-isolation --no-deps --no-index -e . >"$OUT/build.txt" 2>&1
+timeout "$(budget 300 240)" $PY -m pip install -v --no-build-isolation --no-deps --no-index -e . >"$OUT/build.txt" 2>&1
 PIP_RC=$?
 if ! $PY -c "import dsconv_ext, torch; assert dsconv_ext.has_kernel('cuda')" 2>/dev/null; then
   echo "pip install -e . (rc $PIP_RC) left no importable CUDA extension here; building in place"
@@ -76,32 +78,49 @@ else
   tail -30 "$OUT/build.txt"
   exit 1
 fi
+echo "link command:"; grep -E -- "-shared .*_C[.]" "$OUT/build.txt" | tail -1 | cut -c1-3000
 rm -f "$OUT/build.txt"  # keep the file count low; the log has the interesting parts
+
+section "linkage"
+# The first H200 run (2026-11-26) built a _C.so with its own static copy of libstdc++: every
+# error message with a number in it segfaulted. Record how this build linked libstdc++.
+SO=$(ls dsconv_ext/_C*.so 2>/dev/null | head -1)
+readelf -d "$SO" 2>/dev/null | grep NEEDED
+echo "LDFLAGS=${LDFLAGS:-} CXXFLAGS=${CXXFLAGS:-} LDSHARED=${LDSHARED:-}"
+$PY -c "import sysconfig as s; print('sysconfig LDSHARED:', s.get_config_var('LDSHARED'))"
+${CXX:-c++} -dumpspecs 2>/dev/null | grep -n "static-libstdc" || echo "no static-libstdc++ in the compiler's specs"
+if nm -C --defined-only "$SO" 2>/dev/null | grep -q "ostream::_M_insert<long>"; then
+  check "libstdc++: STATIC copy inside $SO (error messages with numbers will crash)"
+else
+  check "libstdc++: shared ($(readelf -d "$SO" 2>/dev/null | grep -o 'libstdc++[^]]*' | head -1))"
+fi
 
 section "tests/test_cuda_fused.py"
 # The fused kernel's tests (~1 min) in their own call, so each file keeps its own summary line.
-timeout "$(budget 100 230)" $PY -m pytest tests/test_cuda_fused.py -q -p no:cacheprovider --tb=short -rfE \
+# Under xdist (when installed) a test that crashes takes only its worker down, not the file.
+XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 4" || echo "")
+timeout "$(budget 100 230)" $PY -m pytest tests/test_cuda_fused.py -q -p no:cacheprovider $XDIST --tb=short -rfE \
   >"$OUT/pytest_cuda_fused.txt" 2>&1
 RC=$?
 tail -25 "$OUT/pytest_cuda_fused.txt"
 check "tests/test_cuda_fused.py: $(tail -1 "$OUT/pytest_cuda_fused.txt" | sed 's/=//g;s/^ *//') (rc $RC)"
 
 section "tests/test_cuda.py"
-timeout "$(budget 240 200)" $PY -m pytest tests/test_cuda.py -q -p no:cacheprovider --tb=short -rfE \
+timeout "$(budget 240 200)" $PY -m pytest tests/test_cuda.py -q -p no:cacheprovider $XDIST --tb=short -rfE \
   >"$OUT/pytest_cuda.txt" 2>&1
 RC=$?
 tail -40 "$OUT/pytest_cuda.txt"
 check "tests/test_cuda.py: $(tail -1 "$OUT/pytest_cuda.txt" | sed 's/=//g;s/^ *//') (rc $RC)"
 
-section "CPU tests"
-CPU_TESTS=$(ls tests/test_*.py 2>/dev/null | grep -v -e test_cuda.py -e test_cuda_fused.py | tr '\n' ' ')
-if [ -n "$CPU_TESTS" ]; then
-  timeout "$(budget 90 190)" $PY -m pytest $CPU_TESTS -q -p no:cacheprovider --tb=short -x >"$OUT/pytest_cpu.txt" 2>&1
-  RC=$?
-  tail -5 "$OUT/pytest_cpu.txt"
-  check "CPU tests ($CPU_TESTS): $(tail -1 "$OUT/pytest_cpu.txt" | sed 's/=//g;s/^ *//') (rc $RC)"
-  rm -f "$OUT/pytest_cpu.txt"
-fi
+section "CPU tests (error paths)"
+# The full CPU suite is CI's job (it takes minutes); here the files whose error messages exercise
+# this build's linkage (see "linkage") and the CPU side of the same .so.
+timeout "$(budget 90 190)" $PY -m pytest tests/test_errors.py tests/test_fused_op.py -q -p no:cacheprovider $XDIST \
+  --tb=short -rfE >"$OUT/pytest_cpu.txt" 2>&1
+RC=$?
+tail -5 "$OUT/pytest_cpu.txt"
+check "CPU tests (test_errors.py, test_fused_op.py): $(tail -1 "$OUT/pytest_cpu.txt" | sed 's/=//g;s/^ *//') (rc $RC)"
+rm -f "$OUT/pytest_cpu.txt"
 
 section "compute-sanitizer"
 SAN=$(command -v compute-sanitizer || echo "$CUDA_HOME/bin/compute-sanitizer")
@@ -122,6 +141,19 @@ if [ -x "$SAN" ]; then
   fi
 else
   check "compute-sanitizer: not found"
+fi
+
+section "profile"
+# Why the kernels run at their speed: Nsight Compute on a few benchmark-sized calls (one
+# profiled launch each after a warm-up; --clock-control none leaves the card's clocks alone).
+NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+if [ -n "$NCU" ] && (($(budget 999 200) > 60)); then
+  timeout "$(budget 90 200)" "$NCU" --clock-control none --section SpeedOfLight --section Occupancy \
+    --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+    -k regex:'plane|nhwc|fused' $PY bench/ncu_targets.py >"$OUT/ncu.txt" 2>&1
+  check "ncu: rc $?, $(grep -c 'Section: GPU Speed Of Light' "$OUT/ncu.txt") kernels profiled (ncu.txt)"
+else
+  check "ncu: skipped (${NCU:-not found} / time)"
 fi
 
 section "benchmark"

@@ -10,12 +10,21 @@ from torch import nn
 ACT_CODES: Dict[Optional[str], int] = {None: 0, "relu": 1, "relu6": 2, "silu": 3, "hardswish": 4, "gelu": 5}
 ACT_NAMES: Dict[int, Optional[str]] = {v: k for k, v in ACT_CODES.items()}
 
+def _hardswish(x: torch.Tensor) -> torch.Tensor:
+    # PyTorch's CUDA hardswish rounds its 1/6 to float32 even for float64 tensors (a relative
+    # error of 3e-8, seen on an H200): float64 on CUDA uses the exact formula, with the same
+    # derivative (0 below -3, (2x+3)/6 between, 1 above; clamp passes the gradient at its ends).
+    if x.dtype == torch.float64 and x.is_cuda:
+        return x * (x + 3).clamp(0, 6) / 6
+    return F.hardswish(x)
+
+
 _FUNCS: Dict[int, Callable[[torch.Tensor], torch.Tensor]] = {
     0: lambda x: x,
     1: F.relu,
     2: F.relu6,
     3: F.silu,
-    4: F.hardswish,
+    4: _hardswish,
     5: F.gelu,  # erf form (approximate='none')
 }
 

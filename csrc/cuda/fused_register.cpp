@@ -42,7 +42,14 @@ void act_inplace(at::Tensor& t, int64_t act) {
     case 1: at::relu_(t); break;
     case 2: at::hardtanh_(t, 0.0, 6.0); break;
     case 3: at::silu_(t); break;
-    case 4: at::hardswish_(t); break;
+    case 4:
+      // at::hardswish_ on CUDA rounds 1/6 to float32 even for float64 (relative error 3e-8):
+      // float64 takes the exact x * clamp(x + 3, 0, 6) / 6.
+      if (t.scalar_type() == at::kDouble)
+        t.mul_(t.add(3).clamp_(0, 6)).div_(6);
+      else
+        at::hardswish_(t);
+      break;
     case 5: at::gelu_(t); break;
     default: break;
   }

@@ -1,0 +1,53 @@
+"""A few benchmark-sized CUDA calls for Nsight Compute, so the GPU check records why a kernel runs
+at the speed it does (stall reasons, occupancy, achieved bandwidth), not only how fast:
+
+    ncu --clock-control none --section SpeedOfLight --section Occupancy --section LaunchStats \\
+        --section WarpStateStats -k regex:'plane|nhwc|fused' python3 bench/ncu_targets.py
+
+The first GPU run (H200, 2026-11-26) measured the 3x3 depthwise kernels at 9-32% of the copy
+bandwidth and the fused separable kernel at 1.5-5%: neither memory- nor FMA-bound. These are the
+layers of bench/gpu_bench.py where that shows most (one call each, after one warm-up call).
+"""
+import torch
+
+import dsconv_ext  # noqa: F401
+
+ops = torch.ops.dsconv
+
+
+def dw(shape, k, stride, layout, dtype):
+    x = torch.randn(shape, device="cuda", dtype=dtype)
+    if layout == "cl":
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(shape[1], 1, k, k, device="cuda", dtype=dtype)
+    p = [k // 2] * 4
+    return lambda: ops.depthwise_conv2d(x, w, None, [stride, stride], p, [1, 1])
+
+
+def fused(shape, cout, dtype, layout):
+    x = torch.randn(shape, device="cuda", dtype=dtype)
+    if layout == "cl":
+        x = x.contiguous(memory_format=torch.channels_last)
+    C = shape[1]
+    dww = torch.randn(C, 1, 3, 3, device="cuda", dtype=dtype)
+    pw = torch.randn(cout, C, 1, 1, device="cuda", dtype=dtype)
+    return lambda: ops.separable_conv2d(x, dww, None, pw, None, [1, 1], [1, 1, 1, 1], [1, 1], 2, 0)
+
+
+CALLS = [
+    ("dw 32x144x56x56 k3 s1 nchw fp32", dw((32, 144, 56, 56), 3, 1, "nchw", torch.float32)),
+    ("dw 32x144x56x56 k3 s2 nchw fp32", dw((32, 144, 56, 56), 3, 2, "nchw", torch.float32)),
+    ("dw 32x144x56x56 k3 s1 cl fp16", dw((32, 144, 56, 56), 3, 1, "cl", torch.float16)),
+    ("fused 16x144x56x56 ->24 nchw fp32", fused((16, 144, 56, 56), 24, torch.float32, "nchw")),
+    ("fused 16x576x14x14 ->96 cl fp16", fused((16, 576, 14, 14), 96, torch.float16, "cl")),
+]
+
+if __name__ == "__main__":
+    for name, f in CALLS:
+        f()
+        torch.cuda.synchronize()
+        torch.cuda.nvtx.range_push(name)
+        f()
+        torch.cuda.nvtx.range_pop()
+        torch.cuda.synchronize()
+        print("ran", name, flush=True)
