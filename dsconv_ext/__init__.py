@@ -10,6 +10,7 @@ from . import _C  # noqa: F401  (loads the compiled ops into torch.ops.dsconv)
 from . import _autograd, _fake  # noqa: F401  (register fake kernels and autograd for the ops)
 from ._isa import cpu_isa, set_cpu_isa  # noqa: F401  (CPU kernels' instruction set)
 from ._cpu_cache import cpu_cache_info, empty_cpu_cache, set_cpu_cache_limit  # noqa: F401
+from ._cuda_route import cuda_kernels, set_cuda_kernels  # noqa: F401  (dsconv's or PyTorch's CUDA kernels)
 from .convert import convert
 from .functional import depthwise_conv2d, has_kernel
 from .modules import DepthwiseConv2d

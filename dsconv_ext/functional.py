@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ._args import conv_args
+from ._cuda_route import use_torch_depthwise
 
 
 def has_kernel(device: torch.device) -> bool:
@@ -76,6 +77,9 @@ def depthwise_conv2d(
         # torch.export; dynamo=False traces it); torch.compile folds the check to False.
         return _as_conv2d(input, weight, bias, s, p, d)
     input, weight, bias = _autocast(input, weight, bias)
+    if use_torch_depthwise(input, weight, p):
+        # CUDA classes where PyTorch's own kernel measured faster (see _cuda_route.py).
+        return _as_conv2d(input, weight, bias, s, p, d)
     if input.dim() == 3:
         return torch.ops.dsconv.depthwise_conv2d(input.unsqueeze(0), weight, bias, s, p, d).squeeze(0)
     return torch.ops.dsconv.depthwise_conv2d(input, weight, bias, s, p, d)

@@ -14,7 +14,9 @@ import torch.nn.functional as F
 
 from ._args import conv_args
 from ._fused_act import act_code, act_fn
-from .functional import _autocast, has_kernel
+from ._cuda_route import use_torch_depthwise, use_torch_separable
+from ._fused_fake import separable_memory_format
+from .functional import _as_conv2d, _autocast, has_kernel
 
 
 def has_separable_kernel(device: Union[str, torch.device]) -> bool:
@@ -86,8 +88,15 @@ def separable_conv2d(
     # Under torch.autocast, run in the autocast dtype as the F.conv2d composition would.
     x, dw_weight, dw_bias = _autocast(x, dw_weight, dw_bias)
     x, pw_weight, pw_bias = _autocast(x, pw_weight, pw_bias)
+    if use_torch_separable(x, dw_weight, pw_weight, dw_bias, pw_bias):
+        # CUDA inference: PyTorch's composition measured faster than the fused kernel (_cuda_route.py);
+        # same memory format as the fused op's.
+        y = _as_conv2d(x, dw_weight, dw_bias, s, p, d) if use_torch_depthwise(x, dw_weight, p) else \
+            torch.ops.dsconv.depthwise_conv2d(x, dw_weight, dw_bias, s, p, d)
+        out = act_fn(pw_act)(F.conv2d(act_fn(act)(y), pw_weight, pw_bias))
+        out = out.contiguous(memory_format=separable_memory_format(x, dw_weight, pw_weight))
     # ONNX has no dsconv op: export the composition's standard Conv nodes instead.
-    if has_separable_kernel(x.device) and not torch.onnx.is_in_onnx_export():
+    elif has_separable_kernel(x.device) and not torch.onnx.is_in_onnx_export():
         out = torch.ops.dsconv.separable_conv2d(x, dw_weight, dw_bias, pw_weight, pw_bias, s, p, d, act, pw_act)
     else:  # no fused kernel for this device: the (unfused) composition
         out = separable_conv2d_unfused(x, dw_weight, pw_weight, dw_bias, pw_bias, s, p, d, act, pw_act)

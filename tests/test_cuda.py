@@ -318,3 +318,27 @@ def test_large_tensor_64bit_offsets():
     y = ops.depthwise_conv2d(x, w, None, [1, 1], [1, 1, 1, 1], [1, 1])
     ref = F.conv2d(F.pad(x[:, :, -20:].cpu(), (1, 1, 0, 1)), w.cpu())
     assert rel_err(y[:, :, -19:], ref) < 1e-12
+
+
+def test_api_routing():
+    """The public API in 'auto' mode (dsconv_ext/_cuda_route.py): 3x3 runs PyTorch's own kernel
+    (the same result as F.conv2d), 7x7 NCHW float32 runs dsconv's; 'dsconv' mode always dsconv's."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def dsconv_kernels(fn):
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        return [e.key for e in prof.key_averages() if "dsconv" in e.key]
+
+    gen = torch.Generator().manual_seed(11)
+    x = make((2, 16, 20, 20), "nchw", torch.float32, gen)
+    w3 = torch.randn(16, 1, 3, 3, generator=gen).cuda()
+    w7 = torch.randn(16, 1, 7, 7, generator=gen).cuda()
+    dsconv_ext.set_cuda_kernels("auto")
+    y = dsconv_ext.depthwise_conv2d(x, w3, None, 1, 1)
+    assert rel_err(y, F.conv2d(x, w3, None, 1, 1, 1, 16)) < 1e-6
+    assert not dsconv_kernels(lambda: dsconv_ext.depthwise_conv2d(x, w3, None, 1, 1))
+    assert dsconv_kernels(lambda: dsconv_ext.depthwise_conv2d(x, w7, None, 1, 3))
+    dsconv_ext.set_cuda_kernels("dsconv")
+    assert dsconv_kernels(lambda: dsconv_ext.depthwise_conv2d(x, w3, None, 1, 1))

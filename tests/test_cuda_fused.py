@@ -321,3 +321,32 @@ def test_64bit_offsets(layout):
     assert rel_err(out[:, :, :5, :], ref0) < TOL[torch.float16]
     del x, out
     torch.cuda.empty_cache()
+
+
+def test_api_routing():
+    """The public API in 'auto' mode (dsconv_ext/_cuda_route.py): inference runs PyTorch's
+    composition (no fused kernel launch, same values), training keeps the fused op."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def fused_launches(fn):
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        return sum(e.count for e in prof.key_averages() if "fused_kernel" in e.key)
+
+    gen = torch.Generator().manual_seed(12)
+    x = make((2, 32, 20, 20), "channels_last", torch.float16, gen)
+    dw, pw, db, pb = weights(32, 48, (3, 3), torch.float16, gen)
+    dsconv_ext.set_cuda_kernels("auto")
+
+    def call(*t):
+        return dsconv_ext.separable_conv2d(*t, padding=1, activation="relu6")
+
+    with torch.no_grad():
+        assert fused_launches(lambda: call(x, dw, pw, db, pb)) == 0
+        y = call(x, dw, pw, db, pb)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    ref = reference(x, dw, pw, db, pb, (1, 1), (1, 1, 1, 1), (1, 1), "relu6", None)
+    assert rel_err(y, ref) < 2 * TOL[torch.float16]
+    xg = x.detach().requires_grad_(True)
+    assert fused_launches(lambda: call(xg, dw, pw, db, pb)) == 1

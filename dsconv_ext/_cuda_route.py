@@ -1,0 +1,92 @@
+"""Which kernel runs a CUDA call of the public API: dsconv's own or PyTorch's.
+
+The first GPU run (NVIDIA H200, 2026-11-26; bench/results/gpu-h200-2026-11-26.md) found dsconv's
+CUDA kernels correct but, on several common shapes, slower than PyTorch's own:
+
+  - depthwise 3x3: 0.31-1.19x PyTorch's time ratio (below 1 in 26 of its 30 rows); 7x7 in
+    channels_last with 16-bit types: 0.69-0.88x. Faster: 7x7 NCHW (1.5-1.9x), 7x7 fp32
+    channels_last (1.7-3.4x), 31x31 (2.2-11x).
+  - the fused separable kernel: 0.40-0.88x of PyTorch's depthwise + cuDNN 1x1 composition.
+
+A drop-in must not make a layer slower than the nn.Conv2d it replaces. So in the default 'auto'
+mode the calls in the slower classes run PyTorch's own F.conv2d(groups=C) (cuDNN or its native
+depthwise kernel, with PyTorch's autograd), and inference calls of separable_conv2d run
+PyTorch's composition. Everything else, and every CPU call, runs dsconv's kernels. Calls that
+need grad keep the fused op: its backward recomputes instead of storing the intermediate.
+
+Modes: 'auto' (default), 'dsconv' (always dsconv's CUDA kernels: what the GPU benchmark times),
+'torch' (PyTorch's wherever it can express the call). Set with the environment variable
+DSCONV_CUDA_KERNELS at import, or set_cuda_kernels() at run time. Unmeasured classes (5x5,
+float64, asymmetric padding, which F.conv2d can't take without an extra F.pad pass) stay with
+dsconv. Revisit the table after each GPU benchmark run.
+"""
+import os
+
+import torch
+
+_MODES = ("auto", "dsconv", "torch")
+
+
+def _mode_from_env() -> str:
+    mode = os.environ.get("DSCONV_CUDA_KERNELS", "auto").strip().lower() or "auto"
+    if mode not in _MODES:
+        raise ValueError(f"dsconv: DSCONV_CUDA_KERNELS must be one of {', '.join(_MODES)}, got {mode!r}")
+    return mode
+
+
+_mode = _mode_from_env()
+
+
+def set_cuda_kernels(mode: str) -> None:
+    """Which CUDA kernels the public API uses: 'auto' (PyTorch's where they measured faster),
+    'dsconv' (always dsconv's) or 'torch' (PyTorch's wherever possible)."""
+    global _mode
+    if mode not in _MODES:
+        raise ValueError(f"dsconv: set_cuda_kernels: mode must be one of {', '.join(_MODES)}, got {mode!r}")
+    _mode = mode
+
+
+def cuda_kernels() -> str:
+    """The current mode of set_cuda_kernels()."""
+    return _mode
+
+
+_SIXTEEN_BIT = (torch.float16, torch.bfloat16)
+
+
+def torch_depthwise_faster(dtype: torch.dtype, kh: int, kw: int, channels_last: bool) -> bool:
+    """Whether PyTorch's own depthwise kernel measured faster than dsconv's on the H200 for this
+    class of call (see the module docstring)."""
+    if dtype not in (torch.float32,) + _SIXTEEN_BIT:
+        return False
+    taps = kh * kw
+    if taps <= 9:
+        return True
+    return channels_last and dtype in _SIXTEEN_BIT and taps <= 49
+
+
+def use_torch_depthwise(input: torch.Tensor, weight: torch.Tensor, padding) -> bool:
+    """For a CUDA call of depthwise_conv2d: run F.conv2d instead of dsconv's kernel?
+    padding: (top, bottom, left, right)."""
+    if _mode == "dsconv" or input.device.type != "cuda":
+        return False
+    top, bottom, left, right = padding
+    if top != bottom or left != right:
+        return False  # F.conv2d would need an F.pad pass first
+    if _mode == "torch":
+        return True
+    from ._layout import output_memory_format
+
+    cl = output_memory_format(input if input.dim() == 4 else input.unsqueeze(0), weight) == torch.channels_last
+    return torch_depthwise_faster(input.dtype, weight.shape[-2], weight.shape[-1], cl)
+
+
+def use_torch_separable(input: torch.Tensor, *tensors) -> bool:
+    """For a CUDA call of separable_conv2d: run PyTorch's composition instead of the fused op?
+    Only for inference (no tensor needs grad): training keeps the fused op, whose backward
+    recomputes the depthwise output instead of storing it."""
+    if _mode == "dsconv" or input.device.type != "cuda":
+        return False
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input,) + tensors):
+        return False
+    return _mode == "torch" or input.dtype in (torch.float32,) + _SIXTEEN_BIT
