@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 import dsconv_ext
+from dsconv_ext._cuda_route import torch_depthwise_faster
 
 LAYERS = [
     # name, (N, C, H, W), k, stride
@@ -209,6 +210,22 @@ def fused_row(layer, dname, layout, l2):
     )
 
 
+def routing_summary(rows):
+    """Whether the API's 'auto' routing table (dsconv_ext/_cuda_route.py) picked the faster kernel
+    in each timed row: the rows where it did not are the table's next edit."""
+    done = [r for r in rows if "error" not in r and "auto_picks" in r]
+    if not done:
+        return []
+    wrong = [r for r in done if (r["auto_picks"] == "torch") != (r["speedup"] < 1.0)]
+    out = ["", f"Routing table vs this run: 'auto' picks the faster kernel in {len(done) - len(wrong)} of "
+           f"{len(done)} rows."]
+    if wrong:
+        out.append("Rows where it does not: " + "; ".join(
+            f"{r['layer']} {r['dtype']} {r['layout']} {r['mode']} (x{r['speedup']:.2f}, picks {r['auto_picks']})"
+            for r in wrong))
+    return out
+
+
 def write_results(out, meta, checks, rows, skipped, bw, l2, t_start, fused_rows=()):
     """(Re)writes results.json and results.md; called after every row so a kill keeps what ran."""
     meta["bench_seconds"] = time.time() - t_start
@@ -232,8 +249,8 @@ def write_results(out, meta, checks, rows, skipped, bw, l2, t_start, fused_rows=
         "GB/s = fewest bytes the pass must move / time; % = that over the copy bandwidth; "
         "speedup = torch time / ours.",
         "",
-        "| layer | dtype | layout | pass | ours ms | torch ms | speedup | ours GB/s | ours % copy | torch % copy | rel err |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| layer | dtype | layout | pass | ours ms | torch ms | speedup | ours GB/s | ours % copy | torch % copy | rel err | API 'auto' runs |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         if "error" in r:
@@ -242,8 +259,9 @@ def write_results(out, meta, checks, rows, skipped, bw, l2, t_start, fused_rows=
         lines.append(
             f"| {r['layer']} | {r['dtype']} | {r['layout']} | {r['mode']} | {r['ours_ms']:.3f} | {r['torch_ms']:.3f} | "
             f"{r['speedup']:.2f} | {r['ours_GBps']:.0f} | {r['ours_pct_copy']:.1f} | {r['torch_pct_copy']:.1f} | "
-            f"{r['rel_err_vs_torch']:.1e} |"
+            f"{r['rel_err_vs_torch']:.1e} | {r.get('auto_picks', '?')} |"
         )
+    lines += routing_summary(rows)
     if fused_rows:
         lines += [
             "",
@@ -367,6 +385,7 @@ def main():
             ours_GBps=min_bytes / (t_o / 1e3) / 1e9, torch_GBps=min_bytes / (t_r / 1e3) / 1e9,
             ours_pct_copy=100 * min_bytes / (t_o / 1e3) / bw, torch_pct_copy=100 * min_bytes / (t_r / 1e3) / bw,
             rel_err_vs_torch=err, reps=reps, sets=len(sets),
+            auto_picks="torch" if torch_depthwise_faster(dtype, k, k, layout == "channels_last") else "dsconv",
             ours_spread_ms=[min(all_o), max(all_o)], torch_spread_ms=[min(all_r), max(all_r)],
         )
         rows.append(row)
