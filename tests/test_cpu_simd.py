@@ -254,6 +254,33 @@ def test_small_images_and_odd_padding(isa):
     assert_ok(check(problems))
 
 
+def test_nchw_direct_3x3_edges(isa):
+    """float32 NCHW 3x3 stride 1 reads the input rows in place (direct_tile in dw_simd_impl.h) with
+    lane masks on each row's first and last vector: every width class (one to four vectors; wider
+    rows and left padding past one vector (17) take the scratch path), asymmetric padding, rows in
+    the padding, multipliers, a single channel (narrow planes stay on this path when C == 1).
+    Forward only: the path is forward only."""
+    ops = torch.ops.dsconv
+    fails = []
+    gen = torch.Generator().manual_seed(7)
+    widths = list(range(1, 6)) + [15, 16, 17, 18, 31, 32, 33, 47, 48, 49, 63, 64, 65, 66, 79, 80, 81, 100, 130]
+    pads = [(1, 1, 1, 1), (0, 0, 0, 0), (2, 0, 2, 0), (0, 2, 0, 3), (1, 2, 5, 1), (0, 1, 16, 2), (1, 0, 17, 0)]
+    for W in widths:
+        for (pt, pb, pl, pr) in pads:
+            for N, C, M, H in ((2, 3, 1, 7), (1, 1, 1, 3), (1, 2, 2, 1)):
+                if W + pl + pr < 3 or H + pt + pb < 3:
+                    continue
+                x = torch.randn(N, C, H, W, generator=gen)
+                w = torch.randn(C * M, 1, 3, 3, generator=gen)
+                b = torch.randn(C * M, generator=gen)
+                y = ops.depthwise_conv2d(x, w, b, [1, 1], [pt, pb, pl, pr], [1, 1])
+                ref = F.conv2d(F.pad(x.double(), (pl, pr, pt, pb)), w.double(), b.double(), 1, 0, 1, C)
+                e = _rel_err(y, ref) if y.shape == ref.shape else float("inf")
+                if not e <= TOL[torch.float32]:
+                    fails.append(f"N{N} C{C} M{M} {H}x{W} pad {(pt, pb, pl, pr)}: err {e:.2e}")
+    assert_ok(fails)
+
+
 def test_views(isa):
     # strided views read in place (or fall back to the generic kernels): same results
     problems = [(2, 3, 9, 17, 3, 1, 1, 1, 1), (2, 3, 9, 17, 5, 2, 2, 1, 1), (1, 2, 8, 9, 3, 1, 1, 2, 2)]

@@ -538,6 +538,146 @@ int64_t band_rows(int64_t OH, int64_t sh, int64_t win, int64_t row_floats, int64
 }
 constexpr int64_t kClBandFloats = 256 * 1024;  // L planes of a channels_last block: ~1 MB
 
+// ---------------------------------------------------------------------------------------------
+// Direct planes forward: float32, stride 1, dilation 1, unit column stride, 3x3 (the tile code is
+// written for any K; 5x5 / 7x7 stay on the scratch path, where they measured faster).
+// The tiles read the input rows where they lie instead of a scratch copy (on 56-wide planes the
+// copy cost about as much as the FMAs: fwd_planes' row preparation was ~45% of its time with the
+// data in cache). Rows outside [0, H) point at a zero row; the first and last vector of each tile
+// load with per-tap lane masks, so lanes left of column 0 or right of column W-1 are zeros and
+// never touched (no read leaves the row); inner vectors load unmasked. Taps as in plane_tile's
+// fixed branch: each input vector is loaded once and feeds every output row of the tile.
+
+// Whether a problem takes the direct path: only the first vector of a row may reach into the left
+// padding and only the last one past column W-1. DSCONV_NCHW_DIRECT=0 turns it off (A/B tests).
+inline bool nchw_direct_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("DSCONV_NCHW_DIRECT");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
+
+constexpr int kDirectVM = 4;  // vectors per tile
+
+inline bool direct_fwd_ok(const DwParams& p, int64_t NV) {
+  if (!nchw_direct_enabled()) return false;
+  if (p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || p.dil_w != 1 || p.in_sw != 1) return false;
+  // 3x3 only: on 5x5 / 7x7 the masked edge loads (2K masks, more than the 8 mask registers) made
+  // the FMA-bound tiles 13-17% slower than copying the rows (measured: 32x240x28x28 k5, 32x96x56x56 k7).
+  if (p.KH != 3 || p.KW != 3) return false;
+  if (p.pad_l > L) return false;
+  // Rows of one tile (<= 4 vectors: up to 64-wide planes). 112-wide planes streamed from memory
+  // ran 10% slower direct than copied (32x32x112x112: 2.4 vs 2.2 ms; 1.35x faster from cache):
+  // the row copies, issued ahead of the FMAs, hide the misses better there.
+  if (NV > kDirectVM) return false;
+  return NV < 2 || (NV - 1) * L - 1 - p.pad_l + p.KW - 1 < p.W;
+}
+
+// R output rows x NV_T vectors of one plane. rows[j]: input row of the tile's window row j (tap
+// row kh = j - r for output row r), c0: column of vector 0's tap 0 (may be negative: masked).
+// kml / kmr: lane masks of the tile's first / last vector per tap kw (all lanes when the vector
+// is inside; for a single vector, both edges in kml).
+template <class T, int R, int NV_T, int K>
+__attribute__((always_inline)) inline void direct_tile(const float* const* rows, int64_t c0, const Mask* kml,
+                                                       const Mask* kmr, const float* w, float bias, T* o,
+                                                       int64_t osh, bool partial, Mask tm) {
+  V acc[R][NV_T];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV_T; ++v) acc[r][v] = Vec::set1(bias);
+  constexpr int J = R - 1 + K;
+#pragma GCC unroll 16
+  for (int j = 0; j < J; ++j) {
+    __asm__("" : "+r"(w));  // weights loaded where used (embedded broadcasts), as in plane_tile
+    const float* row = rows[j] + c0;
+#pragma GCC unroll 8
+    for (int kw = 0; kw < K; ++kw) {
+      V x[NV_T];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV_T; ++v) {
+        const float* xp = row + kw + v * L;
+        if (v == 0)
+          x[v] = Vec::load(xp, kml[kw]);
+        else if (v == NV_T - 1)
+          x[v] = Vec::load(xp, kmr[kw]);
+        else
+          x[v] = Vec::load(xp);
+        __asm__("" : "+v"(x[v]));
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const int kh = j - r;
+        if (kh >= 0 && kh < K) {
+          const V wv = Vec::set1(w[kh * K + kw]);
+#pragma GCC unroll 8
+          for (int v = 0; v < NV_T; ++v) acc[r][v] = Vec::fmadd(wv, x[v], acc[r][v]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    T* orow = o + r * osh;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV_T - 1; ++v) Vec::store(orow + v * L, acc[r][v]);
+    if (partial)
+      Vec::store(orow + (NV_T - 1) * L, acc[r][NV_T - 1], tm);
+    else
+      Vec::store(orow + (NV_T - 1) * L, acc[r][NV_T - 1]);
+  }
+}
+
+// R output rows starting at output row o0 (input rows from o0 - pad_t), across the full width:
+// tiles of kDirectVM vectors and one narrower remainder.
+
+template <class T, int R, int K>
+void direct_row_group(const DwParams& p, const float* plane, const float* zrow, int64_t NV, int tail, int64_t o0,
+                      const float* w, float bias, T* o, int64_t osh) {
+  const float* rows[R - 1 + K];
+  for (int j = 0; j < R - 1 + K; ++j) {
+    const int64_t ih = o0 - p.pad_t + j;
+    rows[j] = (ih >= 0 && ih < p.H) ? plane + ih * p.in_sh : zrow;
+  }
+  const Mask all = Vec::mask_range(0, L), tm = Vec::mask(tail);
+  for (int64_t v0 = 0; v0 < NV; v0 += kDirectVM) {
+    const int64_t n = imin(kDirectVM, NV - v0), c0 = v0 * L - p.pad_l;
+    const bool right = v0 + n == NV;
+    Mask kml[K], kmr[K];
+    for (int kw = 0; kw < K; ++kw) {
+      // lanes l of the first vector with column c0 + kw + l >= 0; of the last, column < W
+      kml[kw] = v0 == 0 ? Vec::mask_range(static_cast<int>(imax(0, -(c0 + kw))), L) : all;
+      kmr[kw] = right ? Vec::mask_range(0, static_cast<int>(clampi(p.W - (c0 + kw + (n - 1) * L), 0, L))) : all;
+      if (n == 1) kml[kw] = kml[kw] & kmr[kw];
+    }
+    T* ov = o + v0 * L;
+    const bool partial = right && tail < L;
+    switch (n) {
+      case 1: direct_tile<T, R, 1, K>(rows, c0, kml, kmr, w, bias, ov, osh, partial, tm); break;
+      case 2: direct_tile<T, R, 2, K>(rows, c0, kml, kmr, w, bias, ov, osh, partial, tm); break;
+      case 3: direct_tile<T, R, 3, K>(rows, c0, kml, kmr, w, bias, ov, osh, partial, tm); break;
+      default: direct_tile<T, R, kDirectVM, K>(rows, c0, kml, kmr, w, bias, ov, osh, partial, tm); break;
+    }
+  }
+}
+
+// Output rows [o0, o1) of one plane.
+template <class T, int K>
+void direct_rows_k(const DwParams& p, const float* plane, const float* zrow, int64_t NV, int tail, const float* w,
+                   float bias, T* out, int64_t osh, int64_t o0, int64_t o1) {
+  int64_t o = o0;
+  for (; o + kRFixed <= o1; o += kRFixed)
+    direct_row_group<T, kRFixed, K>(p, plane, zrow, NV, tail, o, w, bias, out + o * osh, osh);
+  for (; o < o1; ++o) direct_row_group<T, 1, K>(p, plane, zrow, NV, tail, o, w, bias, out + o * osh, osh);
+}
+
+template <class T>
+void direct_rows(const DwParams& p, const float* plane, const float* zrow, int64_t NV, int tail, const float* w,
+                 float bias, T* out, int64_t osh, int64_t o0, int64_t o1) {
+  direct_rows_k<T, 3>(p, plane, zrow, NV, tail, w, bias, out, osh, o0, o1);  // 3x3 (direct_fwd_ok)
+}
+
 template <class T>
 bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b32, T* out) {
   const int64_t sw = p.stride_w, dw = p.dil_w;
@@ -584,8 +724,14 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
     *Y1 = (imin(p.OH, band * B + B) - 1) * sh + win;
   };
   const int64_t PFD = prefetch_rows_ahead(row_bytes, imin(rows_max, (p.OH - 1) * sh + win));
+  // float32 stride-1 3/5/7 kernels read the input rows in place (see direct_tile): no scratch rows,
+  // only the prefetches; rows outside the input read this zero row (from column -pad_l).
+  const bool direct = sizeof(T) == 4 && g.kind != kPGeneral && direct_fwd_ok(p, g.NV);
+  Buf zrowb(direct ? (p.pad_l + g.NV * L + p.KW + 2 * L) * 4 : 64);
+  if (direct) zero_floats(zrowb.as<float>(), p.pad_l + g.NV * L + p.KW + 2 * L);
+  const float* zrow = zrowb.as<float>() + p.pad_l;
   at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
-    Scratch scratch(rows_max * g.RS, rows_max);
+    Scratch scratch(direct ? 16 : rows_max * g.RS, direct ? 1 : rows_max);
     Buf tmp((sw > 1 ? sw * g.PWp : 1) * 4 + 64);
     Buf stage(nt ? RG * p.OW * static_cast<int64_t>(sizeof(T)) + 64 : 64);
     float* sc = scratch.f();
@@ -619,6 +765,7 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
             const int64_t ihf = Yf - p.pad_t;
             if (pl && ihf >= 0 && ihf < p.H) prefetch_bytes(pl + ihf * p.in_sh, row_bytes);
           }
+          if (direct) continue;
           const int64_t ih = Yp - p.pad_t;
           prep_fwd_row<T>(sc + (Yp - Y0) * g.RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
                           p.pad_l, sw, g.PWp, tmp.as<float>(), scratch.dirty(Yp - Y0));
@@ -627,6 +774,20 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
           const int64_t oc = c * M + m;
           const float* wp = w32 + oc * taps;
           T* op = out + n * p.out_sn + oc * p.out_sc;
+          if constexpr (sizeof(T) == 4) {
+            if (direct) {
+              const float* fp = reinterpret_cast<const float*>(ip);
+              const float bias = b32 ? b32[oc] : 0.f;
+              if (nt) {
+                T* st = stage.as<T>() - o * p.OW;
+                direct_rows<T>(p, fp, zrow, g.NV, g.tail, wp, bias, st, p.OW, o, oe);
+                stream_copy<T>(op + o * p.OW, st + o * p.OW, (oe - o) * p.OW);
+              } else {
+                direct_rows<T>(p, fp, zrow, g.NV, g.tail, wp, bias, op, p.out_sh, o, oe);
+              }
+              continue;
+            }
+          }
           if (nt) {
             T* st = stage.as<T>() - o * p.OW;
             plane_rows<T>(g, sc, Y0, 0, &wp, 1, b32 ? b32[oc] : 0.f, st, p.OW, o, oe);

@@ -103,6 +103,8 @@ struct Vec {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
   static inline int mask_count(Mask m) { return __builtin_popcount(_mm256_movemask_ps(_mm256_castsi256_ps(m))); }
+  // lanes [lo, hi)
+  static inline Mask mask_range(int lo, int hi) { return _mm256_andnot_si256(mask(lo), mask(hi)); }
 
   static inline V load(const float* p) { return _mm256_loadu_ps(p); }
   static inline V load(const uint16_t* p) {
