@@ -963,12 +963,10 @@ void dw_row_groups(const Problem& P, const T* in, int64_t oh, int64_t s0, int64_
 // --- pixels depthwise, 3x3 at stride 1 and unit dilation: R rows x PB pixels x one channel vector --------
 // Each input vector of the (R + 2) x (PB + 2) window is loaded once and feeds all (up to 9) outputs
 // that read it; the 9 tap vectors stay in registers (about a fifth of a load per FMA).
-// in: input at (row oh - pad_t, column ow - pad_l, channel c0) of the block's first output pixel.
-// EDGE: window rows i / columns j with bit i of imask / bit j of jmask clear are zeros (never
-// read), and only n < L channel lanes may be valid; without EDGE all are inside and n == L.
-template <int R, int PB, bool EDGE, class T>
-inline void dwp33_block(const T* in, int64_t in_sh, int64_t in_sw, uint32_t imask, uint32_t jmask, const float* wt,
-                        int64_t Cp, const float* bias, float* dst, int64_t dst_row, int64_t ldt, int64_t n) {
+// ld(i, j): the channel vector of window row i, column j (zeros where the window leaves the image).
+template <int R, int PB, class LD>
+__attribute__((always_inline)) inline void dwp33_core(LD ld, const float* wt, int64_t Cp, const float* bias, float* dst,
+                                                      int64_t dst_row, int64_t ldt) {
   vec acc[R][PB], w[9];
   const vec b = V::load(bias);
 #pragma GCC unroll 4
@@ -979,14 +977,9 @@ inline void dwp33_block(const T* in, int64_t in_sh, int64_t in_sw, uint32_t imas
   for (int t = 0; t < 9; ++t) w[t] = V::load(wt + t * Cp);
 #pragma GCC unroll 6
   for (int i = 0; i < R + 2; ++i) {
-    const T* row = in + i * in_sh;
 #pragma GCC unroll 6
     for (int j = 0; j < PB + 2; ++j) {
-      vec x;
-      if (EDGE)
-        x = ld_if(row + j * in_sw, ((imask >> i) & (jmask >> j) & 1u) != 0, n);
-      else
-        x = ld(row + j * in_sw);
+      const vec x = ld(i, j);
 #pragma GCC unroll 3
       for (int kh = 0; kh < 3; ++kh) {
         const int r = i - kh;
@@ -1006,10 +999,35 @@ inline void dwp33_block(const T* in, int64_t in_sh, int64_t in_sw, uint32_t imas
     for (int q = 0; q < PB; ++q) V::store(dst + r * dst_row + q * ldt, acc[r][q]);
 }
 
+// in: input at (row oh - pad_t, column ow - pad_l, channel c0) of the block's first output pixel.
+// EDGE: window rows i / columns j with bit i of imask / bit j of jmask clear are zeros (never
+// read), and only n < L channel lanes may be valid; without EDGE all are inside and n == L.
+template <int R, int PB, bool EDGE, class T>
+inline void dwp33_block(const T* in, int64_t in_sh, int64_t in_sw, uint32_t imask, uint32_t jmask, const float* wt,
+                        int64_t Cp, const float* bias, float* dst, int64_t dst_row, int64_t ldt, int64_t n) {
+  dwp33_core<R, PB>(
+      [&](int i, int j) {
+        const T* row = in + i * in_sh;
+        return EDGE ? ld_if(row + j * in_sw, ((imask >> i) & (jmask >> j) & 1u) != 0, n) : ld(row + j * in_sw);
+      },
+      wt, Cp, bias, dst, dst_row, ldt);
+}
+
+// Full channel vectors of a block that touches the image's edge: window position (i, j) reads
+// tab[i * (PB + 2) + j] + c0, the input pixel or a zero buffer, with plain loads. (Masked loads
+// with masks rebuilt from imask / jmask per load made such blocks ~6x slower than inner ones:
+// the 14x14 maps of MobileNetV2's 576-channel blocks are mostly edge blocks.)
+template <int R, int PB, class T>
+inline void dwp33_block_tab(const T* const* tab, int64_t c0, const float* wt, int64_t Cp, const float* bias, float* dst,
+                            int64_t dst_row, int64_t ldt) {
+  dwp33_core<R, PB>([&](int i, int j) { return ld(tab[i * (PB + 2) + j] + c0); }, wt, Cp, bias, dst, dst_row, ldt);
+}
+
 // All channels of the R x PB block at (oh, ow): channel vectors innermost, so the window's pixels
 // (C contiguous floats each) are read front to back, and the next block shares two of its columns.
 template <int R, int PB, class T>
-inline void dwp33_blocks(const Problem& P, const T* in, int64_t oh, int64_t ow, float* dst, int64_t ldt, int64_t Cp) {
+inline void dwp33_blocks(const Problem& P, const T* in, int64_t oh, int64_t ow, float* dst, int64_t ldt, int64_t Cp,
+                         const T* zeros) {
   const DwParams& p = P.p;
   const int64_t ih0 = oh - p.pad_t, iw0 = ow - p.pad_l;
   uint32_t imask = 0, jmask = 0;
@@ -1032,12 +1050,22 @@ inline void dwp33_blocks(const Problem& P, const T* in, int64_t oh, int64_t ow, 
       for (int j = 0; j < PB + 2; ++j) prefetch_l1(a + i * p.in_sh + j * p.in_sw);
   };
   int64_t c0 = 0;
-  if (inside)
+  if (inside) {
     for (; c0 + L <= p.C; c0 += L) {
       prefetch(c0);
       dwp33_block<R, PB, false, T>(base + c0, p.in_sh, p.in_sw, imask, jmask, P.packed_dw + c0, Cp,
                                    P.packed_dw_b + c0, dst + c0, dst_row, ldt, L);
     }
+  } else if (p.C >= L) {
+    const T* tab[(R + 2) * (PB + 2)];
+    for (int i = 0; i < R + 2; ++i)
+      for (int j = 0; j < PB + 2; ++j)
+        tab[i * (PB + 2) + j] = ((imask >> i) & (jmask >> j) & 1u) ? base + i * p.in_sh + j * p.in_sw : zeros;
+    for (; c0 + L <= p.C; c0 += L) {
+      prefetch(c0);
+      dwp33_block_tab<R, PB, T>(tab, c0, P.packed_dw + c0, Cp, P.packed_dw_b + c0, dst + c0, dst_row, ldt);
+    }
+  }
   for (; c0 < p.C; c0 += L) {
     prefetch(c0);
     dwp33_block<R, PB, true, T>(base + c0, p.in_sh, p.in_sw, imask, jmask, P.packed_dw + c0, Cp, P.packed_dw_b + c0,
@@ -1047,16 +1075,16 @@ inline void dwp33_blocks(const Problem& P, const T* in, int64_t oh, int64_t ow, 
 
 template <int R, class T>
 inline void dwp33_rows(const Problem& P, const T* in, int64_t oh, int64_t s0, int64_t s1, float* dst, int64_t ldt,
-                       int64_t Cp) {
+                       int64_t Cp, const T* zeros) {
   int64_t ow = s0;
-  for (; ow + 4 <= s1; ow += 4) dwp33_blocks<R, 4, T>(P, in, oh, ow, dst + (ow - s0) * ldt, ldt, Cp);
-  for (; ow + 2 <= s1; ow += 2) dwp33_blocks<R, 2, T>(P, in, oh, ow, dst + (ow - s0) * ldt, ldt, Cp);
-  for (; ow < s1; ++ow) dwp33_blocks<R, 1, T>(P, in, oh, ow, dst + (ow - s0) * ldt, ldt, Cp);
+  for (; ow + 4 <= s1; ow += 4) dwp33_blocks<R, 4, T>(P, in, oh, ow, dst + (ow - s0) * ldt, ldt, Cp, zeros);
+  for (; ow + 2 <= s1; ow += 2) dwp33_blocks<R, 2, T>(P, in, oh, ow, dst + (ow - s0) * ldt, ldt, Cp, zeros);
+  for (; ow < s1; ++ow) dwp33_blocks<R, 1, T>(P, in, oh, ow, dst + (ow - s0) * ldt, ldt, Cp, zeros);
 }
 
 // tile[q - q0][c] for the band.
 template <class T>
-void dwp33_band(const Problem& P, const T* in, int64_t q0, int64_t q1, float* tile, int64_t ldt) {
+void dwp33_band(const Problem& P, const T* in, int64_t q0, int64_t q1, float* tile, int64_t ldt, const T* zeros) {
   const DwParams& p = P.p;
   const int64_t OW = p.OW, oha = q0 / OW, ohb = (q1 - 1) / OW;
   struct Seg { int64_t oh0, nrows, s0, s1; } segs[3];
@@ -1083,13 +1111,13 @@ void dwp33_band(const Problem& P, const T* in, int64_t q0, int64_t q1, float* ti
       const int64_t oh = sg.oh0 + r0, rem = sg.nrows - r0;
       float* dst = tile + (oh * OW + sg.s0 - q0) * ldt;
       if (rem >= 4) {
-        dwp33_rows<4, T>(P, in, oh, sg.s0, sg.s1, dst, ldt, Cp);
+        dwp33_rows<4, T>(P, in, oh, sg.s0, sg.s1, dst, ldt, Cp, zeros);
         r0 += 4;
       } else if (rem >= 2) {
-        dwp33_rows<2, T>(P, in, oh, sg.s0, sg.s1, dst, ldt, Cp);
+        dwp33_rows<2, T>(P, in, oh, sg.s0, sg.s1, dst, ldt, Cp, zeros);
         r0 += 2;
       } else {
-        dwp33_rows<1, T>(P, in, oh, sg.s0, sg.s1, dst, ldt, Cp);
+        dwp33_rows<1, T>(P, in, oh, sg.s0, sg.s1, dst, ldt, Cp, zeros);
         r0 += 1;
       }
     }
@@ -1110,7 +1138,10 @@ void dw_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
   const bool grouped = p.dil_w == 1 && (p.stride_w == 1 || p.stride_w == 2) &&
                        (p.KW == 3 || p.KW == 5 || p.KW == 7);
   if (k33) {
-    dwp33_band<T>(P, in, q0, q1, tile, ldt);
+    // zeros for the window positions outside the image (dwp33_block_tab), C channels long
+    T* zeros = new T[round_up(p.C, L)]();
+    dwp33_band<T>(P, in, q0, q1, tile, ldt, zeros);
+    delete[] zeros;
   } else if (!grouped) {
     for (int64_t q = q0; q < q1; ++q)
       dw_pixel_all<T>(P, in, q / p.OW, q % p.OW, offs, idx, tile + (q - q0) * ldt, ldt);
