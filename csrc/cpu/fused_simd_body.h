@@ -849,12 +849,12 @@ void dw_pixel_all(const Problem& P, const T* in, int64_t oh, int64_t ow, int64_t
 // unit dilation and column stride SW (compile-time): each input vector is loaded once and feeds
 // every (pixel, tap) that reads it; the row's KW weight vectors stay in registers.
 // in: input at (row of kh = 0, column of pixel 0's tap 0, channel c0); rows kh in [kh_lo, kh_hi).
-// EDGE: input columns j with bit j of jmask clear lie in the padding: read as zeros, never loaded
-// (masked loads, no branches). Without EDGE every column is inside the input.
+// EDGE: input columns j with bit j of jmask clear lie in the padding: read from the zero buffer
+// `zeros` (>= NV*L elements), never from the input. Without EDGE every column is inside the input.
 template <int PB, int NV, int KW, int SW, bool EDGE, class T>
 inline void dw_pixel_group(const T* in, int64_t in_sh, int64_t in_sw, int64_t dil_h, int64_t kh_lo, int64_t kh_hi,
-                           uint32_t jmask, const float* wt, int64_t Cp, const float* bias, float* dst, int64_t ldt,
-                           int64_t n_last) {
+                           uint32_t jmask, const T* zeros, const float* wt, int64_t Cp, const float* bias, float* dst,
+                           int64_t ldt, int64_t n_last) {
   vec acc[PB][NV];
 #pragma GCC unroll 16
   for (int q = 0; q < PB; ++q)
@@ -876,15 +876,12 @@ inline void dw_pixel_group(const T* in, int64_t in_sh, int64_t in_sw, int64_t di
     for (int j = 0; j < J; ++j, xp += in_sw) {
       asm("" : "+r"(xp));
       vec x[NV];
-      if (EDGE) {
-        const bool on = (jmask >> j) & 1u;
+      // EDGE: a column in the padding reads the zero buffer (a pointer select, plain loads: masks
+      // rebuilt per load cost several times the loads themselves).
+      const T* src = (!EDGE || ((jmask >> j) & 1u)) ? xp : zeros;
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) x[v] = ld_if(xp + v * L, on, v == NV - 1 ? n_last : L);
-      } else {
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v)
-          x[v] = (v == NV - 1 && n_last != L) ? ld_n(xp + v * L, n_last) : ld(xp + v * L);
-      }
+      for (int v = 0; v < NV; ++v)
+        x[v] = (v == NV - 1 && n_last != L) ? ld_n(src + v * L, n_last) : ld(src + v * L);
       // Keep x in registers: GCC would otherwise fold its load into each FMA using it (KW / SW
       // loads of the same vector instead of one).
 #pragma GCC unroll 4
@@ -909,18 +906,19 @@ template <int PB, int NV, int KW, int SW, bool EDGE, class T>
 inline void dw_group_channels(const Problem& P, const T* base, int64_t kh_lo, int64_t kh_hi, uint32_t jmask,
                               float* dst, int64_t ldt, int64_t cb, int64_t ce) {
   const DwParams& p = P.p;
+  const T* zeros = reinterpret_cast<const T*>(P.zeros);
   for (int64_t c0 = cb; c0 < ce; c0 += NV * L) {
     const int64_t rem = ce - c0;
     const float* wt = P.packed_dw + c0;
     const float* bc = P.packed_dw_b + c0;
     if (rem >= NV * L) {
-      dw_pixel_group<PB, NV, KW, SW, EDGE, T>(base + c0, p.in_sh, p.in_sw, p.dil_h, kh_lo, kh_hi, jmask, wt, ldt, bc,
+      dw_pixel_group<PB, NV, KW, SW, EDGE, T>(base + c0, p.in_sh, p.in_sw, p.dil_h, kh_lo, kh_hi, jmask, zeros, wt, ldt, bc,
                                               dst + c0, ldt, L);
     } else if (rem > L) {  // NV == 2 here: two vectors, the last partial
-      dw_pixel_group<PB, 2, KW, SW, EDGE, T>(base + c0, p.in_sh, p.in_sw, p.dil_h, kh_lo, kh_hi, jmask, wt, ldt, bc,
+      dw_pixel_group<PB, 2, KW, SW, EDGE, T>(base + c0, p.in_sh, p.in_sw, p.dil_h, kh_lo, kh_hi, jmask, zeros, wt, ldt, bc,
                                              dst + c0, ldt, rem - L);
     } else {
-      dw_pixel_group<PB, 1, KW, SW, EDGE, T>(base + c0, p.in_sh, p.in_sw, p.dil_h, kh_lo, kh_hi, jmask, wt, ldt, bc,
+      dw_pixel_group<PB, 1, KW, SW, EDGE, T>(base + c0, p.in_sh, p.in_sw, p.dil_h, kh_lo, kh_hi, jmask, zeros, wt, ldt, bc,
                                              dst + c0, ldt, rem);
     }
   }
@@ -1138,10 +1136,8 @@ void dw_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
   const bool grouped = p.dil_w == 1 && (p.stride_w == 1 || p.stride_w == 2) &&
                        (p.KW == 3 || p.KW == 5 || p.KW == 7);
   if (k33) {
-    // zeros for the window positions outside the image (dwp33_block_tab), C channels long
-    T* zeros = new T[round_up(p.C, L)]();
-    dwp33_band<T>(P, in, q0, q1, tile, ldt, zeros);
-    delete[] zeros;
+    // zeros for the window positions outside the image (dwp33_block_tab)
+    dwp33_band<T>(P, in, q0, q1, tile, ldt, reinterpret_cast<const T*>(P.zeros));
   } else if (!grouped) {
     for (int64_t q = q0; q < q1; ++q)
       dw_pixel_all<T>(P, in, q / p.OW, q % p.OW, offs, idx, tile + (q - q0) * ldt, ldt);
@@ -1243,7 +1239,7 @@ int64_t workspace_size(const Problem& P) {
   const int64_t C = P.p.C, Cout = P.Cout;
   if (!P.pixels) return round_up(Cout, kPlanesMR) * C;
   const int64_t NR = pixels_nv(Cout) * L, Cp = round_up(C, L);
-  return round_up(Cout, NR) * C + round_up(Cout, NR) + P.p.KH * P.p.KW * Cp + Cp;
+  return round_up(Cout, NR) * C + round_up(Cout, NR) + P.p.KH * P.p.KW * Cp + Cp + Cp + 2 * L;
 }
 
 void prepare(Problem& P, float* ws) {
@@ -1281,6 +1277,9 @@ void prepare(Problem& P, float* ws) {
     for (int64_t c = 0; c < Cp; ++c) dw[t * Cp + c] = c < C ? P.dw_w[c * taps + t] : 0.f;
   float* dwb = dw + taps * Cp;
   for (int64_t c = 0; c < Cp; ++c) dwb[c] = (P.dw_b && c < C) ? P.dw_b[c] : 0.f;
+  float* zeros = dwb + Cp;
+  zero_fill(zeros, Cp + 2 * L);
+  P.zeros = zeros;
   P.packed_pw = pw;
   P.packed_pw_b = P.pw_b ? pwb : nullptr;
   P.packed_dw = dw;
