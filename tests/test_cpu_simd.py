@@ -256,14 +256,15 @@ def test_small_images_and_odd_padding(isa):
 
 def test_nchw_direct_3x3_edges(isa):
     """float32 NCHW 3x3 stride 1 reads the input rows in place (direct_tile in dw_simd_impl.h) with
-    lane masks on each row's first and last vector: every width class (one to four vectors; wider
-    rows and left padding past one vector (17) take the scratch path), asymmetric padding, rows in
-    the padding, multipliers, a single channel (narrow planes stay on this path when C == 1).
+    lane masks on each row's first and last vector: every width class (one to eight vectors, so
+    one or two tiles, the second partial; wider rows and left padding past one vector (17) take the
+    scratch path), asymmetric padding, rows in the padding, multipliers, a single channel (narrow
+    planes stay on this path when C == 1).
     Forward only: the path is forward only."""
     ops = torch.ops.dsconv
     fails = []
     gen = torch.Generator().manual_seed(7)
-    widths = list(range(1, 6)) + [15, 16, 17, 18, 31, 32, 33, 47, 48, 49, 63, 64, 65, 66, 79, 80, 81, 100, 130]
+    widths = list(range(1, 6)) + [15, 16, 17, 18, 31, 32, 33, 47, 48, 49, 63, 64, 65, 66, 79, 80, 81, 100, 112, 127, 128, 129, 130]
     pads = [(1, 1, 1, 1), (0, 0, 0, 0), (2, 0, 2, 0), (0, 2, 0, 3), (1, 2, 5, 1), (0, 1, 16, 2), (1, 0, 17, 0)]
     for W in widths:
         for (pt, pb, pl, pr) in pads:
