@@ -260,12 +260,14 @@ def test_nchw_direct_3x3_edges(isa):
     one or two tiles, the second partial; wider rows and left padding past one vector (17) take the
     scratch path), asymmetric padding, rows in the padding, multipliers, a single channel (narrow
     planes stay on this path when C == 1).
-    Forward only: the path is forward only."""
+    Grad input (multiplier 1) runs the same tiles on grad_output, read from row and column
+    -(2 - pad): negative offsets where the padding exceeds 2."""
     ops = torch.ops.dsconv
     fails = []
     gen = torch.Generator().manual_seed(7)
     widths = list(range(1, 6)) + [15, 16, 17, 18, 31, 32, 33, 47, 48, 49, 63, 64, 65, 66, 79, 80, 81, 100, 112, 127, 128, 129, 130]
-    pads = [(1, 1, 1, 1), (0, 0, 0, 0), (2, 0, 2, 0), (0, 2, 0, 3), (1, 2, 5, 1), (0, 1, 16, 2), (1, 0, 17, 0)]
+    pads = [(1, 1, 1, 1), (0, 0, 0, 0), (2, 0, 2, 0), (0, 2, 0, 3), (1, 2, 5, 1), (0, 1, 16, 2), (1, 0, 17, 0),
+            (4, 3, 0, 20)]
     for W in widths:
         for (pt, pb, pl, pr) in pads:
             for N, C, M, H in ((2, 3, 1, 7), (1, 1, 1, 3), (1, 2, 2, 1)):
@@ -275,10 +277,18 @@ def test_nchw_direct_3x3_edges(isa):
                 w = torch.randn(C * M, 1, 3, 3, generator=gen)
                 b = torch.randn(C * M, generator=gen)
                 y = ops.depthwise_conv2d(x, w, b, [1, 1], [pt, pb, pl, pr], [1, 1])
-                ref = F.conv2d(F.pad(x.double(), (pl, pr, pt, pb)), w.double(), b.double(), 1, 0, 1, C)
+                x64 = x.double().requires_grad_()
+                ref = F.conv2d(F.pad(x64, (pl, pr, pt, pb)), w.double(), b.double(), 1, 0, 1, C)
                 e = _rel_err(y, ref) if y.shape == ref.shape else float("inf")
                 if not e <= TOL[torch.float32]:
                     fails.append(f"N{N} C{C} M{M} {H}x{W} pad {(pt, pb, pl, pr)}: err {e:.2e}")
+                # grad input: the same tiles on grad_output, from row / column -(2 - pad)
+                go = torch.randn(ref.shape, generator=gen)
+                gi = ops.depthwise_conv2d_backward(go, x, w, [1, 1], [pt, pb, pl, pr], [1, 1], [True, False, False])[0]
+                ref.backward(go.double())
+                e = _rel_err(gi, x64.grad)
+                if not e <= TOL[torch.float32]:
+                    fails.append(f"N{N} C{C} M{M} {H}x{W} pad {(pt, pb, pl, pr)}: grad input err {e:.2e}")
     assert_ok(fails)
 
 

@@ -19,7 +19,8 @@
 //   wide skips the scratch: its tiles read the input rows in place (direct_tile).
 //   - grad input: the same engine on a virtual input, grad_output zero-inserted by the stride and
 //     padded by (K-1)*dil - pad, correlated with the flipped weights (summing the M outputs of
-//     each input channel).
+//     each input channel). float32 3x3 stride 1, multiplier 1: the in-place tiles on grad_output,
+//     with software prefetch of the rows ahead.
 //   - grad weight + bias: task = (output channel, fixed batch chunk); the forward scratch rows,
 //     row-shared tap tiles (KHB x KWB accumulators, rows innermost) where the row stride and
 //     dilation are 1, tap blocks otherwise; the bias is summed in the same pass.
@@ -561,18 +562,23 @@ inline bool nchw_direct_enabled() {
 
 constexpr int kDirectVM = 4;  // vectors per tile
 
+// The geometry part: source rows of width W read from column -pad_l, NV output vectors per row.
+inline bool direct_geom_ok(int64_t pad_l, int64_t W, int64_t NV, int64_t KW) {
+  if (pad_l > L) return false;
+  if (NV > 2 * kDirectVM) return false;  // see direct_fwd_ok
+  return NV < 2 || (NV - 1) * L - 1 - pad_l + KW - 1 < W;
+}
+
 inline bool direct_fwd_ok(const DwParams& p, int64_t NV) {
   if (!nchw_direct_enabled()) return false;
   if (p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || p.dil_w != 1 || p.in_sw != 1) return false;
   // 3x3 only: on 5x5 / 7x7 the masked edge loads (2K masks, more than the 8 mask registers) made
   // the FMA-bound tiles 13-17% slower than copying the rows (measured: 32x240x28x28 k5, 32x96x56x56 k7).
   if (p.KH != 3 || p.KW != 3) return false;
-  if (p.pad_l > L) return false;
   // Up to 8 vectors (128-wide planes: MobileNet's 112x112), the widths measured. On a quiet VM
   // (copy_ 76 GB/s) 32x32x112x112 ran 1.46-1.56 ms direct against 1.58-1.61 copied; under a noisy
   // neighbour once 2.4 against 2.2 ms. Prefetching further ahead did not change it.
-  if (NV > 2 * kDirectVM) return false;
-  return NV < 2 || (NV - 1) * L - 1 - p.pad_l + p.KW - 1 < p.W;
+  return direct_geom_ok(p.pad_l, p.W, NV, p.KW);
 }
 
 // R output rows x NV_T vectors of one plane. rows[j]: input row of the tile's window row j (tap
@@ -1182,8 +1188,23 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
   const int64_t src_stride = rows_max * g.RS;
   const bool nt = p.N * C * p.H * p.W * static_cast<int64_t>(sizeof(T)) >= kStreamBytes && p.in_sh == p.W &&
                   p.in_sw == 1;
+  // float32 3x3 stride 1, multiplier 1: the forward's in-place tiles (direct_tile) on grad_output,
+  // read from row -(KH-1-pad_t) and column -(KW-1-pad_l), with the flipped weights; no scratch.
+  DwParams q = p;  // the virtual forward: source = one grad_output plane, output = grad_input
+  q.H = p.OH, q.W = p.OW, q.in_sh = p.out_sh, q.in_sw = p.out_sw;
+  q.pad_t = (p.KH - 1) * p.dil_h - p.pad_t, q.pad_l = padc;
+  const bool direct = sizeof(T) == 4 && M == 1 && nchw_direct_enabled() && p.stride_h == 1 && p.stride_w == 1 &&
+                      p.dil_h == 1 && p.dil_w == 1 && p.KH == 3 && p.KW == 3 && p.out_sw == 1 &&
+                      direct_geom_ok(q.pad_l, q.W, g.NV, 3);
+  // zero row read from column -pad_l (pad_l < 0 when the forward padding exceeds K - 1)
+  const int64_t zlen = (q.pad_l < 0 ? -q.pad_l : q.pad_l) + g.NV * L + p.KW + 2 * L;
+  Buf zrowb(direct ? zlen * 4 : 64);
+  if (direct) zero_floats(zrowb.as<float>(), zlen);
+  const float* zrow = zrowb.as<float>() + imax(0, q.pad_l);
+  const int64_t row_bytes = p.OW * static_cast<int64_t>(sizeof(T));
+  const int64_t PFD = prefetch_rows_ahead(row_bytes, imin(rows_max, p.H - 1 + win));
   at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
-    Scratch scratch(M * src_stride, M * rows_max);
+    Scratch scratch(direct ? 16 : M * src_stride, direct ? 1 : M * rows_max);
     Buf wsb(M * 8 + 64);
     Buf stage(nt ? B * p.W * static_cast<int64_t>(sizeof(T)) + 64 : 64);
     float* sc = scratch.f();
@@ -1192,6 +1213,45 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
       const int64_t band = t % nbands, nc = t / nbands, c = nc % C, n = nc / C;
       const int64_t o0 = band * B, o1 = imin(p.H, o0 + B);
       const int64_t Y0 = o0, Y1 = o1 - 1 + win;
+      if constexpr (sizeof(T) == 4) {
+        if (direct) {
+          const float* gp = reinterpret_cast<const float*>(gout + n * p.out_sn + c * p.out_sc);
+          const float* wf = wflip + c * taps;
+          T* op = gin + n * p.in_sn + c * p.in_sc;
+          // Nothing copies the rows ahead of use here: prefetch them PFD virtual rows ahead,
+          // into the next task's plane past this band's end (short planes defeat the hardware
+          // prefetchers: 28-wide rows ran 1.3-1.5x slower without this).
+          const T* nplane = nullptr;
+          int64_t nY0 = 0;
+          if (t + 1 < end) {
+            const int64_t nb = (t + 1) % nbands, nnc = (t + 1) / nbands;
+            nplane = gout + (nnc / C) * p.out_sn + (nnc % C) * p.out_sc;
+            nY0 = nb * B;
+          }
+          int64_t Yp = Y0;
+          for (int64_t o = o0; o < o1; o += 16) {
+            const int64_t oe = imin(o1, o + 16);
+            for (const int64_t need = imin(Y1, oe - 1 + win); Yp < need; ++Yp) {
+              int64_t Yf = Yp + PFD;
+              const T* pl = gout + n * p.out_sn + c * p.out_sc;
+              if (Yf >= Y1) {
+                pl = nplane;
+                Yf = nY0 + (Yf - Y1);
+              }
+              const int64_t ohf = Yf - q.pad_t;
+              if (pl && ohf >= 0 && ohf < p.OH) prefetch_bytes(pl + ohf * p.out_sh, row_bytes);
+            }
+            if (nt) {
+              T* st = stage.as<T>() - o * p.W;
+              direct_rows<T>(q, gp, zrow, g.NV, g.tail, wf, 0.f, st, p.W, o, oe);
+              stream_copy<T>(op + o * p.W, st + o * p.W, (oe - o) * p.W);
+            } else {
+              direct_rows<T>(q, gp, zrow, g.NV, g.tail, wf, 0.f, op, p.in_sh, o, oe);
+            }
+          }
+          continue;
+        }
+      }
       for (int64_t m = 0; m < M; ++m) {
         const int64_t oc = c * M + m;
         const T* gp = gout + n * p.out_sn + oc * p.out_sc;
