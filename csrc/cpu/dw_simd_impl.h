@@ -221,6 +221,22 @@ struct PlaneGeom {
   const int64_t* koff;
 };
 
+// Stores an R x NV_T register tile at o (rows osh apart); the last vector masked by tm if partial.
+template <class T, int R, int NV_T>
+__attribute__((always_inline)) inline void store_tile(const V (&acc)[R][NV_T], T* o, int64_t osh, bool partial,
+                                                      Mask tm) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    T* orow = o + r * osh;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV_T - 1; ++v) Vec::store(orow + v * L, acc[r][v]);
+    if (partial)
+      Vec::store(orow + (NV_T - 1) * L, acc[r][NV_T - 1], tm);
+    else
+      Vec::store(orow + (NV_T - 1) * L, acc[r][NV_T - 1]);
+  }
+}
+
 // R output rows x NV_T vectors, all taps, all sources. s: scratch at the tile's first output row
 // and first column; o: output at the same place.
 template <class T, int R, int NV_T, int KH_, int KW_, int SH_>
@@ -330,16 +346,7 @@ __attribute__((always_inline)) inline void plane_tile(const PlaneGeom& g, const 
     }
   }
 
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    T* orow = o + r * osh;
-#pragma GCC unroll 8
-    for (int v = 0; v < NV_T - 1; ++v) Vec::store(orow + v * L, acc[r][v]);
-    if (partial)
-      Vec::store(orow + (NV_T - 1) * L, acc[r][NV_T - 1], tm);
-    else
-      Vec::store(orow + (NV_T - 1) * L, acc[r][NV_T - 1]);
-  }
+  store_tile<T, R, NV_T>(acc, o, osh, partial, tm);
 }
 
 // A row group (RR rows) across the full width: VM-vector tiles and one narrower remainder tile.
@@ -624,16 +631,7 @@ __attribute__((always_inline)) inline void direct_tile(const float* const* rows,
       }
     }
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    T* orow = o + r * osh;
-#pragma GCC unroll 8
-    for (int v = 0; v < NV_T - 1; ++v) Vec::store(orow + v * L, acc[r][v]);
-    if (partial)
-      Vec::store(orow + (NV_T - 1) * L, acc[r][NV_T - 1], tm);
-    else
-      Vec::store(orow + (NV_T - 1) * L, acc[r][NV_T - 1]);
-  }
+  store_tile<T, R, NV_T>(acc, o, osh, partial, tm);
 }
 
 // R output rows starting at output row o0 (input rows from o0 - pad_t), across the full width:
