@@ -91,8 +91,10 @@ def separable_conv2d(
     if use_torch_separable(x, dw_weight, pw_weight, dw_bias, pw_bias):
         # CUDA inference: PyTorch's composition measured faster than the fused kernel (_cuda_route.py);
         # same memory format as the fused op's.
-        y = _as_conv2d(x, dw_weight, dw_bias, s, p, d) if use_torch_depthwise(x, dw_weight, p) else \
-            torch.ops.dsconv.depthwise_conv2d(x, dw_weight, dw_bias, s, p, d)
+        if use_torch_depthwise(x, dw_weight, p) or not has_kernel(x.device):
+            y = _as_conv2d(x, dw_weight, dw_bias, s, p, d)
+        else:
+            y = torch.ops.dsconv.depthwise_conv2d(x, dw_weight, dw_bias, s, p, d)
         out = act_fn(pw_act)(F.conv2d(act_fn(act)(y), pw_weight, pw_bias))
         out = out.contiguous(memory_format=separable_memory_format(x, dw_weight, pw_weight))
     # ONNX has no dsconv op: export the composition's standard Conv nodes instead.

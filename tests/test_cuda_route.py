@@ -130,3 +130,19 @@ def test_separable_dispatch(grad, cl):
         assert "dsconv.separable_conv2d" not in names and names.count("aten.convolution") == 2, names
     assert out.shape == (2, 12, 10, 10)
     assert out.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+
+def test_separable_inference_with_a_dsconv_depthwise_class():
+    """Inference with a 7x7 float32 NCHW depthwise stage: dsconv's CUDA depthwise kernel where
+    the build has one, else PyTorch's (a CPU-only build given CUDA tensors)."""
+    dsconv_ext.set_cuda_kernels("auto")
+
+    def f(x, dw, pw):
+        return dsconv_ext.separable_conv2d(x, dw, pw, padding=3, activation="relu")
+
+    names, out = _dispatched(f, (2, 8, 10, 10), (8, 1, 7, 7), (12, 8, 1, 1))
+    if dsconv_ext.has_kernel("cuda"):
+        assert "dsconv.depthwise_conv2d" in names and names.count("aten.convolution") == 1, names
+    else:
+        assert names.count("aten.convolution") == 2, names
+    assert out.shape == (2, 12, 10, 10)
