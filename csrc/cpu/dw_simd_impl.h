@@ -170,6 +170,20 @@ inline int64_t prefetch_rows_ahead(int64_t row_bytes, int64_t task_rows) {
   return imax(1, imin(imax(kPrefetchRows, kPrefetchBytes / imax(1, row_bytes)), task_rows));
 }
 
+// Prefetches virtual row Y of a planes task's source (row Y - pad of `plane`, rows row_stride
+// apart, H of them) or, past the task's last virtual row Y1, row nY0 + (Y - Y1) of the next
+// task's plane `next` (nullptr: no next task).
+template <class T>
+inline void prefetch_src_row(const T* plane, const T* next, int64_t Y, int64_t Y1, int64_t nY0, int64_t pad,
+                             int64_t H, int64_t row_stride, int64_t bytes) {
+  if (Y >= Y1) {
+    plane = next;
+    Y = nY0 + (Y - Y1);
+  }
+  const int64_t r = Y - pad;
+  if (plane && r >= 0 && r < H) prefetch_bytes(plane + r * row_stride, bytes);
+}
+
 // Outputs larger than this are written with non-temporal stores (they can't stay in the L3).
 constexpr int64_t kStreamBytes = 16ll << 20;
 
@@ -760,16 +774,8 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
         // until the store retires: rows are prepared kPrepLead rows before they are read.
         const int64_t oe = imin(o1, o + RG), need = imin(Y1, (oe - 1) * sh + win + kPrepLead);
         for (; Yp < need; ++Yp) {
-          {
-            int64_t Yf = Yp + PFD;  // prefetch ahead, into the next task past this band's end
-            const T* pl = ip;
-            if (Yf >= Y1) {
-              pl = t + 1 < end ? nplane : nullptr;
-              Yf = nY0 + (Yf - Y1);
-            }
-            const int64_t ihf = Yf - p.pad_t;
-            if (pl && ihf >= 0 && ihf < p.H) prefetch_bytes(pl + ihf * p.in_sh, row_bytes);
-          }
+          // prefetch ahead, into the next task past this band's end
+          prefetch_src_row(ip, nplane, Yp + PFD, Y1, nY0, p.pad_t, p.H, p.in_sh, row_bytes);
           if (direct) continue;
           const int64_t ih = Yp - p.pad_t;
           prep_fwd_row<T>(sc + (Yp - Y0) * g.RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
@@ -1229,16 +1235,9 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
           int64_t Yp = Y0;
           for (int64_t o = o0; o < o1; o += 16) {
             const int64_t oe = imin(o1, o + 16);
-            for (const int64_t need = imin(Y1, oe - 1 + win); Yp < need; ++Yp) {
-              int64_t Yf = Yp + PFD;
-              const T* pl = gout + n * p.out_sn + c * p.out_sc;
-              if (Yf >= Y1) {
-                pl = nplane;
-                Yf = nY0 + (Yf - Y1);
-              }
-              const int64_t ohf = Yf - q.pad_t;
-              if (pl && ohf >= 0 && ohf < p.OH) prefetch_bytes(pl + ohf * p.out_sh, row_bytes);
-            }
+            for (const int64_t need = imin(Y1, oe - 1 + win); Yp < need; ++Yp)
+              prefetch_src_row(gout + n * p.out_sn + c * p.out_sc, nplane, Yp + PFD, Y1, nY0, q.pad_t, p.OH,
+                               p.out_sh, row_bytes);
             if (nt) {
               T* st = stage.as<T>() - o * p.W;
               direct_rows<T>(q, gp, zrow, g.NV, g.tail, wf, 0.f, st, p.W, o, oe);
