@@ -74,6 +74,9 @@ def _worker(rank, port, out_dir):
         shard = slice(rank * half, (rank + 1) * half)
         losses = _train(model, ddp, [x[shard] for x in xs], [y[shard] for y in ys])
         torch.save({"state": model.state_dict(), "losses": losses}, os.path.join(out_dir, f"rank{rank}.pt"))
+        # Both ranks done before either tears gloo down: one CI run (2026-11-26) saw rank 1 abort
+        # ("terminate called without an active exception") when rank 0 left first.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
