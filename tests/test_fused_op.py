@@ -164,6 +164,19 @@ def test_float32_mobilenet_shapes(isa):
             assert out.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
 
 
+def test_float32_planes_one_band_per_image(isa):
+    # NCHW images whose tile (C x H*W floats) fits in 4x the tile budget run as one band per image
+    # once there are enough images for the threads (fused_cpu.cpp plan_band): batches on both sides
+    # of that threshold, odd sizes, H*W not a multiple of the vector length.
+    for (N, C, Cout, H, W) in [(8, 576, 96, 14, 14), (9, 960, 160, 7, 7), (6, 40, 9, 13, 11), (1, 64, 16, 14, 14)]:
+        x = torch.randn(N, C, H, W)
+        dw, pw = torch.randn(C, 1, 3, 3), torch.randn(Cout, C, 1, 1) / C**0.5
+        db, pb = torch.randn(C), torch.randn(Cout)
+        out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, 1, 1, "relu6", None)
+        ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), 1, 1, 1, "relu6", None)
+        torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5, msg=lambda m: f"{N}x{C}x{H}x{W}: {m}")
+
+
 @pytest.mark.parametrize("nt", ["1", "0"])
 def test_float32_streaming_stores(isa, nt, monkeypatch):
     # DSCONV_FUSED_NT=1 forces the non-temporal output stores (taken by default only for outputs of

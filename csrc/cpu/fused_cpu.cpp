@@ -81,6 +81,10 @@ int64_t plan_band(const DwParams& p, bool pixels, int64_t col_block) {
     if (!pixels && b >= p.OW) return std::min(b / p.OW * p.OW, HW);
     return std::max<int64_t>(1, b);
   };
+  // Planes, small images (14x14, 7x7): one band per image while its tile fits in 4x the budget
+  // (half of a 1 MB L2): no halo rows read twice, no partial GEMM vector at each band's end.
+  // 16x576x14x14 -> 96: 1.38 -> 1.24 ms (bands of 7 rows before).
+  if (!pixels && p.C * HW <= 4 * tile_budget_floats() && p.N >= min_tasks) return HW;
   band = snap(band);
   while (p.N * ((HW + band - 1) / band) < min_tasks && band > std::max<int64_t>(col_block, p.OW)) band = snap(band / 2);
   const int64_t nb = (HW + band - 1) / band;
