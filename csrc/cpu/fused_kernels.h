@@ -65,6 +65,7 @@ struct Problem {
   const float* packed_dw = nullptr;
   const float* packed_dw_b = nullptr;
   const float* packed_pw_b = nullptr;
+  const float* packed_pw_t = nullptr;  // planes, narrow last column blocks: pw_w^T in blocks of 2L output channels
   const float* zeros = nullptr;  // pixels path: >= C + 2L zero floats (window positions in the padding)
   int64_t band = 0;      // pixels per band (the last band of an image may be shorter)
 };

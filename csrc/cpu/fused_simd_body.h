@@ -742,6 +742,78 @@ void dw_band_planes(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
   delete[] tapoff_big;
 }
 
+// --- planes: narrow last column block, transposed --------------------------------------------------
+// A band whose width ends in a partial vector of a few columns (14x14 images: 196 = 12 x 16 + 4;
+// 7x7: 49 = 3 x 16 + 1) would run it in MR x 1-vector blocks with most lanes idle. Instead those
+// columns take a kernel whose vectors run along the output channels: out[co][q] for
+// QN <= kTailCols columns q, blocks of 2 vectors of channels from pw_w^T (packed_pw_t), the
+// results written column by column.
+constexpr int kTailCols = L / 2;
+
+// Columns at the end of a band of `width` pixels that take the transposed kernel (0: none).
+inline int64_t planes_tail_cols(int64_t width) {
+  const int64_t r = width % L;
+  return r <= kTailCols ? r : 0;
+}
+
+// Whether any band of the problem has such a tail (then prepare packs pw_w^T).
+inline bool planes_has_tail(const Problem& P) {
+  if (P.pixels || P.dtype != kF32 || P.band <= 0) return false;
+  const int64_t HW = P.p.OH * P.p.OW, last = HW - (ceil_div(HW, P.band) - 1) * P.band;
+  return planes_tail_cols(imin(P.band, HW)) > 0 || planes_tail_cols(last) > 0;
+}
+
+template <int QN, int ACT>
+void planes_tail_t(const Problem& P, const float* tile, int64_t ldt, float* out, int64_t out_sc) {
+  constexpr int64_t NC = 2 * L;
+  const int64_t K = P.p.C, Cout = P.Cout;
+  for (int64_t co0 = 0; co0 < Cout; co0 += NC) {
+    const float* w = P.packed_pw_t + co0 * K;
+    vec acc[QN][2];
+#pragma GCC unroll 8
+    for (int q = 0; q < QN; ++q) acc[q][0] = acc[q][1] = V::zero();
+    for (int64_t k = 0; k < K; ++k) {
+      const vec b0 = V::load(w + k * NC), b1 = V::load(w + k * NC + L);
+      const float* t = tile + k * ldt;
+#pragma GCC unroll 8
+      for (int q = 0; q < QN; ++q) {
+        const vec a = V::set1(t[q]);
+        acc[q][0] = V::fma(a, b0, acc[q][0]);
+        acc[q][1] = V::fma(a, b1, acc[q][1]);
+      }
+    }
+    const int64_t nco = imin(NC, Cout - co0);
+    vec bias[2] = {V::zero(), V::zero()};
+    if (P.pw_b) {
+      bias[0] = V::load_n(P.pw_b + co0, imin(L, nco));
+      if (nco > L) bias[1] = V::load_n(P.pw_b + co0 + L, nco - L);
+    }
+    alignas(64) float buf[QN][NC];
+#pragma GCC unroll 8
+    for (int q = 0; q < QN; ++q) {
+      V::store(buf[q], act_v<ACT>(V::add(acc[q][0], bias[0])));
+      V::store(buf[q] + L, act_v<ACT>(V::add(acc[q][1], bias[1])));
+    }
+    for (int64_t co = 0; co < nco; ++co)
+#pragma GCC unroll 8
+      for (int q = 0; q < QN; ++q) out[(co0 + co) * out_sc + q] = buf[q][co];
+  }
+}
+
+template <int ACT>
+void planes_tail(const Problem& P, int64_t nq, const float* tile, int64_t ldt, float* out, int64_t out_sc) {
+  switch (nq) {
+    case 1: planes_tail_t<1, ACT>(P, tile, ldt, out, out_sc); break;
+    case 2: planes_tail_t<2, ACT>(P, tile, ldt, out, out_sc); break;
+    case 3: planes_tail_t<3, ACT>(P, tile, ldt, out, out_sc); break;
+    case 4: planes_tail_t<4, ACT>(P, tile, ldt, out, out_sc); break;
+    case 5: planes_tail_t<5, ACT>(P, tile, ldt, out, out_sc); break;
+    case 6: planes_tail_t<6, ACT>(P, tile, ldt, out, out_sc); break;
+    case 7: planes_tail_t<7, ACT>(P, tile, ldt, out, out_sc); break;
+    default: planes_tail_t<8, ACT>(P, tile, ldt, out, out_sc); break;
+  }
+}
+
 // Tried and measured slower on 16x256x28x28 -> 256 and 16x576x14x14 -> 96 (2026-11-26): K blocking
 // so that a 128-row slice of the tile panel stays in L1 (partial sums kept in a buffer between
 // slices): 2-5% slower; a 14 x 2-vector register block (the pixels kernel's shape): up to 20%
@@ -759,8 +831,12 @@ void planes_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const 
   // Streaming stores when every output row segment starts on a vector boundary.
   const bool nt = std::is_same<T, float>::value && P.nt_out && p.out_sc % L == 0 &&
                   reinterpret_cast<uintptr_t>(out) % (L * sizeof(float)) == 0;
-  for (int64_t j = 0; j < band; j += NR) {
-    const int64_t nc = imin(NR, band - j);
+  const int64_t tail = std::is_same<T, float>::value && P.packed_pw_t ? planes_tail_cols(band) : 0;
+  const int64_t main_cols = band - tail;
+  if constexpr (std::is_same<T, float>::value)
+    if (tail) planes_tail<ACT>(P, tail, tile + main_cols, ldt, out + main_cols, p.out_sc);
+  for (int64_t j = 0; j < main_cols; j += NR) {
+    const int64_t nc = imin(NR, main_cols - j);
     // the last column block only as wide as needed (whole vectors)
     const int nv = static_cast<int>(ceil_div(nc, L));
     for (int64_t blk = 0; blk < nblk; ++blk) {
@@ -1257,7 +1333,7 @@ void run_band_pixels(const Problem& P, const Band& bnd, const Band& next, float*
 // --- Kernels table entries ---------------------------------------------------------------------------
 int64_t workspace_size(const Problem& P) {
   const int64_t C = P.p.C, Cout = P.Cout;
-  if (!P.pixels) return round_up(Cout, kPlanesMR) * C;
+  if (!P.pixels) return round_up(Cout, kPlanesMR) * C + (planes_has_tail(P) ? round_up(Cout, 2 * L) * C : 0);
   const int64_t NR = pixels_nv(Cout) * L, Cp = round_up(C, L);
   return round_up(Cout, NR) * C + round_up(Cout, NR) + P.p.KH * P.p.KW * Cp + Cp + Cp + 2 * L;
 }
@@ -1274,6 +1350,18 @@ void prepare(Problem& P, float* ws) {
           ws[(blk * C + c) * MR + r] = co < Cout ? P.pw_w[co * C + c] : 0.f;
         }
     P.packed_pw = ws;
+    if (planes_has_tail(P)) {
+      // pw_w^T in blocks of 2L output channels: wt[cb][c][j] = pw_w[cb*2L + j][c], zeros past Cout.
+      float* wt = ws + round_up(Cout, MR) * C;
+      constexpr int64_t NC = 2 * L;
+      for (int64_t cb = 0; cb < ceil_div(Cout, NC); ++cb)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t j = 0; j < NC; ++j) {
+            const int64_t co = cb * NC + j;
+            wt[(cb * C + c) * NC + j] = co < Cout ? P.pw_w[co * C + c] : 0.f;
+          }
+      P.packed_pw_t = wt;
+    }
     P.packed_pw_b = P.pw_b;
     P.packed_dw = P.dw_w;
     P.packed_dw_b = P.dw_b;
