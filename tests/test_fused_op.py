@@ -177,6 +177,23 @@ def test_float32_planes_one_band_per_image(isa):
         torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5, msg=lambda m: f"{N}x{C}x{H}x{W}: {m}")
 
 
+@pytest.mark.parametrize("tile_kb", [None, "2"])
+def test_float32_planes_narrow_tail_columns(isa, tile_kb, monkeypatch):
+    # NCHW bands ending in a partial vector of a few columns run the transposed tail kernel
+    # (fused_simd_body.h planes_tail): band widths leaving 1-8 columns, output channel counts that
+    # are not multiples of its 2-vector channel blocks, bias and a pointwise activation.
+    if tile_kb:
+        monkeypatch.setenv("DSCONV_FUSED_TILE_KB", tile_kb)
+    for (N, C, Cout, H, W) in [(4, 24, 37, 7, 7), (4, 16, 70, 5, 10), (4, 9, 5, 6, 6), (5, 33, 64, 5, 8),
+                               (4, 12, 17, 1, 23), (4, 40, 96, 14, 14)]:
+        x = torch.randn(N, C, H, W)
+        dw, pw = torch.randn(C, 1, 3, 3), torch.randn(Cout, C, 1, 1) / C**0.5
+        db, pb = torch.randn(C), torch.randn(Cout)
+        out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, 1, 1, "relu", "gelu")
+        ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), 1, 1, 1, "relu", "gelu")
+        torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5, msg=lambda m: f"{N}x{C}x{H}x{W}->{Cout}: {m}")
+
+
 @pytest.mark.parametrize("nt", ["1", "0"])
 def test_float32_streaming_stores(isa, nt, monkeypatch):
     # DSCONV_FUSED_NT=1 forces the non-temporal output stores (taken by default only for outputs of
