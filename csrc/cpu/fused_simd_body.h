@@ -1338,28 +1338,25 @@ int64_t workspace_size(const Problem& P) {
   return round_up(Cout, NR) * C + round_up(Cout, NR) + P.p.KH * P.p.KW * Cp + Cp + Cp + 2 * L;
 }
 
+// The pointwise weight (Cout, C) in blocks of B output channels: dst[blk][c][j] =
+// pw_w[blk*B + j][c], zeros past Cout (B = MR: the planes GEMM's rows; B = vectors: pw_w^T panels).
+inline void pack_pw_blocks(float* dst, const float* pw_w, int64_t Cout, int64_t C, int64_t B) {
+  for (int64_t blk = 0; blk < ceil_div(Cout, B); ++blk)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t j = 0; j < B; ++j) {
+        const int64_t co = blk * B + j;
+        dst[(blk * C + c) * B + j] = co < Cout ? pw_w[co * C + c] : 0.f;
+      }
+}
+
 void prepare(Problem& P, float* ws) {
   const int64_t C = P.p.C, Cout = P.Cout;
   if (!P.pixels) {
-    // Row blocks of MR output channels: ws[blk][c][r] = pw_w[blk*MR + r][c], zero rows past Cout.
-    constexpr int MR = kPlanesMR;
-    for (int64_t blk = 0; blk < ceil_div(Cout, MR); ++blk)
-      for (int64_t c = 0; c < C; ++c)
-        for (int r = 0; r < MR; ++r) {
-          const int64_t co = blk * MR + r;
-          ws[(blk * C + c) * MR + r] = co < Cout ? P.pw_w[co * C + c] : 0.f;
-        }
+    pack_pw_blocks(ws, P.pw_w, Cout, C, kPlanesMR);  // row blocks of MR output channels
     P.packed_pw = ws;
-    if (planes_has_tail(P)) {
-      // pw_w^T in blocks of 2L output channels: wt[cb][c][j] = pw_w[cb*2L + j][c], zeros past Cout.
-      float* wt = ws + round_up(Cout, MR) * C;
-      constexpr int64_t NC = 2 * L;
-      for (int64_t cb = 0; cb < ceil_div(Cout, NC); ++cb)
-        for (int64_t c = 0; c < C; ++c)
-          for (int64_t j = 0; j < NC; ++j) {
-            const int64_t co = cb * NC + j;
-            wt[(cb * C + c) * NC + j] = co < Cout ? P.pw_w[co * C + c] : 0.f;
-          }
+    if (planes_has_tail(P)) {  // the tail kernel's pw_w^T in blocks of 2L output channels
+      float* wt = ws + round_up(Cout, kPlanesMR) * C;
+      pack_pw_blocks(wt, P.pw_w, Cout, C, 2 * L);
       P.packed_pw_t = wt;
     }
     P.packed_pw_b = P.pw_b;
@@ -1370,12 +1367,7 @@ void prepare(Problem& P, float* ws) {
   // Column blocks of NR output channels: ws[blk][c][j] = pw_w[blk*NR + j][c] (pw_w^T), zero-padded.
   const int64_t NR = pixels_nv(Cout) * L, Cp = round_up(C, L), Coutp = round_up(Cout, NR);
   float* pw = ws;
-  for (int64_t blk = 0; blk < Coutp / NR; ++blk)
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t j = 0; j < NR; ++j) {
-        const int64_t co = blk * NR + j;
-        pw[(blk * C + c) * NR + j] = co < Cout ? P.pw_w[co * C + c] : 0.f;
-      }
+  pack_pw_blocks(pw, P.pw_w, Cout, C, NR);
   float* pwb = pw + Coutp * C;
   for (int64_t co = 0; co < Coutp; ++co) pwb[co] = (P.pw_b && co < Cout) ? P.pw_b[co] : 0.f;
   // Depthwise weight taps-major (taps, Cp) and bias (Cp), zero-padded channels.
