@@ -827,12 +827,12 @@ void planes_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const 
   // The next band's input fetched over the GEMM's second half: spread over all of it, the
   // depthwise of 16x256x28x28 -> 256 still waited on memory (lines fetched early were evicted
   // again) and the whole op ran ~4% slower.
-  const int64_t pf_every = pf.plan(nblk * ceil_div(band, NR), p.C, 0.5);
+  const int64_t tail = std::is_same<T, float>::value && P.packed_pw_t ? planes_tail_cols(band) : 0;
+  const int64_t main_cols = band - tail;
+  const int64_t pf_every = pf.plan(nblk * ceil_div(main_cols, NR), p.C, 0.5);
   // Streaming stores when every output row segment starts on a vector boundary.
   const bool nt = std::is_same<T, float>::value && P.nt_out && p.out_sc % L == 0 &&
                   reinterpret_cast<uintptr_t>(out) % (L * sizeof(float)) == 0;
-  const int64_t tail = std::is_same<T, float>::value && P.packed_pw_t ? planes_tail_cols(band) : 0;
-  const int64_t main_cols = band - tail;
   if constexpr (std::is_same<T, float>::value)
     if (tail) planes_tail<ACT>(P, tail, tile + main_cols, ldt, out + main_cols, p.out_sc);
   for (int64_t j = 0; j < main_cols; j += NR) {
