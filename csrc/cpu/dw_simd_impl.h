@@ -475,7 +475,7 @@ void plane_rows(const PlaneGeom& g, const float* scratch, int64_t Y0, int64_t sr
 // Scratch row for one input row (src == nullptr: zero row): phases of the zero-padded row.
 template <class T>
 void prep_fwd_row_slow(float* dst, const T* src, int64_t in_sw, int64_t W, int64_t pad_l, int64_t phases,
-                       int64_t PWp, float* tmp, uint8_t* dirty);
+                       int64_t PWp, float* tmp, bool* dirty);
 
 // Stride-2 rows (2 phases, unit column stride): the chunks of L phase positions that hold data,
 // with the source column and the lane masks of their two source vectors, worked out once per
@@ -509,7 +509,7 @@ inline Phase2Plan phase2_plan(int64_t phases, int64_t in_sw, int64_t W, int64_t 
 template <class T>
 __attribute__((always_inline)) inline void prep_fwd_row(float* dst, const T* src, int64_t in_sw, int64_t W,
                                                         int64_t pad_l, int64_t phases, int64_t PWp, float* tmp,
-                                                        uint8_t* dirty, const Phase2Plan* p2 = nullptr) {
+                                                        bool* dirty, const Phase2Plan* p2 = nullptr) {
   if (sizeof(T) == 4 && src && p2 && p2->n) {  // float (AVX2's 16-bit masked loads take other masks)
     *dirty = 1;
     for (int i = 0; i < p2->n; ++i) {
@@ -538,7 +538,7 @@ __attribute__((always_inline)) inline void prep_fwd_row(float* dst, const T* src
 
 template <class T>
 void prep_fwd_row_slow(float* dst, const T* src, int64_t in_sw, int64_t W, int64_t pad_l, int64_t phases,
-                       int64_t PWp, float* tmp, uint8_t* dirty) {
+                       int64_t PWp, float* tmp, bool* dirty) {
   if (!src) {
     if (*dirty) zero_floats(dst, phases * PWp);
     *dirty = 0;
@@ -576,7 +576,10 @@ void prep_fwd_row_slow(float* dst, const T* src, int64_t in_sw, int64_t W, int64
     for (int64_t x = 0; x < PWp; ++x) dst[ph * PWp + x] = tmp[x * phases + ph];
 }
 
-// Zeroed per-thread scratch with per-row dirty flags.
+// Zeroed per-thread scratch with per-row dirty flags. The flags are bool, not uint8_t: a store
+// through an unsigned char pointer may alias any object, so after each row's flag store the
+// compiler reloaded every loop-invariant field it reads through references (problem geometry,
+// lambda captures) in the per-row preparation loops.
 struct Scratch {
   Buf buf, flags;
   Scratch(int64_t floats, int64_t rows) : buf(floats * 4 + 256), flags(rows + 64) {
@@ -584,7 +587,7 @@ struct Scratch {
     std::memset(flags.p, 0, static_cast<size_t>(rows + 64));
   }
   float* f() const { return buf.as<float>(); }
-  uint8_t* dirty(int64_t row) const { return flags.as<uint8_t>() + row; }
+  bool* dirty(int64_t row) const { return flags.as<bool>() + row; }
 };
 
 // Scratch budget per band (floats): the band's rows stay in L2 while its outputs are computed.
@@ -795,6 +798,14 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
     Buf tmp((sw > 1 ? sw * g.PWp : 1) * 4 + 64);
     Buf stage(nt ? RG * p.OW * static_cast<int64_t>(sizeof(T)) + 64 : 64);
     float* sc = scratch.f();
+    float* tmpf = tmp.as<float>();
+    // Loop invariants of the per-row preparation as locals: its vector stores may alias anything
+    // reached through a reference (vector types are may_alias), so read through `p`, `g` or the
+    // lambda's captures they were reloaded on every row.
+    const int64_t pad_t = p.pad_t, H = p.H, in_sh = p.in_sh, in_sw = p.in_sw, W = p.W, pad_l = p.pad_l;
+    const int64_t PWp = g.PWp, RS = g.RS, pfd = PFD, rowb = row_bytes, lead = kPrepLead, rg = RG;
+    const bool dir = direct;
+    const Phase2Plan pl2 = p2;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t band = t % nbands, nc = t / nbands, c = nc % C, n = nc / C;
       const int64_t o0 = band * B, o1 = imin(p.OH, o0 + B);
@@ -810,17 +821,17 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
         nplane = c2.plane;
       }
       int64_t Yp = Y0;
-      for (int64_t o = o0; o < o1; o += RG) {
+      for (int64_t o = o0; o < o1; o += rg) {
         // A vector load overlapping a store still in flight can't be forwarded and stalls
         // until the store retires: rows are prepared kPrepLead rows before they are read.
-        const int64_t oe = imin(o1, o + RG), need = imin(Y1, (oe - 1) * sh + win + kPrepLead);
+        const int64_t oe = imin(o1, o + rg), need = imin(Y1, (oe - 1) * sh + win + lead);
         for (; Yp < need; ++Yp) {
           // prefetch ahead, into the next task past this band's end
-          prefetch_src_row(ip, nplane, Yp + PFD, Y1, nY0, p.pad_t, p.H, p.in_sh, row_bytes);
-          if (direct) continue;
-          const int64_t ih = Yp - p.pad_t;
-          prep_fwd_row<T>(sc + (Yp - Y0) * g.RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
-                          p.pad_l, sw, g.PWp, tmp.as<float>(), scratch.dirty(Yp - Y0), &p2);
+          prefetch_src_row(ip, nplane, Yp + pfd, Y1, nY0, pad_t, H, in_sh, rowb);
+          if (dir) continue;
+          const int64_t ih = Yp - pad_t;
+          prep_fwd_row<T>(sc + (Yp - Y0) * RS, (ih >= 0 && ih < H) ? ip + ih * in_sh : nullptr, in_sw, W, pad_l, sw,
+                          PWp, tmpf, scratch.dirty(Yp - Y0), &pl2);
         }
         for (int64_t m = 0; m < M; ++m) {
           const int64_t oc = c * M + m;
@@ -1179,7 +1190,7 @@ void pix_engine(PixGeom g, int kind, int64_t N, int64_t OHe, int64_t OWe, int64_
 // (data positions only: the rest of the row stays zero, see Scratch).
 template <class T>
 void prep_bwd_row(float* dst, const T* g, int64_t gsw, int64_t OW, int64_t pad, int64_t s, int64_t PWp,
-                  uint8_t* dirty) {
+                  bool* dirty) {
   if (!g) {
     if (*dirty) zero_floats(dst, PWp);
     *dirty = 0;
@@ -1315,17 +1326,24 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
         nY0 = nb * B;
         nY1 = imin(p.H, nY0 + B) - 1 + win;
       }
+      // per-row loop invariants as locals (see fwd_planes)
+      const int64_t out_sh = p.out_sh, out_sw = p.out_sw, OW = p.OW, pc = padc, s_w = p.stride_w, pwp = g.PWp;
+      const int64_t rs = g.RS, rb = row_bytes;
+      const AxisMap rmap = rows;
       for (int64_t m = 0; m < M; ++m) {
         const int64_t oc = c * M + m;
         const T* gp = gout + n * p.out_sn + oc * p.out_sc;
+        const T* ngm = ngp ? ngp + m * p.out_sc : nullptr;
+        float* scm = sc + m * src_stride;
+        bool* dm = scratch.dirty(m * rows_max);
         for (int64_t Y = Y0; Y < Y1; ++Y) {
-          const int64_t oh = rows(Y);
-          prep_bwd_row<T>(sc + m * src_stride + (Y - Y0) * g.RS, oh >= 0 ? gp + oh * p.out_sh : nullptr, p.out_sw,
-                          p.OW, padc, p.stride_w, g.PWp, scratch.dirty(m * rows_max + (Y - Y0)));
+          const int64_t oh = rmap(Y);
+          prep_bwd_row<T>(scm + (Y - Y0) * rs, oh >= 0 ? gp + oh * out_sh : nullptr, out_sw, OW, pc, s_w, pwp,
+                          dm + (Y - Y0));
           const int64_t Yn = nY0 + (Y - Y0);
-          if (ngp && p.out_sw == 1 && Yn < nY1) {  // (strided rows: no cheap span to fetch)
-            const int64_t ohn = rows(Yn);
-            if (ohn >= 0) prefetch_bytes(ngp + m * p.out_sc + ohn * p.out_sh, row_bytes);
+          if (ngm && out_sw == 1 && Yn < nY1) {  // (strided rows: no cheap span to fetch)
+            const int64_t ohn = rmap(Yn);
+            if (ohn >= 0) prefetch_bytes(ngm + ohn * out_sh, rb);
           }
         }
         ws[m] = wflip + oc * taps;
@@ -1572,6 +1590,11 @@ bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
     Buf totb((taps + 1) * L * 4 + 64);
     float* sc = scratch.f();
     V* tot = totb.as<V>();
+    float* tmpf = tmp.as<float>();
+    // per-row loop invariants as locals (see fwd_planes)
+    const int64_t pad_t = p.pad_t, H = p.H, in_sn = p.in_sn, in_sh = p.in_sh, in_sw = p.in_sw, W = p.W;
+    const int64_t pad_l = p.pad_l, rs = RS, pwp = PWp, irb = in_row_bytes;
+    const Phase2Plan pl2 = p2;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t oc = task / nchunk, chunk = task % nchunk, c = oc / p.M;
       for (int64_t t = 0; t <= taps; ++t) tot[t] = Vec::zero();
@@ -1584,10 +1607,10 @@ bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
           // the next image's rows of this band stream in while this one is computed
           const bool pf = n + 1 < imin(p.N, (chunk + 1) * nper);
           for (int64_t Y = Y0; Y < Y1; ++Y) {
-            const int64_t ih = Y - p.pad_t;
-            if (pf && ih >= 0 && ih < p.H) prefetch_bytes(ip + p.in_sn + ih * p.in_sh, in_row_bytes);
-            prep_fwd_row<T>(sc + (Y - Y0) * RS, (ih >= 0 && ih < p.H) ? ip + ih * p.in_sh : nullptr, p.in_sw, p.W,
-                            p.pad_l, sw, PWp, tmp.as<float>(), scratch.dirty(Y - Y0), &p2);
+            const int64_t ih = Y - pad_t;
+            if (pf && ih >= 0 && ih < H) prefetch_bytes(ip + in_sn + ih * in_sh, irb);
+            prep_fwd_row<T>(sc + (Y - Y0) * rs, (ih >= 0 && ih < H) ? ip + ih * in_sh : nullptr, in_sw, W, pad_l, sw,
+                            pwp, tmpf, scratch.dirty(Y - Y0), &pl2);
           }
           if (pf)
             for (int64_t o = o0; o < o1; ++o) prefetch_bytes(gp + p.out_sn + o * p.out_sh, out_row_bytes);
@@ -2003,7 +2026,7 @@ bool cl_planes(const DwParams& p, const T* src, const float* w32, const float* b
         for (int c = 0; c < L; ++c) rowp[c] = sc + c * pstride + r * g.RS;
         if (si < 0) {
           for (int c = 0; c < L; ++c) {
-            uint8_t* d = scratch.dirty(c * rows_max + r);
+            bool* d = scratch.dirty(c * rows_max + r);
             if (*d) zero_floats(rowp[c], g.RS);
             *d = 0;
           }
@@ -2093,7 +2116,7 @@ bool gw_cl_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
             for (int c = 0; c < L; ++c) rowp[c] = sc + c * pstride + r * RS;
             if (si < 0) {
               for (int c = 0; c < L; ++c) {
-                uint8_t* d = scratch.dirty(c * rows_max + r);
+                bool* d = scratch.dirty(c * rows_max + r);
                 if (*d) zero_floats(rowp[c], RS);
                 *d = 0;
               }
