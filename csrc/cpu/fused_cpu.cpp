@@ -206,6 +206,9 @@ void fast_forward(const Kernels* K, const DwParams& p, int64_t Cout, bool pixels
   // Contiguous ranges of bands per thread. Handing bands out one at a time from a shared counter
   // (a guard against one thread being time-sliced away) measured 3-5% slower on 256->256@28,
   // both layouts (likely because a thread's consecutive bands no longer share halo rows in L2).
+  // Static ranges with stealing from the back of the other thread's range did not help either: the
+  // op runs 8-10% slower right after another op (2x after a 30 ms sleep) with both threads busy
+  // but slow, not with one thread starting late (stealing made the post-sleep case 7.6 -> 9.8 ms).
   at::parallel_for(0, p.N * nb, 1, [&](int64_t begin, int64_t end) {
     float* scratch = thread_scratch(scratch_floats);
     auto band_of = [&](int64_t task) {
