@@ -625,9 +625,9 @@ void prep_fwd_row_slow(float* dst, const T* src, int64_t in_sw, int64_t W, int64
 }
 
 // Zeroed per-thread scratch with per-row dirty flags. The flags are bool, not uint8_t: a store
-// through an unsigned char pointer may alias any object, so after each row's flag store the
-// compiler reloaded every loop-invariant field it reads through references (problem geometry,
-// lambda captures) in the per-row preparation loops.
+// through an unsigned char pointer may alias any object (as vector stores may), which makes the
+// compiler reload, after each row, what the per-row loops read through references; those loops
+// also keep their invariants in locals (see fwd_planes).
 struct Scratch {
   Buf buf, flags;
   Scratch(int64_t floats, int64_t rows) : buf(floats * 4 + 256), flags(rows + 64) {
