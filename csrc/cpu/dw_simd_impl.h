@@ -16,7 +16,7 @@
 //   stride 1/1 or 2/2 (fully unrolled); runtime-size kernels for everything else (any size,
 //   dilation, stride, multiplier; deeper row tiles on narrow planes). Outputs >= 16 MB go through
 //   a staging buffer and non-temporal stores. float32 3x3 stride-1 forward on planes up to 128
-//   wide skips the scratch: its tiles read the input rows in place (direct_tile).
+//   wide skips the scratch: its tiles read the input rows in place (direct3_tile).
 //   - grad input: the same engine on a virtual input, grad_output zero-inserted by the stride and
 //     padded by (K-1)*dil - pad, correlated with the flipped weights (summing the M outputs of
 //     each input channel). float32 3x3 stride 1, multiplier 1: the in-place tiles on grad_output,
@@ -182,6 +182,24 @@ inline void prefetch_src_row(const T* plane, const T* next, int64_t Y, int64_t Y
   }
   const int64_t r = Y - pad;
   if (plane && r >= 0 && r < H) prefetch_bytes(plane + r * row_stride, bytes);
+}
+
+// prefetch_src_row for virtual rows [Ya, Yb): each plane's part in one pass over its lines where
+// the rows are contiguous (row_stride elements of `bytes` bytes), else row by row. (Per row, the
+// calls cost the direct 3x3 forward on hot 28x28 planes ~20% of its time.)
+template <class T>
+inline void prefetch_src_rows(const T* plane, const T* next, int64_t Ya, int64_t Yb, int64_t Y1, int64_t nY0,
+                              int64_t pad, int64_t H, int64_t row_stride, int64_t bytes) {
+  if (row_stride * static_cast<int64_t>(sizeof(T)) != bytes) {
+    for (int64_t Y = Ya; Y < Yb; ++Y) prefetch_src_row(plane, next, Y, Y1, nY0, pad, H, row_stride, bytes);
+    return;
+  }
+  auto part = [&](const T* pl, int64_t ya, int64_t yb) {  // virtual rows [ya, yb) of pl
+    const int64_t r0 = imax(0, ya - pad), r1 = imin(H, yb - pad);
+    if (pl && r0 < r1) prefetch_bytes(pl + r0 * row_stride, (r1 - r0) * bytes);
+  };
+  part(plane, Ya, imin(Yb, Y1));
+  if (Yb > Y1) part(next, nY0 + imax(0, Ya - Y1), nY0 + (Yb - Y1));
 }
 
 // Outputs larger than this are written with non-temporal stores (they can't stay in the L3).
@@ -693,26 +711,27 @@ inline bool direct_fwd_ok(const DwParams& p, int64_t NV) {
   return direct_geom_ok(p.pad_l, p.W, NV, p.KW);
 }
 
-// R output rows x NV_T vectors of one plane. rows[j]: input row of the tile's window row j (tap
-// row kh = j - r for output row r), c0: column of vector 0's tap 0 (may be negative: masked).
-// kml / kmr: lane masks of the tile's first / last vector per tap kw (all lanes when the vector
-// is inside; for a single vector, both edges in kml).
-template <class T, int R, int NV_T, int K>
-__attribute__((always_inline)) inline void direct_tile(const float* const* rows, int64_t c0, const Mask* kml,
-                                                       const Mask* kmr, const float* w, float bias, T* o,
-                                                       int64_t osh, bool partial, Mask tm) {
+// R output rows x NV_T vectors of one plane, 3x3 taps. rows[j]: input row of the tile's window
+// row j (tap row kh = j - r for output row r), c0: column of vector 0's tap 0 (may be negative:
+// masked). kml / kmr: lane masks of the tile's first / last vector per tap kw (all lanes when the
+// vector is inside; for a single vector, both edges in kml). wv: the 9 weights broadcast (HOIST,
+// AVX-512: they stay in registers for the whole row range), else read from w at each use.
+template <class T, int R, int NV_T, bool HOIST>
+__attribute__((always_inline)) inline void direct3_tile(const float* const* rows, int64_t c0, const Mask* kml,
+                                                        const Mask* kmr, const V* wv, const float* w, V vb, T* o,
+                                                        int64_t osh, bool partial, Mask tm) {
   V acc[R][NV_T];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV_T; ++v) acc[r][v] = Vec::set1(bias);
-  constexpr int J = R - 1 + K;
+    for (int v = 0; v < NV_T; ++v) acc[r][v] = vb;
+  constexpr int J = R + 2;
 #pragma GCC unroll 16
   for (int j = 0; j < J; ++j) {
-    __asm__("" : "+r"(w));  // weights loaded where used (embedded broadcasts), as in plane_tile
+    if (!HOIST) __asm__("" : "+r"(w));  // weights loaded where used (broadcast loads), as in plane_tile
     const float* row = rows[j] + c0;
 #pragma GCC unroll 8
-    for (int kw = 0; kw < K; ++kw) {
+    for (int kw = 0; kw < 3; ++kw) {
       V x[NV_T];
 #pragma GCC unroll 8
       for (int v = 0; v < NV_T; ++v) {
@@ -728,10 +747,10 @@ __attribute__((always_inline)) inline void direct_tile(const float* const* rows,
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const int kh = j - r;
-        if (kh >= 0 && kh < K) {
-          const V wv = Vec::set1(w[kh * K + kw]);
+        if (kh >= 0 && kh < 3) {
+          const V wk = HOIST ? wv[kh * 3 + kw] : Vec::set1(w[kh * 3 + kw]);
 #pragma GCC unroll 8
-          for (int v = 0; v < NV_T; ++v) acc[r][v] = Vec::fmadd(wv, x[v], acc[r][v]);
+          for (int v = 0; v < NV_T; ++v) acc[r][v] = Vec::fmadd(wk, x[v], acc[r][v]);
         }
       }
     }
@@ -739,54 +758,102 @@ __attribute__((always_inline)) inline void direct_tile(const float* const* rows,
   store_tile<T, R, NV_T>(acc, o, osh, partial, tm);
 }
 
-// R output rows starting at output row o0 (input rows from o0 - pad_t), across the full width:
-// tiles of kDirectVM vectors and one narrower remainder.
-
-template <class T, int R, int K>
-void direct_row_group(const DwParams& p, const float* plane, const float* zrow, int64_t NV, int tail, int64_t o0,
-                      const float* w, float bias, T* o, int64_t osh) {
-  const float* rows[R - 1 + K];
-  for (int j = 0; j < R - 1 + K; ++j) {
-    const int64_t ih = o0 - p.pad_t + j;
-    rows[j] = (ih >= 0 && ih < p.H) ? plane + ih * p.in_sh : zrow;
+// Rows [0, nrows) of one chunk of NV_T vectors: R-row tiles, then single rows. rows[i]: input row
+// of window row i (output row i reads rows[i .. i + 2]). Everything per chunk (masks, weights,
+// row pointers) is set up once by the caller: per 4-row tile on 28-wide planes that setup had cost
+// about three times the tile's 72 FMAs (2,256,28,28 hot: 277 ns per plane, FMA bound ~62).
+template <class T, int NV_T>
+void direct3_chunk(const float* const* rows, int64_t c0, const Mask* kml, const Mask* kmr, const float* w, float bias,
+                   T* o, int64_t osh, int64_t nrows, bool partial, Mask tm) {
+  // Weights in registers: AVX-512 with up to 3 vectors a row (12 + 3 + 9 of the 32 registers; AVX2
+  // has 16). 4-vector tiles (16 accumulators) keep the broadcast loads: hoisted there, hot 56x56
+  // planes were no faster and cold 32x144x56x56 ran ~8% slower (A/B, 2 threads).
+  constexpr bool HOIST = L == 16 && NV_T < 4;
+  V wv[HOIST ? 9 : 1];
+  if constexpr (HOIST) {
+#pragma GCC unroll 9
+    for (int i = 0; i < 9; ++i) wv[i] = Vec::set1(w[i]);
   }
-  const Mask all = Vec::mask_range(0, L), tm = Vec::mask(tail);
+  const V vb = Vec::set1(bias);
+  int64_t r = 0;
+  // 8-row tiles on rows of up to 2 vectors: the 4-row tile's 8 accumulators are each a chain of 9
+  // dependent FMAs, and the window's edge rows feed only 1-2 of the tile's rows (hot 28x28 planes:
+  // 150 -> 139 ns a plane).
+  constexpr int R8 = (HOIST && NV_T <= 2) ? 8 : kRFixed;
+  for (; r + R8 <= nrows; r += R8)
+    direct3_tile<T, R8, NV_T, HOIST>(rows + r, c0, kml, kmr, wv, w, vb, o + r * osh, osh, partial, tm);
+  for (; r + kRFixed <= nrows; r += kRFixed)
+    direct3_tile<T, kRFixed, NV_T, HOIST>(rows + r, c0, kml, kmr, wv, w, vb, o + r * osh, osh, partial, tm);
+  for (; r < nrows; ++r) direct3_tile<T, 1, NV_T, HOIST>(rows + r, c0, kml, kmr, wv, w, vb, o + r * osh, osh, partial, tm);
+}
+
+// The column geometry of a problem's direct tiles, worked out once per problem (per call of
+// direct_rows it had cost 17% of a hot 28x28 forward): chunks of kDirectVM vectors and one
+// narrower remainder, their first columns and edge masks.
+struct DirectPlan {
+  struct Chunk {
+    int64_t c0, v0;  // column of vector 0's tap 0 (may be negative), first output vector
+    int n;           // vectors
+    bool partial;    // last vector partial (stored with tm)
+    Mask kml[3], kmr[3];
+  };
+  Chunk ch[2];  // NV <= 2 * kDirectVM (direct_geom_ok)
+  int nch;
+  Mask tm;
+  int64_t pad_t, H, in_sh;  // rows: input row of output row o's tap kh is o - pad_t + kh
+};
+
+inline DirectPlan direct_plan(const DwParams& p, int64_t NV, int tail) {
+  DirectPlan d;
+  d.nch = 0;
+  d.tm = Vec::mask(tail);
+  d.pad_t = p.pad_t, d.H = p.H, d.in_sh = p.in_sh;
+  const Mask all = Vec::mask_range(0, L);
   for (int64_t v0 = 0; v0 < NV; v0 += kDirectVM) {
+    DirectPlan::Chunk& c = d.ch[d.nch++];
     const int64_t n = imin(kDirectVM, NV - v0), c0 = v0 * L - p.pad_l;
     const bool right = v0 + n == NV;
-    Mask kml[K], kmr[K];
-    for (int kw = 0; kw < K; ++kw) {
+    c.c0 = c0, c.v0 = v0, c.n = static_cast<int>(n), c.partial = right && tail < L;
+    for (int kw = 0; kw < 3; ++kw) {
       // lanes l of the first vector with column c0 + kw + l >= 0; of the last, column < W
-      kml[kw] = v0 == 0 ? Vec::mask_range(static_cast<int>(imax(0, -(c0 + kw))), L) : all;
-      kmr[kw] = right ? Vec::mask_range(0, static_cast<int>(clampi(p.W - (c0 + kw + (n - 1) * L), 0, L))) : all;
-      if (n == 1) kml[kw] = kml[kw] & kmr[kw];
-    }
-    T* ov = o + v0 * L;
-    const bool partial = right && tail < L;
-    switch (n) {
-      case 1: direct_tile<T, R, 1, K>(rows, c0, kml, kmr, w, bias, ov, osh, partial, tm); break;
-      case 2: direct_tile<T, R, 2, K>(rows, c0, kml, kmr, w, bias, ov, osh, partial, tm); break;
-      case 3: direct_tile<T, R, 3, K>(rows, c0, kml, kmr, w, bias, ov, osh, partial, tm); break;
-      default: direct_tile<T, R, kDirectVM, K>(rows, c0, kml, kmr, w, bias, ov, osh, partial, tm); break;
+      c.kml[kw] = v0 == 0 ? Vec::mask_range(static_cast<int>(imax(0, -(c0 + kw))), L) : all;
+      c.kmr[kw] = right ? Vec::mask_range(0, static_cast<int>(clampi(p.W - (c0 + kw + (n - 1) * L), 0, L))) : all;
+      if (n == 1) c.kml[kw] = c.kml[kw] & c.kmr[kw];
     }
   }
+  return d;
 }
 
-// Output rows [o0, o1) of one plane.
-template <class T, int K>
-void direct_rows_k(const DwParams& p, const float* plane, const float* zrow, int64_t NV, int tail, const float* w,
-                   float bias, T* out, int64_t osh, int64_t o0, int64_t o1) {
-  int64_t o = o0;
-  for (; o + kRFixed <= o1; o += kRFixed)
-    direct_row_group<T, kRFixed, K>(p, plane, zrow, NV, tail, o, w, bias, out + o * osh, osh);
-  for (; o < o1; ++o) direct_row_group<T, 1, K>(p, plane, zrow, NV, tail, o, w, bias, out + o * osh, osh);
-}
-
+// Output rows [o0, o1) of one plane (3x3, see direct_fwd_ok), each chunk over all the rows.
 template <class T>
-void direct_rows(const DwParams& p, const float* plane, const float* zrow, int64_t NV, int tail, const float* w,
-                 float bias, T* out, int64_t osh, int64_t o0, int64_t o1) {
-  direct_rows_k<T, 3>(p, plane, zrow, NV, tail, w, bias, out, osh, o0, o1);  // 3x3 (direct_fwd_ok)
+void direct_rows(const DirectPlan& d, const float* plane, const float* zrow, const float* w, float bias, T* out,
+                 int64_t osh, int64_t o0, int64_t o1) {
+  constexpr int64_t kMaxRows = 64;
+  const float* rows[kMaxRows + 2];
+  const int64_t nrows = imin(o1 - o0, kMaxRows);
+  const int64_t pad_t = d.pad_t, H = d.H, in_sh = d.in_sh;
+  for (int64_t j = 0; j < nrows + 2; ++j) {
+    const int64_t ih = o0 - pad_t + j;
+    rows[j] = (ih >= 0 && ih < H) ? plane + ih * in_sh : zrow;
+  }
+  T* o = out + o0 * osh;
+  for (int i = 0; i < d.nch; ++i) {
+    const DirectPlan::Chunk& c = d.ch[i];
+    T* ov = o + c.v0 * L;
+    switch (c.n) {
+      case 1: direct3_chunk<T, 1>(rows, c.c0, c.kml, c.kmr, w, bias, ov, osh, nrows, c.partial, d.tm); break;
+      case 2: direct3_chunk<T, 2>(rows, c.c0, c.kml, c.kmr, w, bias, ov, osh, nrows, c.partial, d.tm); break;
+      case 3: direct3_chunk<T, 3>(rows, c.c0, c.kml, c.kmr, w, bias, ov, osh, nrows, c.partial, d.tm); break;
+      default: direct3_chunk<T, kDirectVM>(rows, c.c0, c.kml, c.kmr, w, bias, ov, osh, nrows, c.partial, d.tm); break;
+    }
+  }
+  if (o1 - o0 > kMaxRows) direct_rows<T>(d, plane, zrow, w, bias, out, osh, o0 + kMaxRows, o1);
 }
+
+// Rows a direct task computes per step (between its prefetch steps; the staging buffer's rows):
+// 64 on planes of up to 2 vectors (the per-step overhead counted on 28x28 planes), else 16 (on
+// cold 56x56 planes 36-row steps, with their prefetches issued as one burst, were 15% slower).
+inline int64_t direct_step_rows(int64_t OW, int64_t RK) { return rup(OW <= 2 * L ? 64 : 16, RK); }
 
 template <class T>
 bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b32, T* out) {
@@ -822,7 +889,7 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
   // interleave with compute; source rows are prefetched about kPrefetchBytes ahead, into the
   // next task at the end of a band. Groups of up to 16 rows (fewer calls for small planes).
   const int64_t RK = g.kind == kPGeneral ? 1 : (g.kind == kPShared ? kRShared : (g.kind == kPShared8 ? 8 : (g.kind == kPShared4 ? 4 : kRFixed)));
-  const int64_t RG = rup(16, RK);
+  int64_t RG = rup(16, RK);
   const int64_t row_bytes = p.W * p.in_sw * static_cast<int64_t>(sizeof(T));
   struct Ctx {
     const T* plane;
@@ -834,12 +901,14 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
     *Y1 = (imin(p.OH, band * B + B) - 1) * sh + win;
   };
   const int64_t PFD = prefetch_rows_ahead(row_bytes, imin(rows_max, (p.OH - 1) * sh + win));
-  // float32 stride-1 3/5/7 kernels read the input rows in place (see direct_tile): no scratch rows,
+  // float32 stride-1 3/5/7 kernels read the input rows in place (see direct3_tile): no scratch rows,
   // only the prefetches; rows outside the input read this zero row (from column -pad_l).
   const bool direct = sizeof(T) == 4 && g.kind != kPGeneral && direct_fwd_ok(p, g.NV);
   Buf zrowb(direct ? (p.pad_l + g.NV * L + p.KW + 2 * L) * 4 : 64);
   if (direct) zero_floats(zrowb.as<float>(), p.pad_l + g.NV * L + p.KW + 2 * L);
   const float* zrow = zrowb.as<float>() + p.pad_l;
+  const DirectPlan dplan = direct ? direct_plan(p, g.NV, g.tail) : DirectPlan{};
+  if (direct) RG = direct_step_rows(p.OW, RK);
   const Phase2Plan p2 = phase2_plan(sw, p.in_sw, p.W, p.pad_l, g.PWp);
   at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
     Scratch scratch(direct ? 16 : rows_max * g.RS, direct ? 1 : rows_max);
@@ -882,6 +951,10 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
         // A vector load overlapping a store still in flight can't be forwarded and stalls
         // until the store retires: rows are prepared kPrepLead rows before they are read.
         const int64_t oe = imin(o1, o + rg), need = imin(Y1, (oe - 1) * sh + win + lead);
+        if (dir) {  // nothing to prepare: only the prefetches ahead
+          prefetch_src_rows(ip, nplane, Yp + pfd, need + pfd, Y1, nY0, pad_t, H, in_sh, rowb);
+          Yp = imax(Yp, need);
+        }
         while (Yp < need) {
           const int64_t ih = Yp - pad_t;
           if ((p2rows || s1rows) && ih >= 0 && ih < H) {  // a run of rows inside the input, in one loop
@@ -915,10 +988,10 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
               const float bias = b32 ? b32[oc] : 0.f;
               if (nt) {
                 T* st = stage.as<T>() - o * p.OW;
-                direct_rows<T>(p, fp, zrow, g.NV, g.tail, wp, bias, st, p.OW, o, oe);
+                direct_rows<T>(dplan, fp, zrow, wp, bias, st, p.OW, o, oe);
                 stream_copy<T>(op + o * p.OW, st + o * p.OW, (oe - o) * p.OW);
               } else {
-                direct_rows<T>(p, fp, zrow, g.NV, g.tail, wp, bias, op, p.out_sh, o, oe);
+                direct_rows<T>(dplan, fp, zrow, wp, bias, op, p.out_sh, o, oe);
               }
               continue;
             }
@@ -1330,7 +1403,7 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
   const int64_t src_stride = rows_max * g.RS;
   const bool nt = p.N * C * p.H * p.W * static_cast<int64_t>(sizeof(T)) >= kStreamBytes && p.in_sh == p.W &&
                   p.in_sw == 1;
-  // float32 3x3 stride 1, multiplier 1: the forward's in-place tiles (direct_tile) on grad_output,
+  // float32 3x3 stride 1, multiplier 1: the forward's in-place tiles (direct3_tile) on grad_output,
   // read from row -(KH-1-pad_t) and column -(KW-1-pad_l), with the flipped weights; no scratch.
   DwParams q = p;  // the virtual forward: source = one grad_output plane, output = grad_input
   q.H = p.OH, q.W = p.OW, q.in_sh = p.out_sh, q.in_sw = p.out_sw;
@@ -1343,12 +1416,14 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
   Buf zrowb(direct ? zlen * 4 : 64);
   if (direct) zero_floats(zrowb.as<float>(), zlen);
   const float* zrow = zrowb.as<float>() + imax(0, q.pad_l);
+  const DirectPlan dplan = direct ? direct_plan(q, g.NV, g.tail) : DirectPlan{};
+  const int64_t RG = direct_step_rows(p.W, 1);
   const int64_t row_bytes = p.OW * static_cast<int64_t>(sizeof(T));
   const int64_t PFD = prefetch_rows_ahead(row_bytes, imin(rows_max, p.H - 1 + win));
   at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
     Scratch scratch(direct ? 16 : M * src_stride, direct ? 1 : M * rows_max);
     Buf wsb(M * 8 + 64);
-    Buf stage(nt ? B * p.W * static_cast<int64_t>(sizeof(T)) + 64 : 64);
+    Buf stage(nt ? imax(B, RG) * p.W * static_cast<int64_t>(sizeof(T)) + 64 : 64);
     float* sc = scratch.f();
     const float** ws = wsb.as<const float*>();
     for (int64_t t = begin; t < end; ++t) {
@@ -1371,17 +1446,19 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
             nY0 = nb * B;
           }
           int64_t Yp = Y0;
-          for (int64_t o = o0; o < o1; o += 16) {
-            const int64_t oe = imin(o1, o + 16);
-            for (const int64_t need = imin(Y1, oe - 1 + win); Yp < need; ++Yp)
-              prefetch_src_row(gout + n * p.out_sn + c * p.out_sc, nplane, Yp + PFD, Y1, nY0, q.pad_t, p.OH,
-                               p.out_sh, row_bytes);
+          for (int64_t o = o0; o < o1; o += RG) {
+            const int64_t oe = imin(o1, o + RG);
+            const int64_t need = imin(Y1, oe - 1 + win);
+            if (Yp < need)
+              prefetch_src_rows(gout + n * p.out_sn + c * p.out_sc, nplane, Yp + PFD, need + PFD, Y1, nY0, q.pad_t,
+                                p.OH, p.out_sh, row_bytes);
+            Yp = imax(Yp, need);
             if (nt) {
               T* st = stage.as<T>() - o * p.W;
-              direct_rows<T>(q, gp, zrow, g.NV, g.tail, wf, 0.f, st, p.W, o, oe);
+              direct_rows<T>(dplan, gp, zrow, wf, 0.f, st, p.W, o, oe);
               stream_copy<T>(op + o * p.W, st + o * p.W, (oe - o) * p.W);
             } else {
-              direct_rows<T>(q, gp, zrow, g.NV, g.tail, wf, 0.f, op, p.in_sh, o, oe);
+              direct_rows<T>(dplan, gp, zrow, wf, 0.f, op, p.in_sh, o, oe);
             }
           }
           continue;
