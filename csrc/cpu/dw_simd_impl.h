@@ -762,9 +762,11 @@ __attribute__((always_inline)) inline void direct3_tile(const float* const* rows
 // of window row i (output row i reads rows[i .. i + 2]). Everything per chunk (masks, weights,
 // row pointers) is set up once by the caller: per 4-row tile on 28-wide planes that setup had cost
 // about three times the tile's 72 FMAs (2,256,28,28 hot: 277 ns per plane, FMA bound ~62).
-template <class T, int NV_T>
+// pf(e): called before the tile that ends at row e (rows counted from o0), for the caller's
+// prefetches ahead (issued tile by tile: a step's worth at once made cold 56-wide planes slower).
+template <class T, int NV_T, class Pf>
 void direct3_chunk(const float* const* rows, int64_t c0, const Mask* kml, const Mask* kmr, const float* w, float bias,
-                   T* o, int64_t osh, int64_t nrows, bool partial, Mask tm) {
+                   T* o, int64_t osh, int64_t nrows, bool partial, Mask tm, Pf&& pf) {
   // Weights in registers: AVX-512 with up to 3 vectors a row (12 + 3 + 9 of the 32 registers; AVX2
   // has 16). 4-vector tiles (16 accumulators) keep the broadcast loads: hoisted there, hot 56x56
   // planes were no faster and cold 32x144x56x56 ran ~8% slower (A/B, 2 threads).
@@ -780,11 +782,18 @@ void direct3_chunk(const float* const* rows, int64_t c0, const Mask* kml, const 
   // dependent FMAs, and the window's edge rows feed only 1-2 of the tile's rows (hot 28x28 planes:
   // 150 -> 139 ns a plane).
   constexpr int R8 = (HOIST && NV_T <= 2) ? 8 : kRFixed;
-  for (; r + R8 <= nrows; r += R8)
+  for (; r + R8 <= nrows; r += R8) {
+    pf(r + R8);
     direct3_tile<T, R8, NV_T, HOIST>(rows + r, c0, kml, kmr, wv, w, vb, o + r * osh, osh, partial, tm);
-  for (; r + kRFixed <= nrows; r += kRFixed)
+  }
+  for (; r + kRFixed <= nrows; r += kRFixed) {
+    pf(r + kRFixed);
     direct3_tile<T, kRFixed, NV_T, HOIST>(rows + r, c0, kml, kmr, wv, w, vb, o + r * osh, osh, partial, tm);
-  for (; r < nrows; ++r) direct3_tile<T, 1, NV_T, HOIST>(rows + r, c0, kml, kmr, wv, w, vb, o + r * osh, osh, partial, tm);
+  }
+  for (; r < nrows; ++r) {
+    pf(r + 1);
+    direct3_tile<T, 1, NV_T, HOIST>(rows + r, c0, kml, kmr, wv, w, vb, o + r * osh, osh, partial, tm);
+  }
 }
 
 // The column geometry of a problem's direct tiles, worked out once per problem (per call of
@@ -825,9 +834,10 @@ inline DirectPlan direct_plan(const DwParams& p, int64_t NV, int tail) {
 }
 
 // Output rows [o0, o1) of one plane (3x3, see direct_fwd_ok), each chunk over all the rows.
-template <class T>
+// pf(e): called before computing output rows up to e (absolute), see direct3_chunk.
+template <class T, class Pf>
 void direct_rows(const DirectPlan& d, const float* plane, const float* zrow, const float* w, float bias, T* out,
-                 int64_t osh, int64_t o0, int64_t o1) {
+                 int64_t osh, int64_t o0, int64_t o1, Pf&& pf) {
   constexpr int64_t kMaxRows = 64;
   const float* rows[kMaxRows + 2];
   const int64_t nrows = imin(o1 - o0, kMaxRows);
@@ -837,23 +847,151 @@ void direct_rows(const DirectPlan& d, const float* plane, const float* zrow, con
     rows[j] = (ih >= 0 && ih < H) ? plane + ih * in_sh : zrow;
   }
   T* o = out + o0 * osh;
+  auto pfr = [&](int64_t e) { pf(o0 + e); };
   for (int i = 0; i < d.nch; ++i) {
     const DirectPlan::Chunk& c = d.ch[i];
     T* ov = o + c.v0 * L;
     switch (c.n) {
-      case 1: direct3_chunk<T, 1>(rows, c.c0, c.kml, c.kmr, w, bias, ov, osh, nrows, c.partial, d.tm); break;
-      case 2: direct3_chunk<T, 2>(rows, c.c0, c.kml, c.kmr, w, bias, ov, osh, nrows, c.partial, d.tm); break;
-      case 3: direct3_chunk<T, 3>(rows, c.c0, c.kml, c.kmr, w, bias, ov, osh, nrows, c.partial, d.tm); break;
-      default: direct3_chunk<T, kDirectVM>(rows, c.c0, c.kml, c.kmr, w, bias, ov, osh, nrows, c.partial, d.tm); break;
+      case 1: direct3_chunk<T, 1>(rows, c.c0, c.kml, c.kmr, w, bias, ov, osh, nrows, c.partial, d.tm, pfr); break;
+      case 2: direct3_chunk<T, 2>(rows, c.c0, c.kml, c.kmr, w, bias, ov, osh, nrows, c.partial, d.tm, pfr); break;
+      case 3: direct3_chunk<T, 3>(rows, c.c0, c.kml, c.kmr, w, bias, ov, osh, nrows, c.partial, d.tm, pfr); break;
+      default:
+        direct3_chunk<T, kDirectVM>(rows, c.c0, c.kml, c.kmr, w, bias, ov, osh, nrows, c.partial, d.tm, pfr);
+        break;
     }
   }
-  if (o1 - o0 > kMaxRows) direct_rows<T>(d, plane, zrow, w, bias, out, osh, o0 + kMaxRows, o1);
+  if (o1 - o0 > kMaxRows) direct_rows<T>(d, plane, zrow, w, bias, out, osh, o0 + kMaxRows, o1, pf);
 }
 
-// Rows a direct task computes per step (between its prefetch steps; the staging buffer's rows):
-// 64 on planes of up to 2 vectors (the per-step overhead counted on 28x28 planes), else 16 (on
-// cold 56x56 planes 36-row steps, with their prefetches issued as one burst, were 15% slower).
+// Rows a direct task computes per call (the staging buffer's rows): 64 on planes of up to 2
+// vectors (the per-call overhead counted on 28x28 planes), else 16.
 inline int64_t direct_step_rows(int64_t OW, int64_t RK) { return rup(OW <= 2 * L ? 64 : 16, RK); }
+// Whether a direct call issues the prefetches for all its rows before its first tile (input rows
+// of up to 2 vectors: cold 32x256x28x28 0.68 ms, against 0.86 tile by tile) or tile by tile
+// (wider: a call's worth at once made cold 32x144x56x56 stride 2 1.5-1.65 ms against 1.2).
+inline bool direct_prefetch_burst(int64_t W) { return W <= 2 * L; }
+
+// ---------------------------------------------------------------------------------------------
+// Direct planes forward, stride 2: float32 3x3, stride 2x2, dilation 1, unit column stride,
+// output rows of up to kS2MaxV vectors (MobileNet's stride-2 layers up to 112x112 -> 56x56).
+// Output vector v of a row reads input columns c = 2Lv - pad_l + [0, 2L]: the two vectors
+// A = [c, c+L) and B = [c+L, c+2L) and lane 0 of C = [c+2L, ...); tap kw = 0 is even(A, B),
+// kw = 1 odd(A, B), kw = 2 even(A, B) shifted down one lane with C[0] shifted in. The rows are
+// read in place, as in the stride-1 direct tiles: the scratch path's phase-splitting copy cost
+// ~60% of a hot 56x56 stride-2 plane (per-row bookkeeping more than the copy itself).
+constexpr int kS2MaxV = 4;
+
+inline bool direct_s2_ok(const DwParams& p, int64_t NV) {
+  if (!nchw_direct_enabled()) return false;
+  if (p.stride_h != 2 || p.stride_w != 2 || p.dil_h != 1 || p.dil_w != 1 || p.in_sw != 1) return false;
+  if (p.KH != 3 || p.KW != 3 || p.M != 1) return false;
+  return NV <= kS2MaxV && p.pad_l >= 0 && p.pad_l <= L;
+}
+
+struct DirectS2Plan {
+  Mask mA[kS2MaxV], mB[kS2MaxV], mC[kS2MaxV];  // per output vector: lanes inside [0, W)
+  int nv;
+  bool partial;  // last output vector partial (stored with tm)
+  Mask tm;
+  int64_t c0, pad_t, H, in_sh;
+};
+
+inline DirectS2Plan direct_s2_plan(const DwParams& p, int64_t NV, int tail) {
+  DirectS2Plan d;
+  d.nv = static_cast<int>(NV);
+  d.partial = tail < L;
+  d.tm = Vec::mask(tail);
+  d.c0 = -p.pad_l, d.pad_t = p.pad_t, d.H = p.H, d.in_sh = p.in_sh;
+  // lanes of the L columns from column a that lie in [0, W)
+  auto inside = [&](int64_t a, int64_t lanes) {
+    return Vec::mask_range(static_cast<int>(clampi(-a, 0, lanes)), static_cast<int>(clampi(p.W - a, 0, lanes)));
+  };
+  for (int64_t v = 0; v < NV; ++v) {
+    const int64_t a = d.c0 + 2 * L * v;
+    d.mA[v] = inside(a, L);
+    d.mB[v] = inside(a + L, L);
+    d.mC[v] = inside(a + 2 * L, 1);
+  }
+  return d;
+}
+
+// R output rows x NV_T vectors. rows[j]: input row of window row j (j in [0, 2R]; output row r
+// takes taps kh = j - 2r).
+template <class T, int R, int NV_T, bool HOIST>
+__attribute__((always_inline)) inline void direct_s2_tile(const float* const* rows, const DirectS2Plan& d,
+                                                          const V* wv, const float* w, V vb, T* o, int64_t osh) {
+  V acc[R][NV_T];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV_T; ++v) acc[r][v] = vb;
+#pragma GCC unroll 16
+  for (int j = 0; j < 2 * R + 1; ++j) {
+    if (!HOIST) __asm__("" : "+r"(w));  // weights loaded where used (broadcast loads)
+    const float* row = rows[j] + d.c0;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV_T; ++v) {
+      const float* xp = row + 2 * L * v;
+      const V a = Vec::load(xp, d.mA[v]), b = Vec::load(xp + L, d.mB[v]), c = Vec::load(xp + 2 * L, d.mC[v]);
+      V x[3];
+      Vec::deinterleave2(a, b, &x[0], &x[1]);
+      x[2] = Vec::shift_in1(x[0], c);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const int kh = j - 2 * r;
+        if (kh < 0 || kh > 2) continue;
+#pragma GCC unroll 3
+        for (int kw = 0; kw < 3; ++kw)
+          acc[r][v] = Vec::fmadd(HOIST ? wv[kh * 3 + kw] : Vec::set1(w[kh * 3 + kw]), x[kw], acc[r][v]);
+      }
+    }
+  }
+  store_tile<T, R, NV_T>(acc, o, osh, d.partial, d.tm);
+}
+
+template <class T, int NV_T, class Pf>
+void direct_s2_chunk(const float* const* rows, const DirectS2Plan& d, const float* w, float bias, T* o, int64_t osh,
+                     int64_t nrows, Pf&& pf) {
+  constexpr bool HOIST = L == 16 && NV_T <= 2;  // 8 + 6 + 9 (+ 2 permute indices) of 32 registers
+  V wv[HOIST ? 9 : 1];
+  if constexpr (HOIST) {
+#pragma GCC unroll 9
+    for (int i = 0; i < 9; ++i) wv[i] = Vec::set1(w[i]);
+  }
+  const V vb = Vec::set1(bias);
+  int64_t r = 0;
+  for (; r + kRFixed <= nrows; r += kRFixed) {
+    pf(r + kRFixed);
+    direct_s2_tile<T, kRFixed, NV_T, HOIST>(rows + 2 * r, d, wv, w, vb, o + r * osh, osh);
+  }
+  for (; r < nrows; ++r) {
+    pf(r + 1);
+    direct_s2_tile<T, 1, NV_T, HOIST>(rows + 2 * r, d, wv, w, vb, o + r * osh, osh);
+  }
+}
+
+// Output rows [o0, o1) of one plane (see direct_s2_ok); pf as in direct_rows.
+template <class T, class Pf>
+void direct_s2_rows(const DirectS2Plan& d, const float* plane, const float* zrow, const float* w, float bias, T* out,
+                    int64_t osh, int64_t o0, int64_t o1, Pf&& pf) {
+  constexpr int64_t kMaxRows = 32;
+  const float* rows[2 * kMaxRows + 1];
+  const int64_t nrows = imin(o1 - o0, kMaxRows);
+  const int64_t pad_t = d.pad_t, H = d.H, in_sh = d.in_sh;
+  for (int64_t j = 0; j < 2 * nrows + 1; ++j) {
+    const int64_t ih = 2 * o0 - pad_t + j;
+    rows[j] = (ih >= 0 && ih < H) ? plane + ih * in_sh : zrow;
+  }
+  T* o = out + o0 * osh;
+  auto pfr = [&](int64_t e) { pf(o0 + e); };
+  switch (d.nv) {
+    case 1: direct_s2_chunk<T, 1>(rows, d, w, bias, o, osh, nrows, pfr); break;
+    case 2: direct_s2_chunk<T, 2>(rows, d, w, bias, o, osh, nrows, pfr); break;
+    case 3: direct_s2_chunk<T, 3>(rows, d, w, bias, o, osh, nrows, pfr); break;
+    default: direct_s2_chunk<T, 4>(rows, d, w, bias, o, osh, nrows, pfr); break;
+  }
+  if (o1 - o0 > kMaxRows) direct_s2_rows<T>(d, plane, zrow, w, bias, out, osh, o0 + kMaxRows, o1, pf);
+}
 
 template <class T>
 bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b32, T* out) {
@@ -903,12 +1041,17 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
   const int64_t PFD = prefetch_rows_ahead(row_bytes, imin(rows_max, (p.OH - 1) * sh + win));
   // float32 stride-1 3/5/7 kernels read the input rows in place (see direct3_tile): no scratch rows,
   // only the prefetches; rows outside the input read this zero row (from column -pad_l).
-  const bool direct = sizeof(T) == 4 && g.kind != kPGeneral && direct_fwd_ok(p, g.NV);
-  Buf zrowb(direct ? (p.pad_l + g.NV * L + p.KW + 2 * L) * 4 : 64);
-  if (direct) zero_floats(zrowb.as<float>(), p.pad_l + g.NV * L + p.KW + 2 * L);
+  // float32 3x3 stride 2 likewise (direct_s2_ok), with the columns' phases split in registers.
+  const bool direct_s2 = sizeof(T) == 4 && direct_s2_ok(p, g.NV);
+  const bool direct = direct_s2 || (sizeof(T) == 4 && g.kind != kPGeneral && direct_fwd_ok(p, g.NV));
+  const int64_t zlen = p.pad_l + (direct_s2 ? 2 * g.NV * L + 2 * L : g.NV * L + p.KW + 2 * L);
+  Buf zrowb(direct ? zlen * 4 : 64);
+  if (direct) zero_floats(zrowb.as<float>(), zlen);
   const float* zrow = zrowb.as<float>() + p.pad_l;
-  const DirectPlan dplan = direct ? direct_plan(p, g.NV, g.tail) : DirectPlan{};
+  const DirectPlan dplan = direct && !direct_s2 ? direct_plan(p, g.NV, g.tail) : DirectPlan{};
+  const DirectS2Plan s2plan = direct_s2 ? direct_s2_plan(p, g.NV, g.tail) : DirectS2Plan{};
   if (direct) RG = direct_step_rows(p.OW, RK);
+  const bool burst = direct_prefetch_burst(p.W);
   const Phase2Plan p2 = phase2_plan(sw, p.in_sw, p.W, p.pad_l, g.PWp);
   at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
     Scratch scratch(direct ? 16 : rows_max * g.RS, direct ? 1 : rows_max);
@@ -951,11 +1094,8 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
         // A vector load overlapping a store still in flight can't be forwarded and stalls
         // until the store retires: rows are prepared kPrepLead rows before they are read.
         const int64_t oe = imin(o1, o + rg), need = imin(Y1, (oe - 1) * sh + win + lead);
-        if (dir) {  // nothing to prepare: only the prefetches ahead
-          prefetch_src_rows(ip, nplane, Yp + pfd, need + pfd, Y1, nY0, pad_t, H, in_sh, rowb);
-          Yp = imax(Yp, need);
-        }
-        while (Yp < need) {
+        // direct: nothing to prepare; the prefetches ahead are issued tile by tile (dpf)
+        while (!dir && Yp < need) {
           const int64_t ih = Yp - pad_t;
           if ((p2rows || s1rows) && ih >= 0 && ih < H) {  // a run of rows inside the input, in one loop
             const int64_t run = imin(need, H + pad_t) - Yp;
@@ -986,13 +1126,20 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
             if (direct) {
               const float* fp = reinterpret_cast<const float*>(ip);
               const float bias = b32 ? b32[oc] : 0.f;
-              if (nt) {
-                T* st = stage.as<T>() - o * p.OW;
-                direct_rows<T>(dplan, fp, zrow, wp, bias, st, p.OW, o, oe);
-                stream_copy<T>(op + o * p.OW, st + o * p.OW, (oe - o) * p.OW);
-              } else {
-                direct_rows<T>(dplan, fp, zrow, wp, bias, op, p.out_sh, o, oe);
-              }
+              T* dst = nt ? stage.as<T>() - o * p.OW : op;
+              const int64_t dsh = nt ? p.OW : p.out_sh;
+              // before the tile ending at output row e: rows up to its last input row ahead
+              // (rows of up to 2 vectors: the whole call's at its first tile, see direct_prefetch_burst)
+              auto dpf = [&](int64_t e) {
+                const int64_t nd = imin(Y1, (imax(e, burst ? oe : 0) - 1) * sh + win + lead);
+                if (Yp < nd) prefetch_src_rows(ip, nplane, Yp + pfd, nd + pfd, Y1, nY0, pad_t, H, in_sh, rowb);
+                Yp = imax(Yp, nd);
+              };
+              if (direct_s2)
+                direct_s2_rows<T>(s2plan, fp, zrow, wp, bias, dst, dsh, o, oe, dpf);
+              else
+                direct_rows<T>(dplan, fp, zrow, wp, bias, dst, dsh, o, oe, dpf);
+              if (nt) stream_copy<T>(op + o * p.OW, dst + o * p.OW, (oe - o) * p.OW);
               continue;
             }
           }
@@ -1418,6 +1565,7 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
   const float* zrow = zrowb.as<float>() + imax(0, q.pad_l);
   const DirectPlan dplan = direct ? direct_plan(q, g.NV, g.tail) : DirectPlan{};
   const int64_t RG = direct_step_rows(p.W, 1);
+  const bool burst = direct_prefetch_burst(p.OW);  // (grad_output rows are the source)
   const int64_t row_bytes = p.OW * static_cast<int64_t>(sizeof(T));
   const int64_t PFD = prefetch_rows_ahead(row_bytes, imin(rows_max, p.H - 1 + win));
   at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
@@ -1446,19 +1594,23 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
             nY0 = nb * B;
           }
           int64_t Yp = Y0;
-          for (int64_t o = o0; o < o1; o += RG) {
-            const int64_t oe = imin(o1, o + RG);
-            const int64_t need = imin(Y1, oe - 1 + win);
+          // issued tile by tile, before the tile ending at row e (see direct3_chunk)
+          int64_t oe = 0;  // the current call's last row (bursts, see direct_prefetch_burst)
+          auto dpf = [&](int64_t e) {
+            const int64_t need = imin(Y1, imax(e, burst ? oe : 0) - 1 + win);
             if (Yp < need)
               prefetch_src_rows(gout + n * p.out_sn + c * p.out_sc, nplane, Yp + PFD, need + PFD, Y1, nY0, q.pad_t,
                                 p.OH, p.out_sh, row_bytes);
             Yp = imax(Yp, need);
+          };
+          for (int64_t o = o0; o < o1; o += RG) {
+            oe = imin(o1, o + RG);
             if (nt) {
               T* st = stage.as<T>() - o * p.W;
-              direct_rows<T>(dplan, gp, zrow, wf, 0.f, st, p.W, o, oe);
+              direct_rows<T>(dplan, gp, zrow, wf, 0.f, st, p.W, o, oe, dpf);
               stream_copy<T>(op + o * p.W, st + o * p.W, (oe - o) * p.W);
             } else {
-              direct_rows<T>(dplan, gp, zrow, wf, 0.f, op, p.in_sh, o, oe);
+              direct_rows<T>(dplan, gp, zrow, wf, 0.f, op, p.in_sh, o, oe, dpf);
             }
           }
           continue;

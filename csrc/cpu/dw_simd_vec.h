@@ -69,6 +69,10 @@ struct Vec {
     *even = _mm512_permutex2var_ps(a, ie, b);
     *odd = _mm512_permutex2var_ps(a, io, b);
   }
+  // Lanes a1 .. a(L-1), b0: a shifted down one lane, b's first lane shifted in.
+  static inline V shift_in1(V a, V b) {
+    return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(b), _mm512_castps_si512(a), 1));
+  }
   // a0 0 a1 0 ... (first L lanes of a spread over 2L lanes, zeros between): lo = lanes 0..L/2-1.
   static inline void zero_insert2(V a, V* lo, V* hi) {
     const __m512i il = _mm512_setr_epi32(0, 16, 1, 16, 2, 16, 3, 16, 4, 16, 5, 16, 6, 16, 7, 16);
@@ -158,6 +162,11 @@ struct Vec {
     // shuffle_ps works per 128-bit lane: [a0 a2 b0 b2 | a4 a6 b4 b6], then reorder the 64-bit pairs.
     *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
     *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+  }
+  static inline V shift_in1(V a, V b) {
+    // [a4..a7 | b0..b3], then byte-align each 128-bit lane of that:a by 4 bytes.
+    const V t = _mm256_permute2f128_ps(a, b, 0x21);
+    return _mm256_castsi256_ps(_mm256_alignr_epi8(_mm256_castps_si256(t), _mm256_castps_si256(a), 4));
   }
   static inline void zero_insert2(V a, V* lo, V* hi) {
     const V z = _mm256_setzero_ps();
