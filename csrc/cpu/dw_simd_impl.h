@@ -16,7 +16,9 @@
 //   stride 1/1 or 2/2 (fully unrolled); runtime-size kernels for everything else (any size,
 //   dilation, stride, multiplier; deeper row tiles on narrow planes). Outputs >= 16 MB go through
 //   a staging buffer and non-temporal stores. float32 3x3 stride-1 forward on planes up to 128
-//   wide skips the scratch: its tiles read the input rows in place (direct3_tile).
+//   wide skips the scratch: its tiles read the input rows in place (direct3_tile); so do float32
+//   3x3 / 5x5 stride-2 forwards up to 4 output vectors wide, splitting the column phases in
+//   registers (direct_s2_tile).
 //   - grad input: the same engine on a virtual input, grad_output zero-inserted by the stride and
 //     padded by (K-1)*dil - pad, correlated with the flipped weights (summing the M outputs of
 //     each input channel). float32 3x3 stride 1, multiplier 1: the in-place tiles on grad_output,
@@ -872,25 +874,26 @@ inline int64_t direct_step_rows(int64_t OW, int64_t RK) { return rup(OW <= 2 * L
 inline bool direct_prefetch_burst(int64_t W) { return W <= 2 * L; }
 
 // ---------------------------------------------------------------------------------------------
-// Direct planes forward, stride 2: float32 3x3, stride 2x2, dilation 1, unit column stride,
-// output rows of up to kS2MaxV vectors (MobileNet's stride-2 layers up to 112x112 -> 56x56).
-// Output vector v of a row reads input columns c = 2Lv - pad_l + [0, 2L]: the two vectors
-// A = [c, c+L) and B = [c+L, c+2L) and lane 0 of C = [c+2L, ...); tap kw = 0 is even(A, B),
-// kw = 1 odd(A, B), kw = 2 even(A, B) shifted down one lane with C[0] shifted in. The rows are
-// read in place, as in the stride-1 direct tiles: the scratch path's phase-splitting copy cost
-// ~60% of a hot 56x56 stride-2 plane (per-row bookkeeping more than the copy itself).
+// Direct planes forward, stride 2: float32 3x3 and 5x5, stride 2x2, dilation 1, unit column
+// stride, output rows of up to kS2MaxV vectors (MobileNet's and EfficientNet's stride-2 layers up
+// to 112x112 -> 56x56). Output vector v of a row reads input columns c = 2Lv - pad_l + [0, 2L+K-3]:
+// the vectors A = [c, c+L), B = [c+L, c+2L) and the first K-2 lanes of C = [c+2L, ...). With
+// E = even(A, B), O = odd(A, B) and Ce, Co the even / odd lanes of C, tap kw reads E (kw even) or
+// O (kw odd) shifted down kw/2 lanes with the first lanes of Ce / Co shifted in. The rows are read
+// in place, as in the stride-1 direct tiles: the scratch path's phase-splitting copy cost ~60% of
+// a hot 56x56 stride-2 3x3 plane (per-row bookkeeping more than the copy itself).
 constexpr int kS2MaxV = 4;
 
 inline bool direct_s2_ok(const DwParams& p, int64_t NV) {
   if (!nchw_direct_enabled()) return false;
   if (p.stride_h != 2 || p.stride_w != 2 || p.dil_h != 1 || p.dil_w != 1 || p.in_sw != 1) return false;
-  if (p.KH != 3 || p.KW != 3 || p.M != 1) return false;
+  if (p.KH != p.KW || (p.KH != 3 && p.KH != 5) || p.M != 1) return false;
   return NV <= kS2MaxV && p.pad_l >= 0 && p.pad_l <= L;
 }
 
 struct DirectS2Plan {
   Mask mA[kS2MaxV], mB[kS2MaxV], mC[kS2MaxV];  // per output vector: lanes inside [0, W)
-  int nv;
+  int nv, K;
   bool partial;  // last output vector partial (stored with tm)
   Mask tm;
   int64_t c0, pad_t, H, in_sh;
@@ -899,10 +902,11 @@ struct DirectS2Plan {
 inline DirectS2Plan direct_s2_plan(const DwParams& p, int64_t NV, int tail) {
   DirectS2Plan d;
   d.nv = static_cast<int>(NV);
+  d.K = static_cast<int>(p.KW);
   d.partial = tail < L;
   d.tm = Vec::mask(tail);
   d.c0 = -p.pad_l, d.pad_t = p.pad_t, d.H = p.H, d.in_sh = p.in_sh;
-  // lanes of the L columns from column a that lie in [0, W)
+  // lanes of the `lanes` columns from column a that lie in [0, W)
   auto inside = [&](int64_t a, int64_t lanes) {
     return Vec::mask_range(static_cast<int>(clampi(-a, 0, lanes)), static_cast<int>(clampi(p.W - a, 0, lanes)));
   };
@@ -910,14 +914,22 @@ inline DirectS2Plan direct_s2_plan(const DwParams& p, int64_t NV, int tail) {
     const int64_t a = d.c0 + 2 * L * v;
     d.mA[v] = inside(a, L);
     d.mB[v] = inside(a + L, L);
-    d.mC[v] = inside(a + 2 * L, 1);
+    d.mC[v] = inside(a + 2 * L, p.KW - 2);
   }
   return d;
 }
 
-// R output rows x NV_T vectors. rows[j]: input row of window row j (j in [0, 2R]; output row r
-// takes taps kh = j - 2r).
-template <class T, int R, int NV_T, bool HOIST>
+// a shifted down S lanes, the first S lanes of b shifted in (S = 0: a)
+template <int S>
+inline V shift_in(V a, V b) {
+  if constexpr (S == 0) return a;
+  else if constexpr (S == 1) return Vec::shift_in1(a, b);
+  else return shift_in<S - 1>(Vec::shift_in1(a, b), Vec::shift_in1(b, b));
+}
+
+// R output rows x NV_T vectors, K x K taps. rows[j]: input row of window row j (j < 2R + K - 2;
+// output row r takes taps kh = j - 2r).
+template <class T, int R, int NV_T, int K, bool HOIST>
 __attribute__((always_inline)) inline void direct_s2_tile(const float* const* rows, const DirectS2Plan& d,
                                                           const V* wv, const float* w, V vb, T* o, int64_t osh) {
   V acc[R][NV_T];
@@ -926,33 +938,46 @@ __attribute__((always_inline)) inline void direct_s2_tile(const float* const* ro
 #pragma GCC unroll 8
     for (int v = 0; v < NV_T; ++v) acc[r][v] = vb;
 #pragma GCC unroll 16
-  for (int j = 0; j < 2 * R + 1; ++j) {
+  for (int j = 0; j < 2 * R + K - 2; ++j) {
     if (!HOIST) __asm__("" : "+r"(w));  // weights loaded where used (broadcast loads)
     const float* row = rows[j] + d.c0;
 #pragma GCC unroll 8
     for (int v = 0; v < NV_T; ++v) {
       const float* xp = row + 2 * L * v;
       const V a = Vec::load(xp, d.mA[v]), b = Vec::load(xp + L, d.mB[v]), c = Vec::load(xp + 2 * L, d.mC[v]);
-      V x[3];
-      Vec::deinterleave2(a, b, &x[0], &x[1]);
-      x[2] = Vec::shift_in1(x[0], c);
+      V e, od, x[K];
+      Vec::deinterleave2(a, b, &e, &od);
+      if constexpr (K == 3) {
+        x[0] = e, x[1] = od, x[2] = Vec::shift_in1(e, c);  // even(C)[0] = C[0]
+      } else {
+        V ce, co;
+        Vec::deinterleave2(c, Vec::zero(), &ce, &co);
+#pragma GCC unroll 8
+        for (int kw = 0; kw < K; ++kw) {
+          if (kw == 0) x[kw] = e;
+          else if (kw == 1) x[kw] = od;
+          else if (kw == 2) x[kw] = shift_in<1>(e, ce);
+          else if (kw == 3) x[kw] = shift_in<1>(od, co);
+          else x[kw] = shift_in<2>(e, ce);
+        }
+      }
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const int kh = j - 2 * r;
-        if (kh < 0 || kh > 2) continue;
-#pragma GCC unroll 3
-        for (int kw = 0; kw < 3; ++kw)
-          acc[r][v] = Vec::fmadd(HOIST ? wv[kh * 3 + kw] : Vec::set1(w[kh * 3 + kw]), x[kw], acc[r][v]);
+        if (kh < 0 || kh >= K) continue;
+#pragma GCC unroll 8
+        for (int kw = 0; kw < K; ++kw)
+          acc[r][v] = Vec::fmadd(HOIST ? wv[kh * K + kw] : Vec::set1(w[kh * K + kw]), x[kw], acc[r][v]);
       }
     }
   }
   store_tile<T, R, NV_T>(acc, o, osh, d.partial, d.tm);
 }
 
-template <class T, int NV_T, class Pf>
+template <class T, int NV_T, int K, class Pf>
 void direct_s2_chunk(const float* const* rows, const DirectS2Plan& d, const float* w, float bias, T* o, int64_t osh,
                      int64_t nrows, Pf&& pf) {
-  constexpr bool HOIST = L == 16 && NV_T <= 2;  // 8 + 6 + 9 (+ 2 permute indices) of 32 registers
+  constexpr bool HOIST = L == 16 && NV_T <= 2 && K == 3;  // 8 + 6 + 9 (+ 2 permute indices) of 32 registers
   V wv[HOIST ? 9 : 1];
   if constexpr (HOIST) {
 #pragma GCC unroll 9
@@ -962,11 +987,22 @@ void direct_s2_chunk(const float* const* rows, const DirectS2Plan& d, const floa
   int64_t r = 0;
   for (; r + kRFixed <= nrows; r += kRFixed) {
     pf(r + kRFixed);
-    direct_s2_tile<T, kRFixed, NV_T, HOIST>(rows + 2 * r, d, wv, w, vb, o + r * osh, osh);
+    direct_s2_tile<T, kRFixed, NV_T, K, HOIST>(rows + 2 * r, d, wv, w, vb, o + r * osh, osh);
   }
   for (; r < nrows; ++r) {
     pf(r + 1);
-    direct_s2_tile<T, 1, NV_T, HOIST>(rows + 2 * r, d, wv, w, vb, o + r * osh, osh);
+    direct_s2_tile<T, 1, NV_T, K, HOIST>(rows + 2 * r, d, wv, w, vb, o + r * osh, osh);
+  }
+}
+
+template <class T, int K, class Pf>
+void direct_s2_chunks(const float* const* rows, const DirectS2Plan& d, const float* w, float bias, T* o, int64_t osh,
+                      int64_t nrows, Pf&& pf) {
+  switch (d.nv) {
+    case 1: direct_s2_chunk<T, 1, K>(rows, d, w, bias, o, osh, nrows, pf); break;
+    case 2: direct_s2_chunk<T, 2, K>(rows, d, w, bias, o, osh, nrows, pf); break;
+    case 3: direct_s2_chunk<T, 3, K>(rows, d, w, bias, o, osh, nrows, pf); break;
+    default: direct_s2_chunk<T, 4, K>(rows, d, w, bias, o, osh, nrows, pf); break;
   }
 }
 
@@ -975,21 +1011,19 @@ template <class T, class Pf>
 void direct_s2_rows(const DirectS2Plan& d, const float* plane, const float* zrow, const float* w, float bias, T* out,
                     int64_t osh, int64_t o0, int64_t o1, Pf&& pf) {
   constexpr int64_t kMaxRows = 32;
-  const float* rows[2 * kMaxRows + 1];
+  const float* rows[2 * kMaxRows + 3];
   const int64_t nrows = imin(o1 - o0, kMaxRows);
   const int64_t pad_t = d.pad_t, H = d.H, in_sh = d.in_sh;
-  for (int64_t j = 0; j < 2 * nrows + 1; ++j) {
+  for (int64_t j = 0; j < 2 * nrows + d.K - 2; ++j) {
     const int64_t ih = 2 * o0 - pad_t + j;
     rows[j] = (ih >= 0 && ih < H) ? plane + ih * in_sh : zrow;
   }
   T* o = out + o0 * osh;
   auto pfr = [&](int64_t e) { pf(o0 + e); };
-  switch (d.nv) {
-    case 1: direct_s2_chunk<T, 1>(rows, d, w, bias, o, osh, nrows, pfr); break;
-    case 2: direct_s2_chunk<T, 2>(rows, d, w, bias, o, osh, nrows, pfr); break;
-    case 3: direct_s2_chunk<T, 3>(rows, d, w, bias, o, osh, nrows, pfr); break;
-    default: direct_s2_chunk<T, 4>(rows, d, w, bias, o, osh, nrows, pfr); break;
-  }
+  if (d.K == 3)
+    direct_s2_chunks<T, 3>(rows, d, w, bias, o, osh, nrows, pfr);
+  else
+    direct_s2_chunks<T, 5>(rows, d, w, bias, o, osh, nrows, pfr);
   if (o1 - o0 > kMaxRows) direct_s2_rows<T>(d, plane, zrow, w, bias, out, osh, o0 + kMaxRows, o1, pf);
 }
 
@@ -1041,7 +1075,7 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
   const int64_t PFD = prefetch_rows_ahead(row_bytes, imin(rows_max, (p.OH - 1) * sh + win));
   // float32 stride-1 3/5/7 kernels read the input rows in place (see direct3_tile): no scratch rows,
   // only the prefetches; rows outside the input read this zero row (from column -pad_l).
-  // float32 3x3 stride 2 likewise (direct_s2_ok), with the columns' phases split in registers.
+  // float32 3x3 / 5x5 stride 2 likewise (direct_s2_ok), with the columns' phases split in registers.
   const bool direct_s2 = sizeof(T) == 4 && direct_s2_ok(p, g.NV);
   const bool direct = direct_s2 || (sizeof(T) == 4 && g.kind != kPGeneral && direct_fwd_ok(p, g.NV));
   const int64_t zlen = p.pad_l + (direct_s2 ? 2 * g.NV * L + 2 * L : g.NV * L + p.KW + 2 * L);
