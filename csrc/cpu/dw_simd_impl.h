@@ -2851,11 +2851,16 @@ inline void transpose8x8(const float* a, int64_t lda, float* b, int64_t ldb) {
 }
 
 // b[j * ldb + i] = a[i * lda + j] for i < rows, j < cols (bf16 converted element by element).
-template <class S, class D>
+// PF: prefetch the rows of a two 8-row groups ahead (a source in memory: the transposes read 8
+// rows at once, short streams the hardware prefetchers pick up late; cold NCHW 14x14 layers spent
+// about half their time waiting in these loads).
+template <class S, class D, bool PF = false>
 void transpose(const S* a, int64_t lda, int64_t rows, int64_t cols, D* b, int64_t ldb) {
   int64_t i = 0;
   if constexpr (sizeof(S) == 4 && sizeof(D) == 4) {
     for (; i + 8 <= rows; i += 8) {
+      if constexpr (PF)
+        for (int64_t k = i + 16; k < imin(rows, i + 24); ++k) prefetch_bytes(a + k * lda, cols * 4);
       int64_t j = 0;
       for (; j + 8 <= cols; j += 8) transpose8x8(a + i * lda + j, lda, b + j * ldb + i, ldb);
       for (; j < cols; ++j)
@@ -2877,7 +2882,7 @@ template <class T>
 void load_chunk(const T* src, int64_t sc, int64_t sh, int64_t sw, int64_t H, int64_t W, int64_t nc, float* x,
                 int64_t cc) {
   if (sw == 1 && sh == W) {
-    transpose(src, sc, nc, H * W, x, cc);
+    transpose<T, float, true>(src, sc, nc, H * W, x, cc);
     return;
   }
   for (int64_t h = 0; h < H; ++h)
@@ -3088,7 +3093,12 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
     return true;
   }
   if (p.out_sw != 1) return false;
-  if (sizeof(T) == 4 && p.M == 1 && OC > 1 && nchw_pix_fwd_width(p.OW, p.stride_w) && !cl_use_planes(taps, p.OH, p.OW))
+  // 3x3 stride 1 on rows of more than half a vector (14x14 maps) stays on the direct planes tiles:
+  // cold 32x512x14x14 0.72-0.76 ms there against 0.85-0.90 through the pixels route, 32x480x14x14
+  // 0.64-0.75 against 0.76-0.81 (7x7 maps: the pixels route is 2x faster).
+  const bool direct14 = L == 16 && p.OW > L / 2 && direct_fwd_ok(p, 1);
+  if (sizeof(T) == 4 && p.M == 1 && OC > 1 && nchw_pix_fwd_width(p.OW, p.stride_w) && !cl_use_planes(taps, p.OH, p.OW) &&
+      !direct14)
     return fwd_nchw_pixels<T>(p, in, w, b, out);
   Buf w32(OC * taps * 4), b32(OC * 4);
   for (int64_t i = 0; i < OC * taps; ++i) w32.as<float>()[i] = to_f32(w[i]);
@@ -3133,7 +3143,13 @@ bool backward_input_t(const DwParams& p, const T* gout, const T* w, T* gin) {
     return true;
   }
   if (p.in_sw != 1) return false;
-  if (sizeof(T) == 4 && p.M == 1 && p.C > 1 && p.W <= nchw_pix_max_width() && !cl_use_planes(taps, p.H, p.W))
+  // 3x3 stride 1 on 14-wide rows: the direct tiles of bwd_input_planes, as in the forward (cold
+  // 32x512x14x14 0.60-0.65 ms against 0.80-0.96 through the pixels route, 32x480x14x14 0.68-0.71
+  // against 0.89-0.94).
+  const bool direct14 = L == 16 && p.W > L / 2 && p.KH == 3 && p.KW == 3 && p.stride_h == 1 && p.stride_w == 1 &&
+                        p.dil_h == 1 && p.dil_w == 1 && p.out_sw == 1 && nchw_direct_enabled() &&
+                        direct_geom_ok(p.KW - 1 - p.pad_l, p.OW, 1, 3);
+  if (sizeof(T) == 4 && p.M == 1 && p.C > 1 && p.W <= nchw_pix_max_width() && !cl_use_planes(taps, p.H, p.W) && !direct14)
     return gi_nchw_pixels<T>(p, gout, w, gin);
   Buf wf(OC * taps * 4);
   for (int64_t oc = 0; oc < OC; ++oc)
