@@ -61,13 +61,39 @@ def callables(layer: Layer, t: Dict[str, torch.Tensor], pass_: str) -> Dict[str,
     return {name: functools.partial(forward_backward, op) for name, op in ops(layer).items()}
 
 
+# Copies of at least this many bytes (read + write) stream from and to memory on the CPUs this
+# runs on (4x a 32 MB L3): smaller ones run partly from the L3, back to back.
+MIN_LOCAL_COPY_BYTES = 256 << 20
+
+
+@functools.lru_cache(maxsize=1)
+def _copy_buffers(device: str, nbytes: int):
+    src = torch.ones(nbytes // 8, dtype=torch.float32, device=device)
+    return src, torch.empty_like(src)
+
+
+def copy_callable(device) -> Callable:
+    """A copy_ of MIN_LOCAL_COPY_BYTES between preallocated buffers (the same ones for every layer):
+    the memory-bandwidth reference timed in the same rounds as ours and PyTorch's. This VM's
+    bandwidth drifts during a run (copy_ 42 GB/s at times, 75 at others), so a layer's share of it
+    is reported against the copy timed beside it as well as against the run's reference."""
+    src, dst = _copy_buffers(str(device), MIN_LOCAL_COPY_BYTES)
+    return lambda: dst.copy_(src)
+
+
 def measure(layer: Layer, dtype: torch.dtype, layout: str, device, cfg: TimingConfig, passes=traffic.PASSES) -> Iterator[Dict]:
     """One row per pass: times of ours and PyTorch's, bytes, FLOPs and agreement (yielded as
-    each pass finishes; the tensors are made once for all passes)."""
+    each pass finishes; the tensors are made once for all passes). Forward passes also time a
+    memory-bound copy in the same rounds (copy_local_gbps)."""
     t = make_tensors(layer, dtype, layout, device)
     for pass_ in passes:
-        timings = compare(callables(layer, t, pass_), cfg, device)
+        fns = callables(layer, t, pass_)
+        if pass_ == "fwd":  # rounds of ours, copy, PyTorch's: ours still runs right after PyTorch's
+            copy = copy_callable(device)
+            fns = {"ours": fns["ours"], "copy": copy, "torch": fns["torch"]}
+        timings = compare(fns, cfg, device)
         ours, ref = timings["ours"], timings["torch"]
+        copy_gbps = MIN_LOCAL_COPY_BYTES / timings["copy"].median_s / 1e9 if "copy" in timings else None
         row = {
             "layer": layer.label,
             "n": layer.n, "c": layer.c, "h": layer.h, "w": layer.w, "k": layer.k, "stride": layer.stride,
@@ -79,6 +105,7 @@ def measure(layer: Layer, dtype: torch.dtype, layout: str, device, cfg: TimingCo
             "flops": traffic.flops(layer, pass_),
             "rounds": len(ours.samples_s), "calls_per_round": ours.calls_per_round,
             "ours_spread": ours.spread, "torch_spread": ref.spread,
+            "copy_local_gbps": copy_gbps,
         }
         row.update(agreement(ours.output, ref.output, dtype))
         del timings, ours, ref
@@ -87,9 +114,11 @@ def measure(layer: Layer, dtype: torch.dtype, layout: str, device, cfg: TimingCo
 
 def add_rates(row: Dict, copy_gbps: float) -> Dict:
     """GB/s (1e9 B/s), % of the copy bandwidth and GFLOP/s of ours and PyTorch's."""
+    local = row.get("copy_local_gbps")
     for who in ("ours", "torch"):
         s = row[f"{who}_ms"] / 1e3
         row[f"{who}_gbps"] = row["bytes"] / s / 1e9
         row[f"{who}_pct_copy"] = 100 * row[f"{who}_gbps"] / copy_gbps if copy_gbps else None
+        row[f"{who}_pct_local_copy"] = 100 * row[f"{who}_gbps"] / local if local else None
         row[f"{who}_gflops"] = row["flops"] / s / 1e9
     return row

@@ -51,6 +51,7 @@ LAYER_COLUMNS: List[Column] = [
     _c("MB", lambda r: num(r["bytes"] / 1e6)),
     _c("ours GB/s", lambda r: num(r.get("ours_gbps"))),
     _c("%copy", lambda r: pct(r.get("ours_pct_copy"))),
+    _c("%copy here", lambda r: pct(r.get("ours_pct_local_copy"))),
     _c("torch GB/s", lambda r: num(r.get("torch_gbps"))),
     _c("%copy ", lambda r: pct(r.get("torch_pct_copy"))),
     _c("ours GFLOP/s", lambda r: num(r.get("ours_gflops"))),
