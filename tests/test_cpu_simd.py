@@ -255,7 +255,7 @@ def test_small_images_and_odd_padding(isa):
 
 
 def test_nchw_direct_3x3_edges(isa):
-    """float32 NCHW 3x3 stride 1 reads the input rows in place (direct_tile in dw_simd_impl.h) with
+    """float32 NCHW 3x3 stride 1 reads the input rows in place (direct3_tile in dw_simd_impl.h) with
     lane masks on each row's first and last vector: every width class (one to eight vectors, so
     one or two tiles, the second partial; wider rows and left padding past one vector (17) take the
     scratch path), asymmetric padding, rows in the padding, multipliers, a single channel (narrow
@@ -289,6 +289,36 @@ def test_nchw_direct_3x3_edges(isa):
                 e = _rel_err(gi, x64.grad)
                 if not e <= TOL[torch.float32]:
                     fails.append(f"N{N} C{C} M{M} {H}x{W} pad {(pt, pb, pl, pr)}: grad input err {e:.2e}")
+    assert_ok(fails)
+
+
+def test_nchw_direct_stride2_edges(isa):
+    """float32 NCHW 3x3 / 5x5 stride 2 reads the input rows in place too (direct_s2_tile): per
+    output vector two input vectors and the first K-2 lanes of a third, each with its own lane
+    mask at the row's edges, and the taps kw >= 2 made by shifting the even/odd phases. Every
+    output width class up to the path's 4 vectors (input widths 1-130; 5 vectors fall back to the
+    scratch path), asymmetric padding up to and past one vector on the left, rows in the padding,
+    planes taller than one call's row table (70 rows), a single channel, and multipliers (the
+    scratch path)."""
+    ops = torch.ops.dsconv
+    fails = []
+    gen = torch.Generator().manual_seed(11)
+    widths = [1, 2, 3, 4, 5, 6, 15, 16, 17, 30, 31, 32, 33, 34, 63, 64, 65, 66, 95, 96, 97, 112, 127, 128, 129, 130]
+    for k in (3, 5):
+        pads = [(k // 2,) * 4, (0, 0, 0, 0), (k - 1, 0, k - 1, 0), (0, k, 0, k + 1), (1, 2, 16, 1), (0, 1, 17, 2)]
+        for W in widths:
+            for (pt, pb, pl, pr) in pads:
+                for N, C, M, H in ((2, 3, 1, 9), (1, 1, 1, 70), (1, 2, 2, 4)):
+                    if W + pl + pr < k or H + pt + pb < k:
+                        continue
+                    x = torch.randn(N, C, H, W, generator=gen)
+                    w = torch.randn(C * M, 1, k, k, generator=gen)
+                    b = torch.randn(C * M, generator=gen)
+                    y = ops.depthwise_conv2d(x, w, b, [2, 2], [pt, pb, pl, pr], [1, 1])
+                    ref = F.conv2d(F.pad(x.double(), (pl, pr, pt, pb)), w.double(), b.double(), 2, 0, 1, C)
+                    e = _rel_err(y, ref) if y.shape == ref.shape else float("inf")
+                    if not e <= TOL[torch.float32]:
+                        fails.append(f"k{k} N{N} C{C} M{M} {H}x{W} pad {(pt, pb, pl, pr)}: err {e:.2e}")
     assert_ok(fails)
 
 
