@@ -707,6 +707,8 @@ inline bool direct_fwd_ok(const DwParams& p, int64_t NV) {
   if (p.stride_h != 1 || p.stride_w != 1 || p.dil_h != 1 || p.dil_w != 1 || p.in_sw != 1) return false;
   // 3x3 only: on 5x5 / 7x7 the masked edge loads (2K masks, more than the 8 mask registers) made
   // the FMA-bound tiles 13-17% slower than copying the rows (measured: 32x240x28x28 k5, 32x96x56x56 k7).
+  // Measured again with the per-problem plan (2026-11-26, hot, 1 thread): 5x5 direct equal on
+  // 28-wide planes, 28-31% slower on 56- and 14-wide ones.
   if (p.KH != 3 || p.KW != 3) return false;
   // Up to 8 vectors (128-wide planes: MobileNet's 112x112), the widths measured. On a quiet VM
   // (copy_ 76 GB/s) 32x32x112x112 ran 1.46-1.56 ms direct against 1.58-1.61 copied; under a noisy
@@ -878,6 +880,8 @@ inline int64_t direct_step_rows(int64_t OW, int64_t RK) { return rup(OW <= 2 * L
 // Whether a direct call issues the prefetches for all its rows before its first tile (input rows
 // of up to 2 vectors: cold 32x256x28x28 0.68 ms, against 0.86 tile by tile) or tile by tile
 // (wider: a call's worth at once made cold 32x144x56x56 stride 2 1.5-1.65 ms against 1.2).
+// The distance is one plane on 28x28 layers: two planes ahead measured the same, none at all 2x
+// slower (the hardware prefetchers do not follow these short per-plane streams).
 inline bool direct_prefetch_burst(int64_t W) { return W <= 2 * L; }
 
 // ---------------------------------------------------------------------------------------------
@@ -1333,6 +1337,10 @@ __attribute__((always_inline)) inline void pix_tile(const PixGeom& g, const T* c
 // the chunk shares with it are still in L1. 3x3 layers of up to ~160 channels are one chunk (the
 // row is then walked as contiguous streams); 7x7 ones are chunks of 2-4 vectors.
 constexpr int64_t kPixChunkBytes = 16 << 10;
+// Tried 2026-11-26: chunks of 1-4 channel-vector pairs with the chunks outermost in a band (so a
+// chunk's input rows stay in L1 from one output row to the next): 3x3 stride-1 56x56 and 28x28
+// planes measured the same hot (the kernels run at ~2.7x their FMA bound; L2 bandwidth is not
+// what limits them).
 
 // A band of output rows. Per row: channel chunks, in each the row's pixel tiles, in each the
 // chunk's channel blocks. rows_tab(r, &ptrs, &khs, &nkh, &orow) describes band row r;
