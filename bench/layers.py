@@ -13,7 +13,7 @@ import dsconv_ext
 from . import traffic
 from .check import agreement
 from .suites import Layer
-from .timing import TimingConfig, compare
+from .timing import TimingConfig, compare, copy_buffer_bytes
 
 
 def memory_format(layout: str) -> torch.memory_format:
@@ -61,24 +61,20 @@ def callables(layer: Layer, t: Dict[str, torch.Tensor], pass_: str) -> Dict[str,
     return {name: functools.partial(forward_backward, op) for name, op in ops(layer).items()}
 
 
-# Copies of at least this many bytes (read + write) stream from and to memory on the CPUs this
-# runs on (4x a 32 MB L3): smaller ones run partly from the L3, back to back.
-MIN_LOCAL_COPY_BYTES = 256 << 20
-
-
 @functools.lru_cache(maxsize=1)
-def _copy_buffers(device: str, nbytes: int):
-    src = torch.ones(nbytes // 8, dtype=torch.float32, device=device)
+def _copy_buffers(device: str):
+    src = torch.ones(copy_buffer_bytes(torch.device(device)) // 4, dtype=torch.float32, device=device)
     return src, torch.empty_like(src)
 
 
 def copy_callable(device) -> Callable:
-    """A copy_ of MIN_LOCAL_COPY_BYTES between preallocated buffers (the same ones for every layer):
-    the memory-bandwidth reference timed in the same rounds as ours and PyTorch's. This VM's
-    bandwidth drifts during a run (copy_ 42 GB/s at times, 75 at others), so a layer's share of it
-    is reported against the copy timed beside it as well as against the run's reference."""
-    src, dst = _copy_buffers(str(device), MIN_LOCAL_COPY_BYTES)
-    return lambda: dst.copy_(src)
+    """The run reference's copy_ (copy_buffer_bytes: at least 4x the last-level cache, so it streams
+    from and to memory), on buffers kept for every layer: the bandwidth reference timed in the same
+    rounds as ours and PyTorch's. This VM's bandwidth drifts during a run (copy_ 42 GB/s at times,
+    75 at others), so a layer's share of it is reported against the copy timed beside it as well as
+    against the run's reference. Returns (callable, bytes moved per call)."""
+    src, dst = _copy_buffers(str(device))
+    return (lambda: dst.copy_(src)), 2 * src.numel() * src.element_size()
 
 
 def measure(layer: Layer, dtype: torch.dtype, layout: str, device, cfg: TimingConfig, passes=traffic.PASSES) -> Iterator[Dict]:
@@ -89,11 +85,11 @@ def measure(layer: Layer, dtype: torch.dtype, layout: str, device, cfg: TimingCo
     for pass_ in passes:
         fns = callables(layer, t, pass_)
         if pass_ == "fwd":  # rounds of ours, copy, PyTorch's: ours still runs right after PyTorch's
-            copy = copy_callable(device)
+            copy, copy_bytes = copy_callable(device)
             fns = {"ours": fns["ours"], "copy": copy, "torch": fns["torch"]}
         timings = compare(fns, cfg, device)
         ours, ref = timings["ours"], timings["torch"]
-        copy_gbps = MIN_LOCAL_COPY_BYTES / timings["copy"].median_s / 1e9 if "copy" in timings else None
+        copy_gbps = copy_bytes / timings["copy"].median_s / 1e9 if "copy" in timings else None
         row = {
             "layer": layer.label,
             "n": layer.n, "c": layer.c, "h": layer.h, "w": layer.w, "k": layer.k, "stride": layer.stride,

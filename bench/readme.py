@@ -65,7 +65,7 @@ def _bandwidth_lines(d: Dict[str, Any]) -> List[str]:
     words = (f"Forward layers with k ≤ 7 larger than the LLC ({len(big)} layer/layout pairs): {ref} at ≥ 85% of the "
              f"run's copy reference (median {statistics.median(r['ours_pct_copy'] for r in big):.0f}%)")
     if local:
-        words += (f"; {sum(v >= 85 for v in local)} at ≥ 85% of a 256 MB `copy_` timed in the same rounds "
+        words += (f"; {sum(v >= 85 for v in local)} at ≥ 85% of the same `copy_` timed in the same rounds "
                   f"(median {statistics.median(local):.0f}%; the VM's bandwidth drifts during a run)")
     return [words + ".", ""]
 
@@ -113,8 +113,8 @@ def section(d: Dict[str, Any], note: str = "") -> str:
                              f"{r['ours_gbps']:.1f}", f"{r['ours_pct_copy']:.0f}%",
                              f"{here:.0f}%" if here is not None else "-", f"{r['torch_pct_copy']:.0f}%",
                              f"{r['ours_gflops']:.0f}"])
-    out += [f"Selected layers (N = 32, or 16 for 31×31; % of the `{ref}` bandwidth; \"here\": of a 256 MB "
-            "`copy_` timed in the same rounds, forward only):", "",
+    out += [f"Selected layers (N = 32, or 16 for 31×31; % of the `{ref}` bandwidth; \"here\": of the same "
+            "`copy_` timed in the same rounds as the layer, forward only):", "",
             _table(["layer (C×H×W, k, stride)", "layout", "pass", "ours ms", "PyTorch ms", "speedup", "ours GB/s",
                     "ours % copy", "ours % copy here", "PyTorch % copy", "ours GFLOP/s"], rows, 3), ""]
     if d.get("separable"):
