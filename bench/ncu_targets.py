@@ -38,7 +38,8 @@ CALLS = [
     ("dw 32x144x56x56 k3 s1 nchw fp32", dw((32, 144, 56, 56), 3, 1, "nchw", torch.float32)),
     ("dw 32x144x56x56 k3 s2 nchw fp32", dw((32, 144, 56, 56), 3, 2, "nchw", torch.float32)),
     ("dw 32x144x56x56 k3 s1 cl fp16", dw((32, 144, 56, 56), 3, 1, "cl", torch.float16)),
-    ("fused 16x144x56x56 ->24 nchw fp32", fused((16, 144, 56, 56), 24, torch.float32, "nchw")),
+    ("fused 16x144x56x56 ->24 nchw fp16", fused((16, 144, 56, 56), 24, torch.float16, "nchw")),
+    ("fused 16x576x14x14 ->96 nchw fp16", fused((16, 576, 14, 14), 96, torch.float16, "nchw")),
     ("fused 16x576x14x14 ->96 cl fp16", fused((16, 576, 14, 14), 96, torch.float16, "cl")),
 ]
 

@@ -1,0 +1,95 @@
+"""Where the fused separable block's time goes on a GPU, and which output-channel tile suits it:
+
+    python bench/gpu_fused_sweep.py
+
+For each fused block of gpu_bench.FUSED_LAYERS (fp16; NCHW and channels_last), medians with CUDA
+events, interleaved, inputs rotated past the L2:
+  - ours fused, with the planner's N tile and with DSCONV_FUSED_NF forced to 1, 2, 4, 8;
+  - the parts of PyTorch's composition alone: depthwise (F.conv2d groups=C), the 1x1 (cuDNN), and
+    our own depthwise kernel on the same input.
+Prints one table (ms); the 1.5x target of issue 5 is against the composition's sum.
+"""
+import math
+import os
+import statistics
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(__file__))
+import dsconv_ext  # noqa: E402
+from gpu_bench import FUSED_LAYERS  # noqa: E402
+
+ops = torch.ops.dsconv
+
+
+def med_ms(fns, sets, reps=40):
+    """Median ms of each callable in fns (interleaved, rotating over sets)."""
+    for f in fns:
+        for x in sets[:2]:
+            f(x)
+    torch.cuda.synchronize()
+    acc = [[] for _ in fns]
+    for r in range(reps):
+        x = sets[r % len(sets)]
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fns[i](x)
+            b.record()
+            b.synchronize()
+            acc[i].append(a.elapsed_time(b))
+    return [statistics.median(t) for t in acc]
+
+
+def main():
+    dsconv_ext.set_cuda_kernels("dsconv")
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    dtype = torch.float16
+    print(f"{'block':26s} {'layout':6s} {'auto':>7s} {'nf1':>7s} {'nf2':>7s} {'nf4':>7s} {'nf8':>7s} "
+          f"{'t_dw':>7s} {'t_1x1':>7s} {'t_comp':>7s} {'our_dw':>7s}  (ms)")
+    for name, shape, cout, k, stride, act, pw_act in FUSED_LAYERS:
+        N, C, H, W = shape
+        pad = k // 2
+        for layout in ("nchw", "cl"):
+            mf = torch.channels_last if layout == "cl" else torch.contiguous_format
+            xb = N * C * H * W * 2
+            nsets = int(min(8, max(1, math.ceil(2 * l2 / xb))))
+            sets = [torch.randn(shape, device="cuda", dtype=dtype).contiguous(memory_format=mf) for _ in range(nsets)]
+            dw = (torch.randn(C, 1, k, k, device="cuda") / k).to(dtype)
+            pw = (torch.randn(cout, C, 1, 1, device="cuda") / C**0.5).to(dtype)
+            d0 = F.relu6(F.conv2d(sets[0], dw, None, stride, pad, 1, C))
+            dsets = [d0.clone() for _ in range(nsets)]
+            acts = {"relu6": 2, "relu": 1, None: 0}
+
+            def fused(nf):
+                def f(x):
+                    if nf:
+                        os.environ["DSCONV_FUSED_NF"] = str(nf)
+                    else:
+                        os.environ.pop("DSCONV_FUSED_NF", None)
+                    return ops.separable_conv2d(x, dw, None, pw, None, [stride] * 2,
+                                                [pad] * 4, [1, 1], acts[act], acts[pw_act])
+                return f
+
+            with torch.no_grad():
+                fns = [fused(nf) for nf in (0, 1, 2, 4, 8)]
+                fns.append(lambda x: F.conv2d(x, dw, None, stride, pad, 1, C))
+                j = [0]
+
+                def one_by_one(x):  # the 1x1 on a depthwise output of the same shape
+                    j[0] += 1
+                    return F.conv2d(dsets[j[0] % nsets], pw)
+
+                fns.append(one_by_one)
+                fns.append(lambda x: F.conv2d(F.relu6(F.conv2d(x, dw, None, stride, pad, 1, C)), pw))
+                fns.append(lambda x: ops.depthwise_conv2d(x, dw, None, [stride] * 2, [pad] * 4, [1, 1]))
+                t = med_ms(fns, sets)
+            os.environ.pop("DSCONV_FUSED_NF", None)
+            print(f"{name:26s} {layout:6s} " + " ".join(f"{v:7.3f}" for v in t), flush=True)
+
+
+if __name__ == "__main__":
+    main()
