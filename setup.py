@@ -50,6 +50,52 @@ def keep_libstdcxx_shared() -> None:
 keep_libstdcxx_shared()
 
 
+def libstdcxx_shared_link_args() -> list:
+    """Link arguments that make the linker take libstdc++ from the shared library when the C++
+    compiler would otherwise link its static archive: on the H200 image (2026-11-26, twice) the
+    link line had no -static-libstdc++ flag at all, yet _C.so carried its own copy of libstdc++
+    and no NEEDED libstdc++.so.6: its g++ (/opt/gcc) finds only libstdc++.a on its search path.
+    Probe: `$CXX -print-file-name=libstdc++.so` prints a bare name when the compiler has no shared
+    libstdc++. Then name the libstdc++.so.6 this process already loaded (the one libtorch uses)
+    as a link input: symbols resolve from it first, and _C.so records NEEDED libstdc++.so.6."""
+    if not sys.platform.startswith("linux"):
+        return []
+    import shutil
+    import subprocess
+
+    compilers = {os.environ.get("CXX", "").split(" ")[0], "c++", "g++"} - {""}
+    static_only = []
+    for cc in sorted(compilers):
+        exe = shutil.which(cc)
+        if exe is None:
+            continue
+        try:
+            found = subprocess.run([exe, "-print-file-name=libstdc++.so"], capture_output=True, text=True,
+                                   timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if not os.path.isabs(found) or not os.path.exists(found):
+            static_only.append(exe)
+    if not static_only:
+        return []
+    loaded = None
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                if os.path.basename(path).startswith("libstdc++.so") and os.path.exists(path):
+                    loaded = path
+                    break
+    except OSError:
+        pass
+    if loaded is None:
+        print(f"dsconv_ext setup: {static_only} link libstdc++ statically and no loaded libstdc++.so was "
+              "found; error messages with numbers may crash this build", file=sys.stderr)
+        return []
+    print(f"dsconv_ext setup: {static_only} find no shared libstdc++; linking {loaded}", file=sys.stderr)
+    return [loaded]
+
+
 def want_sanitize() -> bool:
     flag = os.environ.get("DSCONV_SANITIZE", "").strip()
     if flag not in ("", "0", "1"):
@@ -94,6 +140,7 @@ def extension():
     link = []
     if sys.platform.startswith("linux"):
         cxx.append("-fdiagnostics-color=always")
+        link += libstdcxx_shared_link_args()
     if torch._C.has_openmp and not sys.platform.startswith("win"):
         # at::parallel_for is a header template that only runs in parallel when the including file
         # is compiled with OpenMP (ATen/ParallelOpenMP.h checks _OPENMP). Linking -fopenmp records

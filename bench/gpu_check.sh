@@ -85,6 +85,7 @@ fi
 # which sources the build's time went to (ninja's log: start ms, end ms, mtime, output)
 NLOG=$(find build /tmp -name .ninja_log -newer setup.py 2>/dev/null | head -1)
 [ -n "$NLOG" ] && { echo "slowest compile steps (s):"; awk 'NR>1 {printf "%7.1f %s\n", ($2-$1)/1000, $4}' "$NLOG" | sort -rn | head -8; }
+grep -E "dsconv_ext setup:" "$OUT/build.txt" | sort -u
 echo "link command:"; grep -E -- "-shared .*_C[.]" "$OUT/build.txt" | tail -1 | cut -c1-3000
 rm -f "$OUT/build.txt"  # keep the file count low; the log has the interesting parts
 
@@ -93,7 +94,8 @@ section "linkage"
 # error message with a number in it segfaulted. Record how this build linked libstdc++.
 SO=$(ls dsconv_ext/_C*.so 2>/dev/null | head -1)
 readelf -d "$SO" 2>/dev/null | grep NEEDED
-echo "LDFLAGS=${LDFLAGS:-} CXXFLAGS=${CXXFLAGS:-} LDSHARED=${LDSHARED:-}"
+echo "LDFLAGS=${LDFLAGS:-} CXXFLAGS=${CXXFLAGS:-} LDSHARED=${LDSHARED:-} CXX=${CXX:-} CC=${CC:-}"
+for cc in ${CXX:-} c++ g++; do command -v "$cc" >/dev/null && echo "$cc -> $(command -v "$cc"): libstdc++.so = $("$cc" -print-file-name=libstdc++.so)"; done
 $PY -c "import sysconfig as s; print('sysconfig LDSHARED:', s.get_config_var('LDSHARED'))"
 ${CXX:-c++} -dumpspecs 2>/dev/null | grep -n "static-libstdc" || echo "no static-libstdc++ in the compiler's specs"
 if nm -C --defined-only "$SO" 2>/dev/null | grep -q "ostream::_M_insert<long>"; then
