@@ -4,7 +4,8 @@
 
 For each fused block of gpu_bench.FUSED_LAYERS (fp16; NCHW and channels_last), medians with CUDA
 events, interleaved, inputs rotated past the L2:
-  - ours fused, with the planner's N tile and with DSCONV_FUSED_NF forced to 1, 2, 4, 8;
+  - ours fused: band mode, tile mode (automatic, and at most 1 / 2 rows per block), and the
+    tile mode with DSCONV_FUSED_NF forced to 1, 2, 8;
   - the parts of PyTorch's composition alone: depthwise (F.conv2d groups=C), the 1x1 (cuDNN), and
     our own depthwise kernel on the same input.
 Prints one table (ms); the 1.5x target of issue 5 is against the composition's sum.
@@ -22,6 +23,16 @@ import dsconv_ext  # noqa: E402
 from gpu_bench import FUSED_LAYERS  # noqa: E402
 
 ops = torch.ops.dsconv
+# fused variants: (column, environment)
+VARIANTS = [
+    ("band", {"DSCONV_FUSED_TILE": "0"}),
+    ("tile", {}),
+    ("tileR1", {"DSCONV_FUSED_TILE": "1"}),
+    ("tileR2", {"DSCONV_FUSED_TILE": "2"}),
+    ("t_nf1", {"DSCONV_FUSED_NF": "1"}),
+    ("t_nf2", {"DSCONV_FUSED_NF": "2"}),
+    ("t_nf8", {"DSCONV_FUSED_NF": "8"}),
+]
 
 
 def med_ms(fns, sets, reps=40):
@@ -48,8 +59,8 @@ def main():
     dsconv_ext.set_cuda_kernels("dsconv")
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
     dtype = torch.float16
-    print(f"{'block':26s} {'layout':6s} {'auto':>7s} {'nf1':>7s} {'nf2':>7s} {'nf4':>7s} {'nf8':>7s} "
-          f"{'t_dw':>7s} {'t_1x1':>7s} {'t_comp':>7s} {'our_dw':>7s}  (ms)")
+    print(f"{'block':26s} {'layout':6s} " + " ".join(f"{n:>7s}" for n, _ in VARIANTS) +
+          f" {'t_dw':>7s} {'t_1x1':>7s} {'t_comp':>7s} {'our_dw':>7s}  (ms)")
     for name, shape, cout, k, stride, act, pw_act in FUSED_LAYERS:
         N, C, H, W = shape
         pad = k // 2
@@ -64,18 +75,17 @@ def main():
             dsets = [d0.clone() for _ in range(nsets)]
             acts = {"relu6": 2, "relu": 1, None: 0}
 
-            def fused(nf):
+            def fused(envs):
                 def f(x):
-                    if nf:
-                        os.environ["DSCONV_FUSED_NF"] = str(nf)
-                    else:
-                        os.environ.pop("DSCONV_FUSED_NF", None)
+                    for k_ in ("DSCONV_FUSED_NF", "DSCONV_FUSED_TILE"):
+                        os.environ.pop(k_, None)
+                    os.environ.update(envs)
                     return ops.separable_conv2d(x, dw, None, pw, None, [stride] * 2,
                                                 [pad] * 4, [1, 1], acts[act], acts[pw_act])
                 return f
 
             with torch.no_grad():
-                fns = [fused(nf) for nf in (0, 1, 2, 4, 8)]
+                fns = [fused(e) for _, e in VARIANTS]
                 fns.append(lambda x: F.conv2d(x, dw, None, stride, pad, 1, C))
                 j = [0]
 
@@ -87,7 +97,8 @@ def main():
                 fns.append(lambda x: F.conv2d(F.relu6(F.conv2d(x, dw, None, stride, pad, 1, C)), pw))
                 fns.append(lambda x: ops.depthwise_conv2d(x, dw, None, [stride] * 2, [pad] * 4, [1, 1]))
                 t = med_ms(fns, sets)
-            os.environ.pop("DSCONV_FUSED_NF", None)
+            for k_ in ("DSCONV_FUSED_NF", "DSCONV_FUSED_TILE"):
+                os.environ.pop(k_, None)
             print(f"{name:26s} {layout:6s} " + " ".join(f"{v:7.3f}" for v in t), flush=True)
 
 

@@ -21,6 +21,7 @@ from cuda_emulation import Buf, cdiv, out_buffer
 
 NT, BP, KC, MAX_TAPS = 256, 64, 32, 64
 BN16, BN32 = 256, 128
+TILE_MAX_BYTES = 64 * 1024
 LDA16, LD16, LDA32, LDB32 = BP + 8, KC + 8, BP + 4, BN32 + 4
 RUN = 4
 
@@ -66,17 +67,100 @@ class Smem:
         return m
 
 
-def plan(N, Cout, OH, OW, tc, min_blocks):
-    a = dict(HW=OH * OW, NHW=N * OH * OW, bands=cdiv(N * OH * OW, BP))
+def plan(N, Cout, OH, OW, tc, min_blocks, geom=None, tile_mode=0, sms=132):
+    """fused_plan; geom = dict(KH, KW, dil_h, dil_w, S_h, S_w) for the tile-mode decision."""
+    a = dict(HW=OH * OW, NHW=N * OH * OW, bands=cdiv(N * OH * OW, BP), tile_R=0, tiles_img=0)
+    a["grid_x"] = a["bands"]
+    g = geom or {}
+    sq = (g.get("KH") == g.get("KW") and g.get("KH") in (3, 5, 7) and g.get("dil_h") == 1 and g.get("dil_w") == 1
+          and g.get("S_h") == g.get("S_w") and g.get("S_h") in (1, 2))
+    if tile_mode != 0 and sq and OW <= BP:
+        R = min(BP // OW, OH)
+        if tile_mode > 0:
+            R = min(R, tile_mode)
+        else:
+            while R > 1 and N * cdiv(OH, R) < sms:
+                R = (R + 1) // 2
+        tiles = cdiv(OH, R)
+        IR, IWp = (R - 1) * g["S_h"] + g["KH"], (OW - 1) * g["S_w"] + g["KW"]
+        XCH = IR * IWp
+        if tc:
+            XCH += (6 - XCH % 4) % 4
+            assert XCH % 4 == 2
+        else:
+            XCH |= 1
+        nbytes = KC * XCH * (2 if tc else 4)
+        if nbytes <= TILE_MAX_BYTES:
+            a.update(tile_R=R, tiles_img=tiles, IR=IR, IWp=IWp, XP=IWp, XCH=XCH, grid_x=N * tiles)
+            min_blocks = min(min_blocks, sms)
     if tc:
         nf = min(8, cdiv(Cout, 32))
-        while nf > 1 and a["bands"] * cdiv(Cout, 32 * nf) < min_blocks:
+        while nf > 1 and a["grid_x"] * cdiv(Cout, 32 * nf) < min_blocks:
             nf = (nf + 1) // 2
         a["nf"] = nf
         a["BN"] = 32 * a["nf"]
     else:
         a["nf"], a["BN"] = 0, BN32
     return a
+
+
+def stage_tile(a, X, x, img, ih_base, c0):
+    """stage_tile: both lane mappings, 4 loads per lane per step (order does not matter here)."""
+    NW, U = NT // 32, 4
+    iw_base = -a["pad_l"]
+    H, W, C = a["H"], a["W"], a["C"]
+
+    def load(c, ih, iw):
+        if c < C and 0 <= ih < H and 0 <= iw < W:
+            return x.rd(img * a["in_sn"] + c * a["in_sc"] + ih * a["in_sh"] + iw * a["in_sw"])
+        return 0.0
+
+    for warp in range(NW):
+        for lane in range(32):
+            if a["chan_inner"]:
+                items = a["IR"] * a["IWp"]
+                for i in range(warp, items, NW):
+                    r, col = i // a["IWp"], i % a["IWp"]
+                    X.wr(lane * a["XCH"] + r * a["XP"] + col, load(c0 + lane, ih_base + r, iw_base + col))
+            else:
+                colit = cdiv(a["IWp"], 32)
+                items = KC * a["IR"] * colit
+                for i in range(warp, items, NW):
+                    row, ci = i // colit, i % colit
+                    cc, r = row // a["IR"], row % a["IR"]
+                    col = ci * 32 + lane
+                    if col < a["IWp"]:
+                        X.wr(cc * a["XCH"] + r * a["XP"] + col, load(c0 + cc, ih_base + r, iw_base + col))
+
+
+def dw_tile_run(a, Xc, X, wk, bias, j0, P, K, S):
+    """dw_tile_run: RUN outputs from the staged channel at offset Xc."""
+    r = [bias] * RUN
+    orow, ow = j0 // a["OW"], j0 % a["OW"]
+    XP = a["XP"]
+    if j0 + RUN <= P and ow + RUN <= a["OW"]:
+        L = (RUN - 1) * S + K
+        p0 = Xc + orow * S * XP + ow * S
+        for kh in range(K):
+            xr = [X.rd(p0 + kh * XP + i) for i in range(L)]
+            for kw in range(K):
+                for i in range(RUN):
+                    r[i] += wk[kh * K + kw] * xr[i * S + kw]
+        a["fast_runs"] += 1
+        return [act_fn(v, a["act"]) for v in r]
+    for i in range(RUN):
+        if j0 + i < P:
+            p0 = Xc + orow * S * XP + ow * S
+            for kh in range(K):
+                for kw in range(K):
+                    r[i] += wk[kh * K + kw] * X.rd(p0 + kh * XP + kw)
+            r[i] = act_fn(r[i], a["act"])
+        else:
+            r[i] = 0.0
+        ow += 1
+        if ow == a["OW"]:
+            ow, orow = 0, orow + 1
+    return r
 
 
 def dw_point(a, x, src_off, dww, wbase, bias, ih0, iw0, K):
@@ -138,8 +222,13 @@ def dw_run(a, x, src_c, dww, wbase, bias, ih0s, iw0s, in_offs, j0, P, K, S):
 
 
 def run_block(a, bx, by, tc, K, S, x, dw_w, dw_b, pw_w, pw_b, out, written):
+    tile = a["tile_R"] > 0
     g0 = bx * BP
     P = min(BP, a["NHW"] - g0)
+    if tile:
+        img = bx // a["tiles_img"]
+        oh0 = (bx - img * a["tiles_img"]) * a["tile_R"]
+        P = min(a["tile_R"], a["OH"] - oh0) * a["OW"]
     co0 = by * a["BN"]
     C, Cout, taps = a["C"], a["Cout"], a["taps"]
     ih0s, iw0s, dww, dwb = Smem(BP), Smem(BP), Smem(KC * MAX_TAPS), Smem(KC)
@@ -147,7 +236,7 @@ def run_block(a, bx, by, tc, K, S, x, dw_w, dw_b, pw_w, pw_b, out, written):
     A = Smem(KC * LDA16) if tc else Smem(KC * LDA32)
     B = Smem(BN16 * LD16) if tc else Smem(KC * LDB32)
     stage = Smem((NT // 32) * 256)
-    for tid in range(BP):
+    for tid in range(BP if not tile else 0):
         g = g0 + (tid if tid < P else 0)
         n = g // a["HW"]
         q = g - n * a["HW"]
@@ -156,6 +245,11 @@ def run_block(a, bx, by, tc, K, S, x, dw_w, dw_b, pw_w, pw_b, out, written):
         iw0s.wr(tid, ow * a["S_w"] - a["pad_l"])
         in_offs.wr(tid, n * a["in_sn"])
         out_offs.wr(tid, n * a["out_sn"] + q * a["out_sq"])
+    if tile:
+        assert P <= BP
+        for tid in range(BP):
+            q = oh0 * a["OW"] + (tid if tid < P else 0)
+            out_offs.wr(tid, img * a["out_sn"] + q * a["out_sq"])
     acc16 = {(w, f): np.zeros((16, 16)) for w in range(NT // 32) for f in range(8)}
     acc32 = {tid: np.zeros((4, 8)) for tid in range(NT)}
     runs, tasks = BP // RUN, BP * KC // (RUN * NT)
@@ -177,7 +271,23 @@ def run_block(a, bx, by, tc, K, S, x, dw_w, dw_b, pw_w, pw_b, out, written):
                     kk, nn = i % KC, i // KC
                     co, c = co0 + nn, c0 + kk
                     B.wr(kk * LDB32 + nn, pw_w[co * C + c] if (co < Cout and c < C) else 0.0)
-        for tid in range(NT):
+        if tile:
+            X = Smem(KC * a["XCH"])  # poisoned: the compute below may read only what staging wrote
+            stage_tile(a, X, x, img, oh0 * S - a["pad_t"], c0)
+            for warp in range(NT // 32):
+                for lane in range(32):
+                    wk = [dww.rd(lane * K * K + t) for t in range(K * K)]
+                    bias = dwb.rd(lane)
+                    for t in range(tasks):
+                        j0 = (warp + t * (NT // 32)) * RUN
+                        v = [0.0] * RUN
+                        if j0 < P and c0 + lane < C:
+                            v = dw_tile_run(a, lane * a["XCH"], X, wk, bias, j0, P, K, S)
+                        base = lane * (LDA16 if tc else LDA32) + j0
+                        assert base % 4 == 0, "4-element vector store alignment"
+                        for i in range(RUN):
+                            A.wr(base + i, v[i])
+        for tid in range(NT if not tile else 0):
             run_a = tid // KC if a["chan_inner"] else tid % runs
             cc_a = tid % KC if a["chan_inner"] else tid // runs
             run_step = NT // KC if a["chan_inner"] else 0
@@ -254,7 +364,8 @@ def store(out, written, off, v):
     out.wr(off, v)
 
 
-def emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl, min_blocks=264):
+def emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl, min_blocks=264, tile_mode=0,
+            sms=132):
     """The fused kernel's output (float64) for input x (any strides), pad = (t, b, l, r)."""
     N, C, H, W = x.shape
     Cout = pw_w.shape[0]
@@ -262,7 +373,8 @@ def emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl
     OH = (H + pad[0] + pad[1] - dil[0] * (KH - 1) - 1) // stride[0] + 1
     OW = (W + pad[2] + pad[3] - dil[1] * (KW - 1) - 1) // stride[1] + 1
     assert KH * KW <= MAX_TAPS
-    a = plan(N, Cout, OH, OW, tc, min_blocks)
+    geom = dict(KH=KH, KW=KW, dil_h=dil[0], dil_w=dil[1], S_h=stride[0], S_w=stride[1])
+    a = plan(N, Cout, OH, OW, tc, min_blocks, geom, tile_mode, sms)
     a.update(C=C, Cout=Cout, H=H, W=W, OH=OH, OW=OW, KH=KH, KW=KW, taps=KH * KW, S_h=stride[0], S_w=stride[1],
              dil_h=dil[0], dil_w=dil[1], pad_t=pad[0], pad_l=pad[2], act=act, pw_act=pw_act, out_cl=int(out_cl))
     a["in_sn"], a["in_sc"], a["in_sh"], a["in_sw"] = x.stride()
@@ -280,11 +392,13 @@ def emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl
     pw = pw_w.double().reshape(Cout, C).flatten().tolist()
     pb = None if pw_b is None else pw_b.double().tolist()
     written = set()
-    for bx in range(a["bands"]):
+    if a["tile_R"]:
+        assert K > 0 and S > 0
+    for bx in range(a["grid_x"]):
         for by in range(cdiv(Cout, a["BN"])):
             run_block(a, bx, by, tc, K, S, xb, dw, db, pw, pb, out, written)
     assert len(written) == N * Cout * OH * OW, "output elements left unwritten"
-    return out.tensor(), a["fast_runs"]
+    return out.tensor(), a["fast_runs"], a["tile_R"]
 
 
 ACTS = [None, F.relu, F.relu6, F.silu, F.hardswish, F.gelu]
@@ -333,16 +447,23 @@ def check_case(shape, Cout, k, stride, pad, dil, act, pw_act, layout, bias, seed
     pw_b = torch.randn(Cout, generator=gen, dtype=torch.float64) if bias else None
     ref = reference(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act)
     errs = {}
-    for tc in (True, False):
-        for out_cl in (False, True):
-            # the 16-bit N tile: split to the narrowest (many blocks wanted) and to the widest
-            got, fast = emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl,
-                                min_blocks=264 if out_cl else 0)
-            errs["fast_runs"] = fast
-            assert got.shape == ref.shape
-            err = ((got - ref).norm() / ref.norm()).item()
-            assert err < 1e-12, f"{'tc' if tc else 'fp32'} out_cl={out_cl}: rel err {err}"
-            errs[("tc" if tc else "fp32") + ("_cl" if out_cl else "")] = err
+    errs["fast_runs"] = errs["tile_runs"] = 0
+    # bands (0); tiles with the most rows that fit (-1 with 1 SM); tiles with the rows halved for
+    # 132 SMs (-1)
+    for tile_mode, sms in ((0, 132), (-1, 1), (-1, 132)):
+        for tc in (True, False):
+            for out_cl in (False, True):
+                # the 16-bit N tile: split to the narrowest (many blocks wanted) and to the widest
+                got, fast, R = emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl,
+                                       min_blocks=264 if out_cl else 0, tile_mode=tile_mode, sms=sms)
+                errs["tile_runs" if R else "fast_runs"] += fast
+                if tile_mode:
+                    errs.setdefault("tile_R", set()).add(R)
+                assert got.shape == ref.shape
+                err = ((got - ref).norm() / ref.norm()).item()
+                name = ("tc" if tc else "fp32") + ("_cl" if out_cl else "") + (f"_tile{tile_mode}" if tile_mode else "")
+                assert err < 1e-12, f"{name}: rel err {err}"
+                errs[name] = err
     return errs
 
 
@@ -350,7 +471,7 @@ def run_all(verbose=True):
     for case in CASES:
         errs = check_case(*case)
         if verbose:
-            print(case, {k: f"{v:.1e}" for k, v in errs.items()})
+            print(case, {k: (f"{v:.1e}" if isinstance(v, float) else v) for k, v in errs.items()})
         if case[2] in ((5, 5), (7, 7)) and case[3][0] == case[3][1] or case[0] == (1, 40, 9, 11):  # sliding window ran
             assert errs["fast_runs"] > 0, case
 

@@ -154,6 +154,12 @@ CASES = [
 ]
 
 
+# Shapes the tile mode takes (K x K in 3/5/7, equal strides 1/2, dilation 1, OW <= 64), for
+# test_band_and_tile_modes.
+TILE_CASES = [c for c in CASES if c[2][0] == c[2][1] and c[2][0] in (3, 5, 7) and c[3][0] == c[3][1]
+              and c[5] == (1, 1)] + [((1, 40, 6, 64), 48, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1))]  # OW = 64
+
+
 def case_id(c):
     shape, Cout, k, s, p, d = c
     return f"{'x'.join(map(str, shape))}-o{Cout}-k{k[0]}x{k[1]}-s{s[0]}{s[1]}-p{''.join(map(str, p))}-d{d[0]}{d[1]}"
@@ -165,6 +171,18 @@ def case_id(c):
 def test_forward_matches_composition(case, layout, dtype):
     shape, Cout, k, s, p, d = case
     check(shape, Cout, k, s, p, d, "relu6", None, layout, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))
+@pytest.mark.parametrize("mode", ["0", "1", "3"], ids=["bands", "tile1", "tile3"])
+def test_band_and_tile_modes(mode, dtype):
+    """DSCONV_FUSED_TILE: the band mode forced on shapes the tile mode would take, and the tile
+    mode with at most 1 / 3 output rows per block (the default picks the rows by the SM count)."""
+    with env("DSCONV_FUSED_TILE", mode):
+        for case in TILE_CASES:
+            shape, Cout, k, s, p, d = case
+            for layout in LAYOUTS:
+                check(shape, Cout, k, s, p, d, "relu6", None, layout, dtype, key=mode)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))
@@ -298,13 +316,14 @@ def test_deterministic_repeat():
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("geom", ["wide", "tall"])  # band mode (W > 64), tile mode (W = 64)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
-def test_64bit_offsets(layout):
+def test_64bit_offsets(layout, geom):
     """Input and output of > 2^31 elements (fp16, ~4.3 GB each): offsets past int32 range."""
     free, _ = torch.cuda.mem_get_info()
     if free < 12 * 2**30:
         pytest.skip("needs ~12 GiB of free GPU memory")
-    N, C, H, W, Cout = 1, 8, 16400, 16400, 8
+    N, C, H, W, Cout = (1, 8, 16400, 16400, 8) if geom == "wide" else (1, 8, 4194400, 64, 8)
     gen = torch.Generator(device="cuda").manual_seed(7)
     mf = torch.channels_last if layout == "channels_last" else torch.contiguous_format
     x = torch.empty(N, C, H, W, device="cuda", dtype=torch.float16, memory_format=mf)

@@ -27,6 +27,7 @@ constexpr int kFusedKC = 32;        // channels per chunk (GEMM K step)
 constexpr int kFusedMaxTaps = 64;   // depthwise taps staged in shared memory per channel
 constexpr int kFusedBN16 = 256;     // largest output-channel tile, fp16/bf16 (8 warps: 4 (M) x 2 (N))
 constexpr int kFusedBN32 = 128;     // output-channel tile, fp32 (16 x 16 threads of 4 x 8 outputs)
+constexpr int kFusedMaxTileBytes = 64 * 1024;  // largest staged input tile (tile mode, dynamic smem)
 
 struct FusedArgs {
   int C, Cout;
@@ -42,6 +43,13 @@ struct FusedArgs {
   int out_cl;      // output channels_last: epilogue lanes walk output channels fastest
   int BN;          // output channels per block (grid.y = ceil(Cout / BN)); each recomputes the depthwise
   int nf;          // fp16/bf16: 16-wide N fragments per warp (BN = 32 * nf, nf <= 8)
+  // Tile mode (tile_R > 0; K x K in 3/5/7, dilation 1, equal strides 1/2, OW <= kFusedBP): a block
+  // owns tile_R whole output rows of one image instead of a band, and stages the chunk's input rows
+  // (zero padded) in dynamic shared memory: X[KC][IR][XP], channel pitch XCH elements.
+  int tile_R, tiles_img;  // output rows per block; blocks per image (ceil(OH / tile_R))
+  int IR, IWp, XP, XCH;   // staged rows ((tile_R - 1) * S + K), columns ((OW - 1) * S + K), pitches
+  int x_bytes;            // dynamic shared memory of X
+  int64_t grid_x;         // blocks along grid.x: bands, or N * tiles_img in tile mode
   int act, pw_act;
   const void* in;     // T, strides above
   void* out;          // T
@@ -67,20 +75,54 @@ inline bool fused_supported(const DwParams& p, int64_t Cout) {
   return true;
 }
 
-// Fills the tiling fields (NHW, bands, BN, nf) for element size elem_bytes (2: tensor-core path).
-// fp16/bf16: the widest N tile (all of Cout up to 256) unless that leaves fewer than
-// min_blocks blocks (2 per SM: 128 registers x 256 threads); then narrower tiles, each block
-// recomputing its band's depthwise output (cheap next to an idle SM). nf_force > 0 overrides.
-inline void fused_plan(FusedArgs& a, int64_t N, int elem_bytes, int64_t min_blocks, int nf_force) {
+// Fills the tiling fields (NHW, bands, tile mode, grid_x, BN, nf) for element size elem_bytes (2:
+// tensor-core path). Tile mode (see FusedArgs) when the kernel is a templated K x K (3/5/7, equal
+// strides 1 or 2, dilation 1), the output rows fit one M tile (OW <= kFusedBP) and the staged tile
+// fits kFusedMaxTileBytes; tile_mode < 0: automatic, 0: off (bands), > 0: at most that many rows.
+// Automatic rows: as many as fit the M tile, halved while that leaves fewer blocks than SMs (the
+// first H200 run: 49-147 blocks of this kernel left most SMs idle). Why: in tile mode the depthwise
+// stage reads zero-padded rows from shared memory with no border checks and warp-uniform
+// branches; the band mode's per-pixel global reads were ~10x the instructions (ncu, H200).
+// fp16/bf16 N tile: the widest (all of Cout up to 256) unless that leaves fewer than min_blocks
+// blocks (bands) or SM-count blocks (tiles); then narrower tiles, each block recomputing its
+// depthwise output. nf_force > 0 overrides.
+inline void fused_plan(FusedArgs& a, int64_t N, int elem_bytes, int64_t min_blocks, int nf_force, int tile_mode = 0,
+                       int64_t sms = 132) {
   a.HW = int64_t(a.OH) * a.OW;
   a.NHW = N * a.HW;
   a.bands = (a.NHW + kFusedBP - 1) / kFusedBP;
+  a.grid_x = a.bands;
+  a.tile_R = a.tiles_img = a.IR = a.IWp = a.XP = a.XCH = a.x_bytes = 0;
+  const bool sq = a.KH == a.KW && (a.KH == 3 || a.KH == 5 || a.KH == 7) && a.dil_h == 1 && a.dil_w == 1 &&
+                  a.S_h == a.S_w && (a.S_h == 1 || a.S_h == 2);
+  if (tile_mode != 0 && sq && a.OW <= kFusedBP) {
+    int R = std::min(kFusedBP / a.OW, a.OH);
+    if (tile_mode > 0) {
+      R = std::min(R, tile_mode);
+    } else {
+      while (R > 1 && N * ((a.OH + R - 1) / R) < sms) R = (R + 1) / 2;
+    }
+    const int64_t tiles = (a.OH + R - 1) / R;
+    const int IR = (R - 1) * a.S_h + a.KH, IWp = (a.OW - 1) * a.S_w + a.KW;
+    int XCH = IR * IWp;
+    // Channel pitch: lanes of a warp walk channels, so an odd pitch in 4-byte words keeps their
+    // shared-memory reads in distinct banks (16-bit: XCH = 2 mod 4; fp32: XCH odd).
+    if (elem_bytes == 2) XCH += (6 - XCH % 4) % 4;
+    else XCH |= 1;
+    const int64_t bytes = int64_t(kFusedKC) * XCH * (elem_bytes == 2 ? 2 : 4);
+    if (bytes <= kFusedMaxTileBytes && N * tiles < (int64_t(1) << 31)) {
+      a.tile_R = R, a.tiles_img = static_cast<int>(tiles);
+      a.IR = IR, a.IWp = IWp, a.XP = IWp, a.XCH = XCH, a.x_bytes = static_cast<int>(bytes);
+      a.grid_x = N * tiles;
+      min_blocks = std::min<int64_t>(min_blocks, sms);
+    }
+  }
   if (elem_bytes == 2) {
     int nf = std::min(8, (a.Cout + 31) / 32);
     if (nf_force > 0) {
       nf = std::min(8, nf_force);
     } else {
-      while (nf > 1 && a.bands * ((a.Cout + 32 * nf - 1) / (32 * nf)) < min_blocks) nf = (nf + 1) / 2;
+      while (nf > 1 && a.grid_x * ((a.Cout + 32 * nf - 1) / (32 * nf)) < min_blocks) nf = (nf + 1) / 2;
     }
     a.nf = nf;
     a.BN = 32 * a.nf;

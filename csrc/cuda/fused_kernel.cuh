@@ -175,20 +175,151 @@ __device__ __forceinline__ float4 dw_run(const FusedArgs& a, const T* src_c, con
   return make_float4(r[0], r[1], r[2], r[3]);
 }
 
+// Tile mode: the staged input X holds raw input elements (16-bit: their bits, as unsigned
+// short, so staging is a copy; fp32: floats).
+template <typename T>
+using XT = typename std::conditional<std::is_same<T, float>::value, float, unsigned short>::type;
+
+template <typename T>
+__device__ __forceinline__ float x_to_float(XT<T> v) {
+  if constexpr (std::is_same<T, __half>::value) return __half2float(__ushort_as_half(v));
+  else if constexpr (std::is_same<T, __nv_bfloat16>::value) return __bfloat162float(__ushort_as_bfloat16(v));
+  else return v;
+}
+
+// Tile mode: stage the input rows ih_base .. ih_base + IR - 1, columns -pad_l .. -pad_l + IWp - 1
+// of channels c0 .. c0 + KC - 1 of image `img` into X (zero outside the input and beyond C).
+// Channels-innermost input: lanes walk the 32 channels (coalesced), warps the (row, col)
+// positions; otherwise lanes walk columns, warps the (channel, row) rows. Four loads per lane are
+// issued before their stores, to keep bytes in flight.
+template <typename T>
+__device__ __forceinline__ void stage_tile(const FusedArgs& a, XT<T>* X, const XT<T>* inx, int ih_base, int c0,
+                                           int warp, int lane) {
+  constexpr int NW = NT / 32, U = 4;
+  const int iw_base = -a.pad_l;
+  if (a.chan_inner) {
+    const int items = a.IR * a.IWp;
+    const int c = c0 + lane;
+    const XT<T>* pc = inx + int64_t(c) * a.in_sc;
+    for (int i0 = warp; i0 < items; i0 += NW * U) {
+      XT<T> v[U];
+      int dst[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int i = i0 + u * NW;
+        v[u] = XT<T>(0);
+        dst[u] = -1;
+        if (i < items) {
+          const int r = i / a.IWp, col = i - r * a.IWp;
+          const int ih = ih_base + r, iw = iw_base + col;
+          dst[u] = lane * a.XCH + r * a.XP + col;
+          if (c < a.C && ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
+            v[u] = __ldg(pc + int64_t(ih) * a.in_sh + int64_t(iw) * a.in_sw);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+        if (dst[u] >= 0) X[dst[u]] = v[u];
+    }
+  } else {
+    const int colit = (a.IWp + 31) / 32;
+    const int items = KC * a.IR * colit;
+    for (int i0 = warp; i0 < items; i0 += NW * U) {
+      XT<T> v[U];
+      int dst[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int i = i0 + u * NW;
+        v[u] = XT<T>(0);
+        dst[u] = -1;
+        if (i < items) {
+          const int row = i / colit, ci = i - row * colit;  // warp-uniform
+          const int cc = row / a.IR, r = row - cc * a.IR;
+          const int col = ci * 32 + lane;
+          if (col < a.IWp) {
+            const int c = c0 + cc, ih = ih_base + r, iw = iw_base + col;
+            dst[u] = cc * a.XCH + r * a.XP + col;
+            if (c < a.C && ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
+              v[u] = __ldg(inx + int64_t(c) * a.in_sc + int64_t(ih) * a.in_sh + int64_t(iw) * a.in_sw);
+          }
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+        if (dst[u] >= 0) X[dst[u]] = v[u];
+    }
+  }
+}
+
+// Tile mode: depthwise outputs (bias, act) of tile pixels j0 .. j0 + RUN - 1 (zero beyond P) from
+// the staged channel Xc (pixel j = output row j / OW of the tile, column j % OW; its window starts
+// at staged row (j / OW) * S, column (j % OW) * S). j0 is warp-uniform, so are both branches.
 template <typename T, int K, int S>
+__device__ __forceinline__ float4 dw_tile_run(const FusedArgs& a, const XT<T>* Xc, const float* wk, float bias, int j0,
+                                              int P) {
+  float r[RUN];
+#pragma unroll
+  for (int i = 0; i < RUN; ++i) r[i] = bias;
+  int orow = j0 / a.OW, ow = j0 - orow * a.OW;
+  if (j0 + RUN <= P && ow + RUN <= a.OW) {  // one row segment: sliding window
+    constexpr int L = (RUN - 1) * S + K;
+    const XT<T>* p0 = Xc + orow * S * a.XP + ow * S;
+    // 7x7: rows one at a time (unrolled, the loads of all rows are hoisted: 160 registers).
+#pragma unroll(K == 7 ? 1 : K)
+    for (int kh = 0; kh < K; ++kh) {
+      float xr[L];
+#pragma unroll
+      for (int i = 0; i < L; ++i) xr[i] = x_to_float<T>(p0[kh * a.XP + i]);
+#pragma unroll
+      for (int kw = 0; kw < K; ++kw)
+#pragma unroll
+        for (int i = 0; i < RUN; ++i) r[i] = fmaf(wk[kh * K + kw], xr[i * S + kw], r[i]);
+    }
+#pragma unroll
+    for (int i = 0; i < RUN; ++i) r[i] = finish<T>(r[i], a.act);
+  } else {
+#pragma unroll
+    for (int i = 0; i < RUN; ++i) {
+      if (j0 + i < P) {
+        const XT<T>* p0 = Xc + orow * S * a.XP + ow * S;
+#pragma unroll(K == 7 ? 1 : K)
+        for (int kh = 0; kh < K; ++kh)
+#pragma unroll
+          for (int kw = 0; kw < K; ++kw) r[i] = fmaf(wk[kh * K + kw], x_to_float<T>(p0[kh * a.XP + kw]), r[i]);
+        r[i] = finish<T>(r[i], a.act);
+      } else {
+        r[i] = 0.f;
+      }
+      if (++ow == a.OW) ow = 0, ++orow;
+    }
+  }
+  return make_float4(r[0], r[1], r[2], r[3]);
+}
+
+// TILE: tile mode (see FusedArgs; K > 0 and S > 0 only); otherwise the band mode.
+template <typename T, int K, int S, bool TILE>
 __global__ void __launch_bounds__(NT) fused_kernel(const FusedArgs a) {
   __shared__ Smem<T> sm;
   constexpr bool kTC = !std::is_same<T, float>::value;  // tensor-core path
   const int tid = threadIdx.x;
   // The band: pixels g0 .. g0 + P - 1 of all N * OH * OW output pixels in (n, oh, ow) order (a
   // band may span images, so small images waste no tile rows).
+  // Tile mode: output rows oh0 .. oh0 + tile_R - 1 of image img (pixels j = (oh - oh0) * OW + ow).
   const int64_t g0 = int64_t(blockIdx.x) * BP;
-  const int P = static_cast<int>(a.NHW - g0 < BP ? a.NHW - g0 : BP);
+  const int64_t img = TILE ? int64_t(blockIdx.x) / a.tiles_img : 0;
+  const int oh0 = TILE ? static_cast<int>(int64_t(blockIdx.x) - img * a.tiles_img) * a.tile_R : 0;
+  const int P = TILE ? (a.OH - oh0 < a.tile_R ? a.OH - oh0 : a.tile_R) * a.OW
+                     : static_cast<int>(a.NHW - g0 < BP ? a.NHW - g0 : BP);
   const int co0 = static_cast<int>(blockIdx.y) * a.BN;
   const T* in = static_cast<const T*>(a.in);
   const T* pw = static_cast<const T*>(a.pw_w);
+  extern __shared__ __align__(16) unsigned char fused_dyn_smem[];
+  XT<T>* X = reinterpret_cast<XT<T>*>(fused_dyn_smem);  // tile mode only
 
-  if (tid < BP) {
+  if (TILE && tid < BP) {
+    const int q = oh0 * a.OW + (tid < P ? tid : 0);
+    sm.out_off[tid] = img * a.out_sn + int64_t(q) * a.out_sq;
+  } else if (!TILE && tid < BP) {
     const int64_t g = g0 + (tid < P ? tid : 0);
     const int64_t n = g / a.HW;
     const int q = static_cast<int>(g - n * a.HW);  // < 2^31 (fused_supported)
@@ -251,10 +382,36 @@ __global__ void __launch_bounds__(NT) fused_kernel(const FusedArgs a) {
         sm.g.b[kk * LDB32 + nn] = (co < a.Cout && c < a.C) ? ldf(pw + int64_t(co) * a.C + c) : 0.f;
       }
     }
+    if constexpr (TILE) {
+      stage_tile<T>(a, X, reinterpret_cast<const XT<T>*>(in) + img * a.in_sn, oh0 * S - a.pad_t, c0, warp, lane);
+    }
     __syncthreads();
+    if constexpr (TILE) {
+      // Depthwise chunk -> A: lane = channel c0 + lane, warps walk the runs of 4 pixels.
+      // Weights in registers up to 5x5; 7x7 reads them from shared memory (49 more registers
+      // would take the kernel past 128 and to one block per SM).
+      constexpr int KKr = K <= 5 ? K * K : 1;
+      float wkr[KKr];
+#pragma unroll
+      for (int t = 0; t < KKr; ++t) wkr[t] = sm.dww[lane * (K * K) + t];
+      const float* wk = K <= 5 ? wkr : sm.dww + lane * (K * K);
+      const float bias = sm.dwb[lane];
+      const XT<T>* Xc = X + lane * a.XCH;
+#pragma unroll
+      for (int t = 0; t < kTasks; ++t) {
+        const int j0 = (warp + t * (NT / 32)) * RUN;
+        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (j0 < P && c0 + lane < a.C) v = dw_tile_run<T, K, S>(a, Xc, wk, bias, j0, P);
+        if constexpr (kTC) {
+          st4(sm.g.a + lane * LDA16 + j0, v);
+        } else {
+          st4(sm.g.a + lane * LDA32 + j0, v);
+        }
+      }
+    }
     // Depthwise chunk -> A (zero for pixels beyond the band and channels beyond C).
 #pragma unroll 1
-    for (int t = 0; t < kTasks; ++t) {
+    for (int t = 0; t < (TILE ? 0 : kTasks); ++t) {
       const int cc = cc_a + t * cc_step, j0 = (run_a + t * run_step) * RUN, c = c0 + cc;
       float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
       if (c < a.C)
@@ -345,12 +502,33 @@ __global__ void __launch_bounds__(NT) fused_kernel(const FusedArgs a) {
 template <typename T>
 cudaError_t launch(const FusedArgs& a, cudaStream_t stream) {
   if (a.NHW == 0 || a.Cout == 0) return cudaSuccess;
-  const dim3 grid(static_cast<unsigned>(a.bands), static_cast<unsigned>((a.Cout + a.BN - 1) / a.BN));
+  const dim3 grid(static_cast<unsigned>(a.grid_x), static_cast<unsigned>((a.Cout + a.BN - 1) / a.BN));
   // Templated K x K (dilation 1, equal strides 1 or 2); anything else: the runtime-K kernel.
   const bool sq = a.KH == a.KW && a.dil_h == 1 && a.dil_w == 1 && a.S_h == a.S_w && (a.S_h == 1 || a.S_h == 2);
   const int K = sq ? a.KH : 0, S = a.S_h;
+  if (a.tile_R > 0) {
+    // Tile mode: the staged tile is dynamic shared memory; past 48 KiB in all (static + dynamic)
+    // the kernel must be allowed more.
+#define DSCONV_FUSED_TILE_CASE(KK, SS)                                                                      \
+  if (K == KK && S == SS) {                                                                                 \
+    auto* kern = fused_kernel<T, KK, SS, true>;                                                             \
+    if (sizeof(Smem<T>) + a.x_bytes > 48 * 1024) {                                                          \
+      const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, a.x_bytes); \
+      if (e != cudaSuccess) return e;                                                                       \
+    }                                                                                                       \
+    return kern<<<grid, NT, a.x_bytes, stream>>>(a), cudaGetLastError();                                   \
+  }
+    DSCONV_FUSED_TILE_CASE(3, 1)
+    DSCONV_FUSED_TILE_CASE(3, 2)
+    DSCONV_FUSED_TILE_CASE(5, 1)
+    DSCONV_FUSED_TILE_CASE(5, 2)
+    DSCONV_FUSED_TILE_CASE(7, 1)
+    DSCONV_FUSED_TILE_CASE(7, 2)
+#undef DSCONV_FUSED_TILE_CASE
+    return cudaErrorInvalidValue;  // fused_plan sets tile mode only for the cases above
+  }
 #define DSCONV_FUSED_CASE(KK, SS) \
-  if (K == KK && S == SS) return fused_kernel<T, KK, SS><<<grid, NT, 0, stream>>>(a), cudaGetLastError();
+  if (K == KK && S == SS) return fused_kernel<T, KK, SS, false><<<grid, NT, 0, stream>>>(a), cudaGetLastError();
   DSCONV_FUSED_CASE(3, 1)
   DSCONV_FUSED_CASE(3, 2)
   DSCONV_FUSED_CASE(5, 1)
@@ -358,7 +536,7 @@ cudaError_t launch(const FusedArgs& a, cudaStream_t stream) {
   DSCONV_FUSED_CASE(7, 1)
   DSCONV_FUSED_CASE(7, 2)
 #undef DSCONV_FUSED_CASE
-  fused_kernel<T, 0, 0><<<grid, NT, 0, stream>>>(a);
+  fused_kernel<T, 0, 0, false><<<grid, NT, 0, stream>>>(a);
   return cudaGetLastError();
 }
 

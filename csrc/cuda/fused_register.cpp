@@ -8,7 +8,8 @@
 // device (dsconv_ext/_fused_autograd.py, _fused_fake.py), so this is the only CUDA op needed.
 //
 // Environment (read per call, for tests and benchmarks): DSCONV_FUSED_CUDA=0 forces the
-// composition; DSCONV_FUSED_NF=<1..8> forces the fp16/bf16 output-channel tile (see fused_plan).
+// composition; DSCONV_FUSED_NF=<1..8> forces the fp16/bf16 output-channel tile, DSCONV_FUSED_TILE=0
+// the band mode and =<R> the tile mode's rows per block (see fused_plan).
 #include "../fused_checks.h"
 #include "fused_cuda.h"
 
@@ -142,8 +143,10 @@ at::Tensor separable_conv2d_cuda(const at::Tensor& input, const at::Tensor& dw_w
   a.dw_b = bd.defined() ? bd.const_data_ptr<float>() : nullptr;
   a.pw_w = wp.const_data_ptr();
   a.pw_b = bp.defined() ? bp.const_data_ptr<float>() : nullptr;
-  // DSCONV_FUSED_NF=<1..8> forces the fp16/bf16 N tile (32 * nf output channels), for tuning.
-  cuda::fused_plan(a, p.N, static_cast<int>(input.element_size()), 2 * sm_count(), env_int("DSCONV_FUSED_NF", 0));
+  // DSCONV_FUSED_NF=<1..8> forces the fp16/bf16 N tile (32 * nf output channels), for tuning;
+  // DSCONV_FUSED_TILE=0 forces the band mode, =<R> caps the tile mode's rows per block.
+  cuda::fused_plan(a, p.N, static_cast<int>(input.element_size()), 2 * sm_count(), env_int("DSCONV_FUSED_NF", 0),
+                   env_int("DSCONV_FUSED_TILE", -1), sm_count());
   switch (dtype) {
     case at::kFloat: launch_fused<float>(a); break;
     case at::kHalf: launch_fused<__half>(a); break;
