@@ -126,22 +126,56 @@ def plane_config(DH, DW, P_, KH, KW, S_h, S_w, dil_h, dil_w, small):
 
 
 def load_tile(smem, base, a, sp, src, vy0, vx0, tid, nthr):
-    total = a["TIH"] * a["PW"]
+    # Thread tid stages elements i = tid + j * nthr of the row-major TIH x PW tile, its (row, col)
+    # walked incrementally: one step is dr rows + dc columns, then one wrap test.
+    PW, TIH, TIW = a["PW"], a["TIH"], a["TIW"]
+    total = TIH * PW
     batch = 8
-    for b in range(tid, total, batch * nthr):
-        for k in range(batch):
-            i = b + k * nthr
-            if i >= total:
-                continue
-            v = 0.0
-            if sp is not None:
-                r, col = divmod(i, a["PW"])
-                if col < a["TIW"]:
+    dr, dc = divmod(nthr, PW)
+    r0 = tid // PW
+    c0 = tid - r0 * PW
+    if a["up_h"] == 1 and a["up_w"] == 1:
+        sy, sx = vy0 + r0, vx0 + c0
+        xwrap = vx0 + PW
+        yhi = max(0, min(a["SH"], vy0 + TIH))
+        xhi = 0 if sp is None else max(0, min(a["SW"], vx0 + TIW))
+        off = sy * a["s_sh"] + sx * a["s_sw"]  # the kernel walks sp + off as a byte address
+        dstep = dr * a["s_sh"] + dc * a["s_sw"]
+        dwrap = a["s_sh"] - PW * a["s_sw"]
+        for b in range(tid, total, batch * nthr):
+            v = []
+            for k in range(batch):
+                assert (sy - vy0, sx - vx0) == divmod(b + k * nthr, PW), "load_tile walk lost its position"
+                assert off == sy * a["s_sh"] + sx * a["s_sw"], "load_tile walk lost its address"
+                # unsigned compares: a negative sy / sx is out of range
+                v.append(src.rd(sp + off) if (0 <= sy < yhi and 0 <= sx < xhi) else 0.0)
+                sy, sx, off = sy + dr, sx + dc, off + dstep
+                if sx >= xwrap:
+                    sx, sy, off = sx - PW, sy + 1, off + dwrap
+            for k in range(batch):
+                i = b + k * nthr
+                if i < total:
+                    smem[base + i] = v[k]
+    else:
+        r, col = r0, c0
+        for b in range(tid, total, batch * nthr):
+            v = []
+            for k in range(batch):
+                assert (r, col) == divmod(b + k * nthr, PW), "load_tile walk lost its position"
+                x = 0.0
+                if sp is not None and r < TIH and col < TIW:
                     sy = virt_to_real(vy0 + r, a["up_h"], a["SH"])
                     sx = virt_to_real(vx0 + col, a["up_w"], a["SW"])
                     if sy >= 0 and sx >= 0:
-                        v = src.rd(sp + sy * a["s_sh"] + sx * a["s_sw"])
-            smem[base + i] = v
+                        x = src.rd(sp + sy * a["s_sh"] + sx * a["s_sw"])
+                v.append(x)
+                r, col = r + dr, col + dc
+                if col >= PW:
+                    r, col = r + 1, col - PW
+            for k in range(batch):
+                i = b + k * nthr
+                if i < total:
+                    smem[base + i] = v[k]
 
 
 def smem_rd(smem, i):
@@ -754,6 +788,14 @@ def run_all(verbose=True):
     # several tiles along x (TW = 128), several planes per block with a large kernel
     for case in [((1, 1, 5, 133), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "nchw"),
                  ((1, 3, 16, 15), (13, 13), (1, 1), (6, 6, 6, 6), (1, 1), 1, "nchw")]:
+        errs = check_case(*case)
+        if verbose:
+            print(case, {k: f"{v:.1e}" for k, v in errs.items()})
+    # plane tiles with nthr >= PW: load_tile's walk steps more than a row (forward, grad input at
+    # up 1 and up 2, a strided view, M = 2)
+    for case in [((1, 2, 30, 29), (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "view"),
+                 ((1, 2, 29, 30), (3, 3), (2, 2), (1, 1, 0, 2), (1, 1), 1, "nchw"),
+                 ((1, 1, 26, 27), (5, 5), (2, 2), (2, 2, 2, 2), (1, 1), 2, "nchw")]:
         errs = check_case(*case)
         if verbose:
             print(case, {k: f"{v:.1e}" for k, v in errs.items()})
