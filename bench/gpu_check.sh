@@ -107,8 +107,11 @@ fi
 section "tests/test_cuda_fused.py"
 # The fused kernel's tests (~1 min) in their own call, so each file keeps its own summary line.
 # Under xdist (when installed) a test that crashes takes only its worker down, not the file.
-XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 8" || echo "")
-timeout "$(budget 100 60)" $PY -m pytest tests/test_cuda_fused.py -q -p no:cacheprovider $XDIST --tb=short -rfE \
+# One CPU thread per xdist worker: 8+ workers each with a 16-thread pool made the CPU-side
+# float64 references crawl (first runs: ~3 tests/s).
+XDIST=$($PY -c "import xdist" 2>/dev/null && echo "-n 12" || echo "")
+[ -n "$XDIST" ] && export OMP_NUM_THREADS=1
+timeout "$(budget 130 60)" $PY -m pytest tests/test_cuda_fused.py -q -p no:cacheprovider $XDIST --tb=short -rfE \
   >"$OUT/pytest_cuda_fused.txt" 2>&1
 RC=$?
 tail -25 "$OUT/pytest_cuda_fused.txt"
@@ -137,7 +140,7 @@ fi
 
 section "tests/test_cuda.py"
 if want cudatests; then
-  timeout "$(budget 240 30)" $PY -m pytest tests/test_cuda.py -q -p no:cacheprovider $XDIST --tb=short -rfE \
+  timeout "$(budget 120 30)" $PY -m pytest tests/test_cuda.py -q -p no:cacheprovider $XDIST --tb=short -rfE \
     >"$OUT/pytest_cuda.txt" 2>&1
   RC=$?
   tail -40 "$OUT/pytest_cuda.txt"
@@ -148,7 +151,7 @@ section "CPU tests (error paths)"
 # The full CPU suite is CI's job (it takes minutes); here the files whose error messages exercise
 # this build's linkage (see "linkage") and the CPU side of the same .so.
 if want cputests; then
-  timeout "$(budget 90 30)" $PY -m pytest tests/test_errors.py tests/test_fused_op.py -q -p no:cacheprovider $XDIST \
+  timeout "$(budget 60 30)" $PY -m pytest tests/test_errors.py tests/test_fused_op.py -q -p no:cacheprovider $XDIST \
     --tb=short -rfE >"$OUT/pytest_cpu.txt" 2>&1
   RC=$?
   tail -5 "$OUT/pytest_cpu.txt"
@@ -157,6 +160,7 @@ if want cputests; then
 fi
 
 section "benchmark"
+unset OMP_NUM_THREADS
 if want bench; then
   LEFT=$(budget 240 20)
   BENCH_BUDGET=$((LEFT - 40))
