@@ -385,7 +385,8 @@ def main():
             ours_GBps=min_bytes / (t_o / 1e3) / 1e9, torch_GBps=min_bytes / (t_r / 1e3) / 1e9,
             ours_pct_copy=100 * min_bytes / (t_o / 1e3) / bw, torch_pct_copy=100 * min_bytes / (t_r / 1e3) / bw,
             rel_err_vs_torch=err, reps=reps, sets=len(sets),
-            auto_picks="torch" if torch_depthwise_faster(dtype, k, k, layout == "channels_last") else "dsconv",
+            auto_picks="torch" if torch_depthwise_faster(dtype, k, k, layout == "channels_last", (stride, stride),
+                                                         shape[2] * shape[3]) else "dsconv",
             ours_spread_ms=[min(all_o), max(all_o)], torch_spread_ms=[min(all_r), max(all_r)],
         )
         rows.append(row)

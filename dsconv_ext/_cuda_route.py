@@ -16,10 +16,13 @@ need grad keep the fused op: its backward recomputes instead of storing the inte
 
 Modes: 'auto' (default), 'dsconv' (always dsconv's CUDA kernels: what the GPU benchmark times),
 'torch' (PyTorch's wherever it can express the call). Set with the environment variable
-DSCONV_CUDA_KERNELS at import, or set_cuda_kernels() at run time. Against that run the table
-picks the faster kernel in 56 of its 60 depthwise rows; the 4 misses are 3x3 stride-1 rows on
-56x56 maps where dsconv's kernel was 5-19% faster (the same class on 14x14 maps was 0.55-0.76x,
-so the table keeps one rule for 3x3). bench/gpu_bench.py reports this agreement on every run
+DSCONV_CUDA_KERNELS at import, or set_cuda_kernels() at run time. The second H200 run (same day,
+after the plane kernels' tile loader lost its per-element divisions: 1.9x fewer instructions)
+measured NCHW 3x3 stride 1 on 56x56 maps at 1.07x (fp16), 1.53x (bf16), 1.55x (fp32) forward
+against PyTorch, while 3x3 stride 2 and 14x14 maps stayed at 0.59-0.79x: fp32 / bf16 NCHW 3x3
+stride-1 calls on maps of at least 56x56 now run dsconv's kernel. Against that run the table then
+picks the faster kernel in 58 of 60 rows (misses: fp16 NCHW 3x3 s1 forward at 1.07x, fp32
+forward+backward at 1.01x). bench/gpu_bench.py reports this agreement on every run
 ('Routing table vs this run'). Unmeasured classes (5x5,
 float64, asymmetric padding, which F.conv2d can't take without an extra F.pad pass) stay with
 dsconv. Revisit the table after each GPU benchmark run.
@@ -58,20 +61,27 @@ def cuda_kernels() -> str:
 _SIXTEEN_BIT = (torch.float16, torch.bfloat16)
 
 
-def torch_depthwise_faster(dtype: torch.dtype, kh: int, kw: int, channels_last: bool) -> bool:
+def torch_depthwise_faster(dtype: torch.dtype, kh: int, kw: int, channels_last: bool, stride=None,
+                           hw=None) -> bool:
     """Whether PyTorch's own depthwise kernel measured faster than dsconv's on the H200 for this
-    class of call (see the module docstring)."""
+    class of call (see the module docstring). stride: (sh, sw) or None; hw: input H * W or None
+    (unknown: the 3x3 rule's exception does not apply)."""
     if dtype not in (torch.float32,) + _SIXTEEN_BIT:
         return False
     taps = kh * kw
+    if (kh, kw) == (3, 3) and not channels_last and dtype in (torch.float32, torch.bfloat16) and stride is not None \
+            and tuple(stride) == (1, 1) and hw is not None and hw >= 56 * 56:
+        # Second H200 run (plane tile loader without per-element division): NCHW 3x3 stride 1 on
+        # 56x56 maps, dsconv 1.53x (bf16) / 1.55x (fp32) forward, 1.18x / 1.01x forward+backward.
+        return False
     if taps <= 9:
         return True
     return channels_last and dtype in _SIXTEEN_BIT and taps <= 49
 
 
-def use_torch_depthwise(input: torch.Tensor, weight: torch.Tensor, padding) -> bool:
+def use_torch_depthwise(input: torch.Tensor, weight: torch.Tensor, padding, stride=None) -> bool:
     """For a CUDA call of depthwise_conv2d: run F.conv2d instead of dsconv's kernel?
-    padding: (top, bottom, left, right)."""
+    padding: (top, bottom, left, right); stride: (sh, sw)."""
     if _mode == "dsconv" or input.device.type != "cuda":
         return False
     top, bottom, left, right = padding
@@ -82,7 +92,8 @@ def use_torch_depthwise(input: torch.Tensor, weight: torch.Tensor, padding) -> b
     from ._layout import output_memory_format
 
     cl = output_memory_format(input if input.dim() == 4 else input.unsqueeze(0), weight) == torch.channels_last
-    return torch_depthwise_faster(input.dtype, weight.shape[-2], weight.shape[-1], cl)
+    hw = input.shape[-2] * input.shape[-1]
+    return torch_depthwise_faster(input.dtype, weight.shape[-2], weight.shape[-1], cl, stride, hw)
 
 
 def use_torch_separable(input: torch.Tensor, *tensors) -> bool:

@@ -74,7 +74,8 @@ def plan(N, Cout, OH, OW, tc, min_blocks, geom=None, tile_mode=0, sms=132):
     g = geom or {}
     sq = (g.get("KH") == g.get("KW") and g.get("KH") in (3, 5, 7) and g.get("dil_h") == 1 and g.get("dil_w") == 1
           and g.get("S_h") == g.get("S_w") and g.get("S_h") in (1, 2))
-    if tile_mode != 0 and sq and OW <= BP:
+    tile_auto = tile_mode < 0 and g.get("S_h") == 1 and OW <= 32
+    if (tile_mode > 0 or tile_auto) and sq and OW <= BP:
         R = min(BP // OW, OH)
         if tile_mode > 0:
             R = min(R, tile_mode)
@@ -448,9 +449,9 @@ def check_case(shape, Cout, k, stride, pad, dil, act, pw_act, layout, bias, seed
     ref = reference(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act)
     errs = {}
     errs["fast_runs"] = errs["tile_runs"] = 0
-    # bands (0); tiles with the most rows that fit (-1 with 1 SM); tiles with the rows halved for
-    # 132 SMs (-1)
-    for tile_mode, sms in ((0, 132), (-1, 1), (-1, 132)):
+    # bands (0); automatic with the most rows that fit (-1 with 1 SM) and with the rows halved for
+    # 132 SMs (-1); tiles forced on every eligible shape, most rows (64)
+    for tile_mode, sms in ((0, 132), (-1, 1), (-1, 132), (64, 1)):
         for tc in (True, False):
             for out_cl in (False, True):
                 # the 16-bit N tile: split to the narrowest (many blocks wanted) and to the widest

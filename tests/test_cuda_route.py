@@ -26,6 +26,19 @@ def test_depthwise_table(dtype, k, cl, want):
     assert route.torch_depthwise_faster(dtype, k, k, cl) is want
 
 
+@pytest.mark.parametrize(
+    "dtype, cl, stride, hw, want",
+    [
+        (F32, False, (1, 1), 56 * 56, False), (BF16, False, (1, 1), 112 * 112, False),  # dsconv faster
+        (F16, False, (1, 1), 56 * 56, True),  # fp16: 1.07x forward but 0.64x with backward
+        (F32, True, (1, 1), 56 * 56, True),  # channels_last: PyTorch's
+        (F32, False, (2, 2), 56 * 56, True), (F32, False, (1, 1), 14 * 14, True),  # stride 2, small maps
+    ],
+)
+def test_depthwise_table_3x3_stride1_large_maps(dtype, cl, stride, hw, want):
+    assert route.torch_depthwise_faster(dtype, 3, 3, cl, stride, hw) is want
+
+
 def test_modes_and_errors():
     assert dsconv_ext.cuda_kernels() == "dsconv"  # conftest's fixture: tests check dsconv's kernels
     for mode in ("auto", "torch", "dsconv"):

@@ -78,7 +78,8 @@ inline bool fused_supported(const DwParams& p, int64_t Cout) {
 // Fills the tiling fields (NHW, bands, tile mode, grid_x, BN, nf) for element size elem_bytes (2:
 // tensor-core path). Tile mode (see FusedArgs) when the kernel is a templated K x K (3/5/7, equal
 // strides 1 or 2, dilation 1), the output rows fit one M tile (OW <= kFusedBP) and the staged tile
-// fits kFusedMaxTileBytes; tile_mode < 0: automatic, 0: off (bands), > 0: at most that many rows.
+// fits kFusedMaxTileBytes; tile_mode < 0: automatic (stride 1, OW <= 32: measured below), 0: off
+// (bands), > 0: at most that many rows (any eligible shape).
 // Automatic rows: as many as fit the M tile, halved while that leaves fewer blocks than SMs (the
 // first H200 run: 49-147 blocks of this kernel left most SMs idle). Why: in tile mode the depthwise
 // stage reads zero-padded rows from shared memory with no border checks and warp-uniform
@@ -95,7 +96,13 @@ inline void fused_plan(FusedArgs& a, int64_t N, int elem_bytes, int64_t min_bloc
   a.tile_R = a.tiles_img = a.IR = a.IWp = a.XP = a.XCH = a.x_bytes = 0;
   const bool sq = a.KH == a.KW && (a.KH == 3 || a.KH == 5 || a.KH == 7) && a.dil_h == 1 && a.dil_w == 1 &&
                   a.S_h == a.S_w && (a.S_h == 1 || a.S_h == 2);
-  if (tile_mode != 0 && sq && a.OW <= kFusedBP) {
+  // Automatic: stride 1 on maps up to 32 wide only. The H200 (2026-11-26, fp16, batch 16, ms
+  // band -> tile): 576->96 14x14 0.273 -> 0.195 (NCHW), 0.180 -> 0.134 (channels_last); 256->256
+  // 28x28 0.240 -> 0.181, 0.191 -> 0.138; but 144->24 56x56 0.192 -> 0.300 and 144->32 56->28
+  // stride 2 0.105 -> 0.154 (ncu: 114M instructions against the band's 72M; the staging loop's
+  // per-element divisions and 64-bit address math on 58-wide rows).
+  const bool tile_auto = tile_mode < 0 && a.S_h == 1 && a.OW <= 32;
+  if ((tile_mode > 0 || tile_auto) && sq && a.OW <= kFusedBP) {
     int R = std::min(kFusedBP / a.OW, a.OH);
     if (tile_mode > 0) {
       R = std::min(R, tile_mode);
