@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dsconv_ext  # noqa: E402
+from bench.malloc_state import steady_malloc  # noqa: E402
 
 
 CLOCK = time.perf_counter
@@ -165,6 +166,10 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    # PyTorch's convolutions in their steady allocation state, whatever ran before in this process
+    # (bench/malloc_state.py: without it the NCHW standard conv of section 2 took 43-45 ms in a
+    # fresh process and 33 ms after section 1, which moved section 2's NCHW ratio by 25 points).
+    steady_malloc()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, clock {args.clock}, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, dsconv fused path: {torch.ops.dsconv._separable_cpu_isa()}")
     with torch.no_grad():

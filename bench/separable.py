@@ -19,6 +19,7 @@ from dsconv_ext import cost
 
 from .check import agreement
 from .layers import memory_format
+from .malloc_state import steady_malloc
 from .suites import SeparableCase
 from .timing import TimingConfig, compare
 
@@ -82,6 +83,8 @@ def callables(case: SeparableCase, x, dw, pw, std_w, device_type: str) -> Tuple[
 
 
 def measure(case: SeparableCase, dtype: torch.dtype, layout: str, device, cfg: TimingConfig) -> Iterator[Dict]:
+    if torch.device(device).type == "cpu":
+        steady_malloc()  # PyTorch's standard conv in its steady allocation state (bench/malloc_state.py)
     fmt = memory_format(layout)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(case.n, case.c, case.h, case.w, generator=g).to(device, dtype, memory_format=fmt)
