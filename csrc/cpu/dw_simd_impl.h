@@ -3105,6 +3105,13 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
     return true;
   }
   if (p.out_sw != 1) return false;
+  // Tried 2026-11-26 for 5x5 / 7x7 "same" stride 1 on planes 14-64 wide: each plane as one flat
+  // vector stream (output pixel q reads q + (kh - pad_t) * W + kw - pad_l, column wrap masked per
+  // tap, planes copied between zero rows, same-phase vectors sharing masks): every lane used, but
+  // every tap is an unaligned load that splits a cache line 15 times in 16, and those ran at about
+  // one per 2 cycles: 32x672x14x14 k5 2.06 -> 2.95 ms, 32x240x28x28 k5 1.62 -> 2.33, 32x192x28x28
+  // k7 1.99 -> 3.02, 32x96x56x56 k7 3.24 -> 6.18 (cold, 2 threads). Doing it with aligned loads
+  // and lane shifts needs the shift per (kh, kw) at compile time, i.e. kernels per plane width.
   // 3x3 stride 1 on rows of more than half a vector (14x14 maps) stays on the direct planes tiles:
   // cold 32x512x14x14 0.72-0.76 ms there against 0.85-0.90 through the pixels route, 32x480x14x14
   // 0.64-0.75 against 0.76-0.81 (7x7 maps: the pixels route is 2x faster).
