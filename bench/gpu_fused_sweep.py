@@ -4,8 +4,9 @@
 
 For each fused block of gpu_bench.FUSED_LAYERS (fp16; NCHW and channels_last), medians with CUDA
 events, interleaved, inputs rotated past the L2:
-  - ours fused: band mode, tile mode (automatic, and at most 1 / 2 rows per block), and the
-    tile mode with DSCONV_FUSED_NF forced to 1, 2, 8;
+  - ours fused: the automatic choice, band mode, tile mode on every eligible shape (tile64; and at
+    most 1 / 2 rows per block), the same with the staging variant 2 (DSCONV_FUSED_STAGE=2), and
+    the automatic choice with DSCONV_FUSED_NF forced to 1, 2, 8;
   - the parts of PyTorch's composition alone: depthwise (F.conv2d groups=C), the 1x1 (cuDNN), and
     our own depthwise kernel on the same input.
 Prints one table (ms); the 1.5x target of issue 5 is against the composition's sum.
@@ -25,10 +26,12 @@ from gpu_bench import FUSED_LAYERS  # noqa: E402
 ops = torch.ops.dsconv
 # fused variants: (column, environment)
 VARIANTS = [
+    ("auto", {}),
     ("band", {"DSCONV_FUSED_TILE": "0"}),
-    ("tile", {}),
+    ("tile64", {"DSCONV_FUSED_TILE": "64"}),
     ("tileR1", {"DSCONV_FUSED_TILE": "1"}),
     ("tileR2", {"DSCONV_FUSED_TILE": "2"}),
+    ("tile_s2", {"DSCONV_FUSED_TILE": "64", "DSCONV_FUSED_STAGE": "2"}),
     ("t_nf1", {"DSCONV_FUSED_NF": "1"}),
     ("t_nf2", {"DSCONV_FUSED_NF": "2"}),
     ("t_nf8", {"DSCONV_FUSED_NF": "8"}),
@@ -77,7 +80,7 @@ def main():
 
             def fused(envs):
                 def f(x):
-                    for k_ in ("DSCONV_FUSED_NF", "DSCONV_FUSED_TILE"):
+                    for k_ in ("DSCONV_FUSED_NF", "DSCONV_FUSED_TILE", "DSCONV_FUSED_STAGE"):
                         os.environ.pop(k_, None)
                     os.environ.update(envs)
                     return ops.separable_conv2d(x, dw, None, pw, None, [stride] * 2,
@@ -97,7 +100,7 @@ def main():
                 fns.append(lambda x: F.conv2d(F.relu6(F.conv2d(x, dw, None, stride, pad, 1, C)), pw))
                 fns.append(lambda x: ops.depthwise_conv2d(x, dw, None, [stride] * 2, [pad] * 4, [1, 1]))
                 t = med_ms(fns, sets)
-            for k_ in ("DSCONV_FUSED_NF", "DSCONV_FUSED_TILE"):
+            for k_ in ("DSCONV_FUSED_NF", "DSCONV_FUSED_TILE", "DSCONV_FUSED_STAGE"):
                 os.environ.pop(k_, None)
             print(f"{name:26s} {layout:6s} " + " ".join(f"{v:7.3f}" for v in t), flush=True)
 

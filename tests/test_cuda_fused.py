@@ -174,15 +174,16 @@ def test_forward_matches_composition(case, layout, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))
-@pytest.mark.parametrize("mode", ["0", "1", "3"], ids=["bands", "tile1", "tile3"])
+@pytest.mark.parametrize("mode", ["0", "1", "3", "3s2"], ids=["bands", "tile1", "tile3", "tile3-stage2"])
 def test_band_and_tile_modes(mode, dtype):
     """DSCONV_FUSED_TILE: the band mode forced on shapes the tile mode would take, and the tile
-    mode with at most 1 / 3 output rows per block (the default picks the rows by the SM count)."""
-    with env("DSCONV_FUSED_TILE", mode):
+    mode with at most 1 / 3 output rows per block (the default picks the rows by the SM count);
+    "s2": with the staging variant 2 (DSCONV_FUSED_STAGE=2)."""
+    with env("DSCONV_FUSED_TILE", mode[0]), env("DSCONV_FUSED_STAGE", "2" if mode.endswith("s2") else "1"):
         for case in TILE_CASES:
             shape, Cout, k, s, p, d = case
             for layout in LAYOUTS:
-                check(shape, Cout, k, s, p, d, "relu6", None, layout, dtype, key=mode)
+                check(shape, Cout, k, s, p, d, "relu6", None, layout, dtype, key=mode[0])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))

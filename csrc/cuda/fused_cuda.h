@@ -49,6 +49,7 @@ struct FusedArgs {
   int tile_R, tiles_img;  // output rows per block; blocks per image (ceil(OH / tile_R))
   int IR, IWp, XP, XCH;   // staged rows ((tile_R - 1) * S + K), columns ((OW - 1) * S + K), pitches
   int x_bytes;            // dynamic shared memory of X
+  int stage2;             // 1: staging variant 2 (DSCONV_FUSED_STAGE=2; not yet run on a GPU)
   int64_t grid_x;         // blocks along grid.x: bands, or N * tiles_img in tile mode
   int act, pw_act;
   const void* in;     // T, strides above

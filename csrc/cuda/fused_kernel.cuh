@@ -197,6 +197,80 @@ __device__ __forceinline__ void stage_tile(const FusedArgs& a, XT<T>* X, const X
                                            int warp, int lane) {
   constexpr int NW = NT / 32, U = 4;
   const int iw_base = -a.pad_l;
+  if (a.stage2) {
+    // Variant 2 (DSCONV_FUSED_STAGE=2; compiles, not yet run on a GPU): the same elements with no
+    // division per item: each warp's (row, column) position advances incrementally, and the
+    // channels-major layout computes one 64-bit row address per staged row (ncu on the H200 put
+    // the default loop's two run-time divisions and per-element 64-bit math at ~70 instructions
+    // per staged element).
+    if (a.chan_inner) {
+      const int items = a.IR * a.IWp;
+      const int c = c0 + lane;
+      const bool cok = c < a.C;
+      const XT<T>* pc = inx + int64_t(c) * a.in_sc;
+      int r = 0, col = warp;
+      while (col >= a.IWp) col -= a.IWp, ++r;
+      for (int i0 = warp; i0 < items; i0 += NW * U) {
+        XT<T> v[U];
+        int dst[U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          v[u] = XT<T>(0);
+          dst[u] = -1;
+          if (i0 + u * NW < items) {
+            const int ih = ih_base + r, iw = iw_base + col;
+            dst[u] = lane * a.XCH + r * a.XP + col;
+            if (cok && ih >= 0 && ih < a.H && iw >= 0 && iw < a.W)
+              v[u] = __ldg(pc + int64_t(ih) * a.in_sh + int64_t(iw) * a.in_sw);
+          }
+          col += NW;
+          while (col >= a.IWp) col -= a.IWp, ++r;
+        }
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+          if (dst[u] >= 0) X[dst[u]] = v[u];
+      }
+    } else {
+      constexpr int CI = (kFusedBP + 6 + 31) / 32;  // column steps of a staged row (IWp <= 70)
+      const int rows = KC * a.IR;
+      int cc = 0, r = warp;
+      while (r >= a.IR) r -= a.IR, ++cc;
+      for (int row0 = warp; row0 < rows; row0 += NW * U) {
+        XT<T> v[U][CI];
+        int dbase[U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          dbase[u] = -1;
+#pragma unroll
+          for (int j = 0; j < CI; ++j) v[u][j] = XT<T>(0);
+          if (row0 + u * NW < rows) {
+            const int c = c0 + cc, ih = ih_base + r;
+            dbase[u] = cc * a.XCH + r * a.XP;
+            if (c < a.C && ih >= 0 && ih < a.H) {
+              const XT<T>* src = inx + int64_t(c) * a.in_sc + int64_t(ih) * a.in_sh;
+#pragma unroll
+              for (int j = 0; j < CI; ++j) {
+                const int col = j * 32 + lane, iw = iw_base + col;
+                if (col < a.IWp && iw >= 0 && iw < a.W) v[u][j] = __ldg(src + int64_t(iw) * a.in_sw);
+              }
+            }
+          }
+          r += NW;
+          while (r >= a.IR) r -= a.IR, ++cc;
+        }
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          if (dbase[u] < 0) continue;
+#pragma unroll
+          for (int j = 0; j < CI; ++j) {
+            const int col = j * 32 + lane;
+            if (col < a.IWp) X[dbase[u] + col] = v[u][j];
+          }
+        }
+      }
+    }
+    return;
+  }
   if (a.chan_inner) {
     const int items = a.IR * a.IWp;
     const int c = c0 + lane;
