@@ -322,6 +322,32 @@ def test_nchw_direct_stride2_edges(isa):
     assert_ok(fails)
 
 
+def test_nchw_pixels_route_streaming_output(isa):
+    """float32 NCHW 14x14 / 7x7 layers go through the pixels route (planes -> pixel-major chunk ->
+    planes). Outputs of >= 16 MB leave it through a plane-order buffer and non-temporal stores of
+    each chunk's contiguous range, with the next chunk's planes prefetched: forward and grad input
+    (the same chunk loop) on such sizes, a channel count that is not a multiple of the chunk or
+    the vector, against float64."""
+    fails = []
+    gen = torch.Generator().manual_seed(12)
+    for N, C, H, k in ((23, 1001, 14, 5), (90, 999, 7, 3)):  # 18.0 / 17.6 MB of output
+        x = torch.randn(N, C, H, H, generator=gen, requires_grad=True)
+        w = torch.randn(C, 1, k, k, generator=gen)
+        b = torch.randn(C, generator=gen)
+        y = dsconv_ext.depthwise_conv2d(x, w, b, 1, k // 2)
+        assert y.numel() * 4 >= 16 << 20
+        go = torch.randn(y.shape, generator=gen)
+        (gi,) = torch.autograd.grad(y, x, go)
+        x64 = x.detach().double().requires_grad_(True)
+        ref = F.conv2d(x64, w.double(), b.double(), 1, k // 2, 1, C)
+        ref.backward(go.double())
+        for name, got, want in (("forward", y, ref), ("grad input", gi, x64.grad)):
+            e = _rel_err(got, want)
+            if not e <= TOL[torch.float32]:
+                fails.append(f"{N}x{C}x{H}x{H} k{k} {name}: err {e:.2e}")
+    assert_ok(fails)
+
+
 def test_views(isa):
     # strided views read in place (or fall back to the generic kernels): same results
     problems = [(2, 3, 9, 17, 3, 1, 1, 1, 1), (2, 3, 9, 17, 5, 2, 2, 1, 1), (1, 2, 8, 9, 3, 1, 1, 2, 2)]

@@ -2940,16 +2940,37 @@ void nchw_chunk_tasks(int64_t N, int64_t C, int64_t cc, const T* src, int64_t s_
                       int64_t s_sw, int64_t SH, int64_t SW, T* dst, int64_t d_sn, int64_t d_sc, int64_t d_sh,
                       int64_t DH, int64_t DW, const Compute& compute) {
   const int64_t nchunks = cdiv(C, cc);
+  // Large float outputs with whole contiguous planes: a chunk's planes are one contiguous range of
+  // the output, so the result is transposed into a cache-resident buffer in plane order and
+  // streamed out with non-temporal stores (no read-for-ownership of output lines the 8x8
+  // transposes wrote 32 bytes at a time). Together with the prefetch below: cold 32x672x14x14 5x5
+  // forward 2.06 -> 1.87 ms (3 alternating pairs, 2 threads, 2026-11-26).
+  const bool nt = std::is_same<T, float>::value && d_sh == DW && d_sc == DH * DW &&
+                  N * C * DH * DW * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
   at::parallel_for(0, N * nchunks, 1, [&](int64_t begin, int64_t end) {
-    Buf xb(SH * SW * cc * 4), yb(DH * DW * cc * 4);
+    Buf xb(SH * SW * cc * 4), yb(DH * DW * cc * 4), zb(nt ? DH * DW * cc * 4 : 64);
     float* x = xb.as<float>();
     float* y = yb.as<float>();
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n = t / nchunks, c0 = (t % nchunks) * cc, nc = imin(cc, C - c0);
       load_chunk(src + n * s_sn + c0 * s_sc, s_sc, s_sh, s_sw, SH, SW, nc, x, cc);
+      // The next chunk's planes (one contiguous range) fetched while this one computes: otherwise
+      // no load is in flight between two load_chunk phases.
+      if (t + 1 < end && s_sh == SW && s_sc == SH * SW) {
+        const int64_t n1 = (t + 1) / nchunks, c1 = ((t + 1) % nchunks) * cc, nc1 = imin(cc, C - c1);
+        prefetch_bytes(src + n1 * s_sn + c1 * s_sc, nc1 * SH * SW * static_cast<int64_t>(sizeof(T)));
+      }
       compute(x, y, c0, nc);
+      if constexpr (std::is_same<T, float>::value) {
+        if (nt) {
+          transpose(y, cc, DH * DW, nc, zb.as<float>(), DH * DW);
+          stream_copy(dst + n * d_sn + c0 * d_sc, zb.as<float>(), nc * DH * DW);
+          continue;
+        }
+      }
       store_chunk(y, cc, DH, DW, nc, dst + n * d_sn + c0 * d_sc, d_sc, d_sh);
     }
+    if (nt) _mm_sfence();
   });
 }
 
