@@ -62,15 +62,15 @@ _SIXTEEN_BIT = (torch.float16, torch.bfloat16)
 
 
 def torch_depthwise_faster(dtype: torch.dtype, kh: int, kw: int, channels_last: bool, stride=None,
-                           hw=None) -> bool:
+                           hw=None, dilation=(1, 1)) -> bool:
     """Whether PyTorch's own depthwise kernel measured faster than dsconv's on the H200 for this
     class of call (see the module docstring). stride: (sh, sw) or None; hw: input H * W or None
-    (unknown: the 3x3 rule's exception does not apply)."""
+    (unknown: the 3x3 rule's exception does not apply); dilation: (dh, dw)."""
     if dtype not in (torch.float32,) + _SIXTEEN_BIT:
         return False
     taps = kh * kw
     if (kh, kw) == (3, 3) and not channels_last and dtype in (torch.float32, torch.bfloat16) and stride is not None \
-            and tuple(stride) == (1, 1) and hw is not None and hw >= 56 * 56:
+            and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and hw is not None and hw >= 56 * 56:
         # Second H200 run (plane tile loader without per-element division): NCHW 3x3 stride 1 on
         # 56x56 maps, dsconv 1.53x (bf16) / 1.55x (fp32) forward, 1.18x / 1.01x forward+backward.
         return False
@@ -79,9 +79,9 @@ def torch_depthwise_faster(dtype: torch.dtype, kh: int, kw: int, channels_last: 
     return channels_last and dtype in _SIXTEEN_BIT and taps <= 49
 
 
-def use_torch_depthwise(input: torch.Tensor, weight: torch.Tensor, padding, stride=None) -> bool:
+def use_torch_depthwise(input: torch.Tensor, weight: torch.Tensor, padding, stride=None, dilation=(1, 1)) -> bool:
     """For a CUDA call of depthwise_conv2d: run F.conv2d instead of dsconv's kernel?
-    padding: (top, bottom, left, right); stride: (sh, sw)."""
+    padding: (top, bottom, left, right); stride: (sh, sw); dilation: (dh, dw)."""
     if _mode == "dsconv" or input.device.type != "cuda":
         return False
     top, bottom, left, right = padding
@@ -93,7 +93,7 @@ def use_torch_depthwise(input: torch.Tensor, weight: torch.Tensor, padding, stri
 
     cl = output_memory_format(input if input.dim() == 4 else input.unsqueeze(0), weight) == torch.channels_last
     hw = input.shape[-2] * input.shape[-1]
-    return torch_depthwise_faster(input.dtype, weight.shape[-2], weight.shape[-1], cl, stride, hw)
+    return torch_depthwise_faster(input.dtype, weight.shape[-2], weight.shape[-1], cl, stride, hw, dilation)
 
 
 def use_torch_separable(input: torch.Tensor, *tensors) -> bool:

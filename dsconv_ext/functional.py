@@ -77,7 +77,7 @@ def depthwise_conv2d(
         # torch.export; dynamo=False traces it); torch.compile folds the check to False.
         return _as_conv2d(input, weight, bias, s, p, d)
     input, weight, bias = _autocast(input, weight, bias)
-    if use_torch_depthwise(input, weight, p, s):
+    if use_torch_depthwise(input, weight, p, s, d):
         # CUDA classes where PyTorch's own kernel measured faster (see _cuda_route.py).
         return _as_conv2d(input, weight, bias, s, p, d)
     if input.dim() == 3:

@@ -91,7 +91,7 @@ def separable_conv2d(
     if use_torch_separable(x, dw_weight, pw_weight, dw_bias, pw_bias):
         # CUDA inference: PyTorch's composition measured faster than the fused kernel (_cuda_route.py);
         # same memory format as the fused op's.
-        if use_torch_depthwise(x, dw_weight, p, s) or not has_kernel(x.device):
+        if use_torch_depthwise(x, dw_weight, p, s, d) or not has_kernel(x.device):
             y = _as_conv2d(x, dw_weight, dw_bias, s, p, d)
         else:
             y = torch.ops.dsconv.depthwise_conv2d(x, dw_weight, dw_bias, s, p, d)

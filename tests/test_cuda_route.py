@@ -37,6 +37,8 @@ def test_depthwise_table(dtype, k, cl, want):
 )
 def test_depthwise_table_3x3_stride1_large_maps(dtype, cl, stride, hw, want):
     assert route.torch_depthwise_faster(dtype, 3, 3, cl, stride, hw) is want
+    if not want:  # the exception was measured without dilation only
+        assert route.torch_depthwise_faster(dtype, 3, 3, cl, stride, hw, (2, 2)) is True
 
 
 def test_modes_and_errors():
