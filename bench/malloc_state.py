@@ -8,7 +8,7 @@ reorder buffers (up to tens of MB) fault on every call depends on what the proce
 measured on this VM (2026-11-26), the 16x256x28x28 NCHW 3x3 standard conv took 43-45 ms in a fresh
 process and 32.6-33.5 ms once a larger block had been freed. Ours is not affected (its CPU outputs
 come from dsconv's own cache). A benchmark comparing against PyTorch's standard convolution must
-not depend on that history; this raises the threshold to its cap once, as a process that ever freed
+not depend on that history; this raises the threshold to 31 MiB (near its cap) once, as a process that freed
 a ~32 MB tensor would (tensors above 32 MiB still fault in every process).
 """
 import torch
