@@ -15,8 +15,8 @@
 #   4. profile: Nsight Compute over bench/ncu_targets.py (-> ncu.txt) when ncu and time allow
 #   5. compute-sanitizer memcheck (and racecheck if time allows) over bench/sanitize_kernels.py
 #      (depthwise kernels and the fused separable kernel)
-# DSCONV_SKIP: comma list of steps to leave out (cudatests, cputests, sweep, bench, ncu, memcheck,
-# racecheck), to fit a short lease; the build and tests/test_cuda_fused.py always run.
+# DSCONV_SKIP: comma list of steps to leave out (pipetests, cudatests, cputests, sweep, bench, ncu,
+# memcheck, racecheck), to fit a short lease; the build and tests/test_cuda_fused.py always run.
 # Files written to $OUT: gpu_check.log (everything), checks.txt, results.md, results.json,
 # pytest_cuda_fused.txt, pytest_cuda.txt, sanitizer.txt, ncu.txt (8 files: the device tool's limit).
 set -u
@@ -117,6 +117,19 @@ RC=$?
 tail -25 "$OUT/pytest_cuda_fused.txt"
 check "tests/test_cuda_fused.py: $(tail -1 "$OUT/pytest_cuda_fused.txt" | sed 's/=//g;s/^ *//') (rc $RC)"
 
+section "tests/test_cuda_fused.py, DSCONV_FUSED_STAGE=3"
+# The same file with the cp.async pipeline kernel wherever its alignment holds (the tile-mode
+# shapes; the others still take the staging loops). Appended to the same file (8 files at most
+# come back from the device machine).
+if want pipetests; then
+  echo "===== DSCONV_FUSED_STAGE=3 =====" >>"$OUT/pytest_cuda_fused.txt"
+  DSCONV_FUSED_STAGE=3 timeout "$(budget 130 60)" $PY -m pytest tests/test_cuda_fused.py -q -p no:cacheprovider $XDIST \
+    --tb=short -rfE >>"$OUT/pytest_cuda_fused.txt" 2>&1
+  RC=$?
+  tail -15 "$OUT/pytest_cuda_fused.txt"
+  check "tests/test_cuda_fused.py (DSCONV_FUSED_STAGE=3): $(tail -1 "$OUT/pytest_cuda_fused.txt" | sed 's/=//g;s/^ *//') (rc $RC)"
+fi
+
 section "profile"
 # Why the kernels run at their speed, before changing them: Nsight Compute on a few
 # benchmark-sized calls (one profiled launch each after a warm-up; --clock-control none leaves the
@@ -165,8 +178,10 @@ if want bench; then
   LEFT=$(budget 240 20)
   BENCH_BUDGET=$((LEFT - 40))
   ((BENCH_BUDGET < 20)) && BENCH_BUDGET=20
-  timeout "$LEFT" $PY bench/gpu_bench.py --out "$OUT" --budget-s "$BENCH_BUDGET" --checks "$CHECKS"
-  check "bench: rc $? (budget ${BENCH_BUDGET} s)"
+  # DSCONV_BENCH_STAGE: the fused kernel's staging (DSCONV_FUSED_STAGE) for the benchmark only
+  env ${DSCONV_BENCH_STAGE:+DSCONV_FUSED_STAGE=$DSCONV_BENCH_STAGE} timeout "$LEFT" $PY bench/gpu_bench.py \
+    --out "$OUT" --budget-s "$BENCH_BUDGET" --checks "$CHECKS"
+  check "bench: rc $? (budget ${BENCH_BUDGET} s, DSCONV_FUSED_STAGE=${DSCONV_BENCH_STAGE:-default})"
 fi
 
 section "compute-sanitizer"

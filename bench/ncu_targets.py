@@ -8,6 +8,8 @@ The first GPU run (H200, 2026-11-26) measured the 3x3 depthwise kernels at 9-32%
 bandwidth and the fused separable kernel at 1.5-5%: neither memory- nor FMA-bound. These are the
 layers of bench/gpu_bench.py where that shows most (one call each, after one warm-up call).
 """
+import os
+
 import torch
 
 import dsconv_ext  # noqa: F401
@@ -24,23 +26,40 @@ def dw(shape, k, stride, layout, dtype):
     return lambda: ops.depthwise_conv2d(x, w, None, [stride, stride], p, [1, 1])
 
 
-def fused(shape, cout, dtype, layout):
+def fused(shape, cout, dtype, layout, env=None):
+    """env: DSCONV_FUSED_* settings for this call only (the op reads them at each call)."""
     x = torch.randn(shape, device="cuda", dtype=dtype)
     if layout == "cl":
         x = x.contiguous(memory_format=torch.channels_last)
     C = shape[1]
     dww = torch.randn(C, 1, 3, 3, device="cuda", dtype=dtype)
     pw = torch.randn(cout, C, 1, 1, device="cuda", dtype=dtype)
-    return lambda: ops.separable_conv2d(x, dww, None, pw, None, [1, 1], [1, 1, 1, 1], [1, 1], 2, 0)
+
+    def f():
+        old = {k: os.environ.get(k) for k in (env or {})}
+        os.environ.update(env or {})
+        try:
+            return ops.separable_conv2d(x, dww, None, pw, None, [1, 1], [1, 1, 1, 1], [1, 1], 2, 0)
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return f
 
 
+PIPE = {"DSCONV_FUSED_STAGE": "3"}
+# The plane / nhwc depthwise kernels were profiled in the second H200 session (2026-11-26, see
+# bench/results/gpu-h200-2026-11-26-b.md); these are the fused kernel's modes.
 CALLS = [
-    ("dw 32x144x56x56 k3 s1 nchw fp32", dw((32, 144, 56, 56), 3, 1, "nchw", torch.float32)),
-    ("dw 32x144x56x56 k3 s2 nchw fp32", dw((32, 144, 56, 56), 3, 2, "nchw", torch.float32)),
-    ("dw 32x144x56x56 k3 s1 cl fp16", dw((32, 144, 56, 56), 3, 1, "cl", torch.float16)),
-    ("fused 16x144x56x56 ->24 nchw fp16", fused((16, 144, 56, 56), 24, torch.float16, "nchw")),
-    ("fused 16x576x14x14 ->96 nchw fp16", fused((16, 576, 14, 14), 96, torch.float16, "nchw")),
-    ("fused 16x576x14x14 ->96 cl fp16", fused((16, 576, 14, 14), 96, torch.float16, "cl")),
+    ("fused 16x144x56x56 ->24 nchw fp16 (band)", fused((16, 144, 56, 56), 24, torch.float16, "nchw")),
+    ("fused 16x576x14x14 ->96 nchw fp16 (tile, staging loop)", fused((16, 576, 14, 14), 96, torch.float16, "nchw")),
+    ("fused 16x576x14x14 ->96 nchw fp16 (pipeline)", fused((16, 576, 14, 14), 96, torch.float16, "nchw", PIPE)),
+    ("fused 16x576x14x14 ->96 cl fp16 (pipeline)", fused((16, 576, 14, 14), 96, torch.float16, "cl", PIPE)),
+    ("fused 16x256x28x28 ->256 nchw fp16 (pipeline)", fused((16, 256, 28, 28), 256, torch.float16, "nchw", PIPE)),
+    ("fused 16x144x56x56 ->24 nchw fp16 (pipeline, tile 64)",
+     fused((16, 144, 56, 56), 24, torch.float16, "nchw", dict(PIPE, DSCONV_FUSED_TILE="64"))),
 ]
 
 if __name__ == "__main__":

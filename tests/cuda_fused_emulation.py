@@ -177,16 +177,136 @@ def stage_tile(a, X, x, img, ih_base, c0):
                         X.wr(cc * a["XCH"] + r * a["XP"] + col, load(c0 + cc, ih_base + r, iw_base + col))
 
 
-def dw_tile_run(a, Xc, X, wk, bias, j0, P, K, S):
-    """dw_tile_run: RUN outputs from the staged channel at offset Xc."""
+PIPE_MAX_SMEM = 160 * 1024
+LAST_PIPE = [0]  # whether the last emulate() call ran the pipeline mode
+
+
+def pipe_plan(a, in_offset):
+    """fused_pipe_plan (16-bit tile mode); in_offset: the input's storage offset in elements (the
+    data pointer's alignment: storages themselves are 256-byte aligned)."""
+    a.update(pipe=0, x_il=0, XS=0)
+    if a["tile_R"] <= 0 or a["nf"] <= 0 or a["C"] % 8:
+        return
+    if a["chan_inner"]:
+        if (in_offset * 2) % 16 or a["in_sc"] != 1 or a["in_sw"] % 8 or a["in_sh"] % 8 or a["in_sn"] % 8:
+            return
+        il, XS, XP, XCH = 1, 0, a["IWp"], 1
+        xe = a["IR"] * a["IWp"] * KC
+    else:
+        if (in_offset * 2) % 4 or a["in_sw"] != 1 or a["in_sh"] % 2 or a["in_sc"] % 2 or a["in_sn"] % 2 or a["W"] % 2:
+            return
+        il, XS = 0, a["pad_l"] & 1
+        XP = (a["IWp"] + XS + 1) // 2 * 2
+        XCH = a["IR"] * XP
+        XCH += (6 - XCH % 4) % 4
+        assert XCH % 4 == 2
+        xe = KC * XCH
+
+    def up32(b):
+        return (b + 31) // 32 * 32
+
+    xb, bb, wb = up32(xe * 2), up32(a["BN"] * LD16 * 2), up32(KC * a["taps"] * 4)
+    buf = xb + bb + wb + KC * 4
+    if 2 * buf > PIPE_MAX_SMEM:
+        return
+    a.update(pipe=1, x_il=il, XS=XS, XP=XP, XCH=XCH, pipe_xb=xb, pipe_bb=bb, pipe_wb=wb, pipe_buf=buf)
+
+
+def pipe_walk(a, tid):
+    """pipe_walk: a thread's first X copy unit and its steps per NT units."""
+    if a["x_il"]:
+        cols = a["IWp"]
+        pc, step = tid // 4, NT // 4
+        return dict(cols=cols, r0=pc // cols, c0=pc % cols, x0=0, dr=step // cols, dc=step % cols, dx=0)
+    cols = a["XP"] // 2
+    row, drow = tid // cols, NT // cols
+    return dict(cols=cols, c0=tid % cols, dc=NT % cols, x0=row // a["IR"], r0=row % a["IR"],
+                dx=drow // a["IR"], dr=drow % a["IR"])
+
+
+def pipe_issue(a, X, Bp, dwwp, dwbp, x, img, ih_base, c0, co0, pw_w, dw_w, dw_b):
+    """pipe_issue for all threads of a block: every copy unit aligned (4 / 16 bytes in global and
+    shared memory), all valid or all zero, each shared element written once."""
+    C, H, W, IR, IWp = a["C"], a["H"], a["W"], a["IR"], a["IWp"]
+    written = set()
+
+    def put(arr, i, v, tag):
+        assert (tag, i) not in written, f"{tag}: element {i} copied twice"
+        written.add((tag, i))
+        arr.wr(i, v)
+
+    for tid in range(NT):
+        w = pipe_walk(a, tid)
+        if a["x_il"]:
+            g = tid % 4
+            c = c0 + 8 * g
+            r, col = w["r0"], w["c0"]
+            for pc in range(tid // 4, IR * IWp, NT // 4):
+                assert (r, col) == divmod(pc, IWp), "pixel walk"
+                ih, iw = ih_base + r, col - a["pad_l"]
+                ok = c < C and 0 <= ih < H and 0 <= iw < W
+                dst = pc * KC + 8 * g
+                assert (dst * 2) % 16 == 0
+                src = img * a["in_sn"] + ih * a["in_sh"] + iw * a["in_sw"] + c
+                assert not ok or ((x.offset + src) * 2) % 16 == 0, "16-byte source alignment"
+                for e in range(8):
+                    put(X, dst + e, x.rd(src + e) if ok else 0.0, "X")
+                col, r = col + w["dc"], r + w["dr"]
+                if col >= w["cols"]:
+                    col, r = col - w["cols"], r + 1
+        else:
+            iwb = -a["pad_l"] - a["XS"]
+            assert iwb % 2 == 0
+            r, pr, cc = w["r0"], w["c0"], w["x0"]
+            for u in range(tid, KC * IR * w["cols"], NT):
+                row, p2 = divmod(u, w["cols"])
+                assert (cc, r, pr) == (row // IR, row % IR, p2), "pair walk"
+                c, ih, iw = c0 + cc, ih_base + r, iwb + 2 * pr
+                ok = c < C and 0 <= ih < H and 0 <= iw < W
+                dst = cc * a["XCH"] + r * a["XP"] + 2 * pr
+                assert dst % 2 == 0
+                src = img * a["in_sn"] + c * a["in_sc"] + ih * a["in_sh"] + iw
+                assert not ok or ((x.offset + src) * 2) % 4 == 0, "4-byte source alignment"
+                for e in range(2):
+                    if ok:
+                        assert iw + e < W, "pair straddles the right border"
+                    put(X, dst + e, x.rd(src + e) if ok else 0.0, "X")
+                pr += w["dc"]
+                carry = 0
+                if pr >= w["cols"]:
+                    pr, carry = pr - w["cols"], 1
+                r, cc = r + w["dr"] + carry, cc + w["dx"]
+                if r >= IR:
+                    r, cc = r - IR, cc + 1
+        g = tid % 4
+        c = c0 + 8 * g
+        for nn in range(tid // 4, a["BN"], NT // 4):
+            co = co0 + nn
+            ok = co < a["Cout"] and c < C
+            assert ((nn * LD16 + 8 * g) * 2) % 16 == 0 and (co * C + c) % 8 == 0
+            for e in range(8):
+                put(Bp, nn * LD16 + 8 * g + e, pw_w[co * C + c + e] if ok else 0.0, "B")
+        taps = a["taps"]
+        for u in range(tid, KC * taps // 4, NT):
+            ok = 4 * u < (C - c0) * taps
+            for e in range(4):
+                put(dwwp, 4 * u + e, dw_w[c0 * taps + 4 * u + e] if ok else 0.0, "dww")
+        if tid < KC // 4:
+            ok = dw_b is not None and c0 + 4 * tid < C
+            for e in range(4):
+                put(dwbp, 4 * tid + e, dw_b[c0 + 4 * tid + e] if ok else 0.0, "dwb")
+
+
+def dw_tile_run(a, Xc, X, wk, bias, j0, P, K, S, ws=1, rs=None):
+    """dw_tile_run: RUN outputs from the staged channel at offset Xc (column / row strides ws / rs)."""
     r = [bias] * RUN
     orow, ow = j0 // a["OW"], j0 % a["OW"]
-    XP = a["XP"]
+    XP = a["XP"] if rs is None else rs
     if j0 + RUN <= P and ow + RUN <= a["OW"]:
         L = (RUN - 1) * S + K
-        p0 = Xc + orow * S * XP + ow * S
+        p0 = Xc + orow * S * XP + ow * S * ws
         for kh in range(K):
-            xr = [X.rd(p0 + kh * XP + i) for i in range(L)]
+            xr = [X.rd(p0 + kh * XP + i * ws) for i in range(L)]
             for kw in range(K):
                 for i in range(RUN):
                     r[i] += wk[kh * K + kw] * xr[i * S + kw]
@@ -194,10 +314,10 @@ def dw_tile_run(a, Xc, X, wk, bias, j0, P, K, S):
         return [act_fn(v, a["act"]) for v in r]
     for i in range(RUN):
         if j0 + i < P:
-            p0 = Xc + orow * S * XP + ow * S
+            p0 = Xc + orow * S * XP + ow * S * ws
             for kh in range(K):
                 for kw in range(K):
-                    r[i] += wk[kh * K + kw] * X.rd(p0 + kh * XP + kw)
+                    r[i] += wk[kh * K + kw] * X.rd(p0 + kh * XP + kw * ws)
             r[i] = act_fn(r[i], a["act"])
         else:
             r[i] = 0.0
@@ -316,17 +436,29 @@ def run_block(a, bx, by, tc, K, S, x, dw_w, dw_b, pw_w, pw_b, out, written):
                     co, c = co0 + nn, c0 + kk
                     B.wr(kk * LDB32 + nn, pw_w[co * C + c] if (co < Cout and c < C) else 0.0)
         if tile:
-            X = Smem(KC * a["XCH"])  # poisoned: the compute below may read only what staging wrote
-            stage_tile(a, X, x, img, oh0 * S - a["pad_t"], c0)
+            xdw, xdb = dww, dwb
+            if a.get("pipe"):
+                # the pipeline kernel's buffers (fresh and poisoned: double buffering only times)
+                assert tc and a["pipe_xb"] % 32 == 0 and a["pipe_bb"] % 32 == 0 and a["pipe_buf"] % 32 == 0
+                X = Smem(a["pipe_xb"] // 2)
+                B = Smem(a["pipe_bb"] // 2)
+                xdw, xdb = Smem(a["pipe_wb"] // 4), Smem(KC)
+                pipe_issue(a, X, B, xdw, xdb, x, img, oh0 * S - a["pad_t"], c0, co0, pw_w, dw_w, dw_b)
+                ws, rs = (KC, a["XP"] * KC) if a["x_il"] else (1, a["XP"])
+            else:
+                X = Smem(KC * a["XCH"])  # poisoned: the compute below may read only what staging wrote
+                stage_tile(a, X, x, img, oh0 * S - a["pad_t"], c0)
+                ws, rs = 1, a["XP"]
             for warp in range(NT // 32):
                 for lane in range(32):
-                    wk = [dww.rd(lane * K * K + t) for t in range(K * K)]
-                    bias = dwb.rd(lane)
+                    wk = [xdw.rd(lane * K * K + t) for t in range(K * K)]
+                    bias = xdb.rd(lane)
+                    xoff = (lane if a["x_il"] else lane * a["XCH"] + a["XS"]) if a.get("pipe") else lane * a["XCH"]
                     for t in range(tasks):
                         j0 = (warp + t * (NT // 32)) * RUN
                         v = [0.0] * RUN
                         if j0 < P and c0 + lane < C:
-                            v = dw_tile_run(a, lane * a["XCH"], X, wk, bias, j0, P, K, S)
+                            v = dw_tile_run(a, xoff, X, wk, bias, j0, P, K, S, ws, rs)
                         base = lane * (LDA16 if tc else LDA32) + j0
                         assert base % 4 == 0, "4-element vector store alignment"
                         for i in range(RUN):
@@ -409,7 +541,7 @@ def store(out, written, off, v):
 
 
 def emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl, min_blocks=264, tile_mode=0,
-            sms=132, stage2=False):
+            sms=132, stage2=False, pipe=False):
     """The fused kernel's output (float64) for input x (any strides), pad = (t, b, l, r)."""
     N, C, H, W = x.shape
     Cout = pw_w.shape[0]
@@ -424,6 +556,9 @@ def emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl
              stage2=stage2)
     a["in_sn"], a["in_sc"], a["in_sh"], a["in_sw"] = x.stride()
     a["chan_inner"] = int(x.stride(1) == 1 and C > 1)
+    a["pipe"] = 0
+    if pipe and tc:
+        pipe_plan(a, x.storage_offset())
     out = out_buffer((N, Cout, OH, OW), out_cl)
     a["out_sn"], a["out_sc"], osh, a["out_sq"] = out.strides
     assert OH == 1 or osh == OW * a["out_sq"]
@@ -437,6 +572,7 @@ def emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl
     pw = pw_w.double().reshape(Cout, C).flatten().tolist()
     pb = None if pw_b is None else pw_b.double().tolist()
     written = set()
+    LAST_PIPE[0] = a["pipe"]
     if a["tile_R"]:
         assert K > 0 and S > 0
     for bx in range(a["grid_x"]):
@@ -469,6 +605,10 @@ CASES = [
     ((1, 12, 6, 30), 12, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), 3, 2, "view", True),  # sliding window 5x5 s1
     ((5, 36, 5, 6), 100, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2, 0, "cl", True),  # bands span images (30 px)
     ((3, 8, 2, 2), 8, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1, 1, "nchw", True),  # tiny images, OH = OW = 1
+    # the cp.async pipeline (stage 3): channels-major pairs with the odd-padding shift, chunk tail
+    ((2, 40, 9, 10), 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2, 0, "nchw", True),
+    ((1, 8, 10, 12), 16, (7, 7), (1, 1), (3, 3, 3, 3), (1, 1), 0, 0, "nchw", False),  # 7x7, XS = 1
+    ((1, 16, 9, 20), 24, (5, 5), (2, 2), (2, 2, 2, 2), (1, 1), 3, 1, "cl", True),  # pixel-major, stride 2
 ]
 
 
@@ -495,20 +635,26 @@ def check_case(shape, Cout, k, stride, pad, dil, act, pw_act, layout, bias, seed
     errs["fast_runs"] = errs["tile_runs"] = 0
     # bands (0); automatic with the most rows that fit (-1 with 1 SM) and with the rows halved for
     # 132 SMs (-1); tiles forced on every eligible shape, most rows (64)
-    # (64, 1, True): the same with staging variant 2 (DSCONV_FUSED_STAGE=2)
-    for tile_mode, sms, stage2 in ((0, 132, False), (-1, 1, False), (-1, 132, False), (64, 1, False), (64, 1, True)):
-        for tc in (True, False):
+    # (64, 1, True): the same with staging variant 2 (DSCONV_FUSED_STAGE=2); stage 3: the cp.async
+    # pipeline where it applies (16-bit, aligned), forced tiles and automatic
+    for tile_mode, sms, stage in ((0, 132, 1), (-1, 1, 1), (-1, 132, 1), (64, 1, 1), (64, 1, 2), (64, 1, 3),
+                                  (-1, 132, 3)):
+        stage2, pipe = stage >= 2, stage == 3
+        for tc in ((True,) if pipe else (True, False)):
             for out_cl in (False, True):
                 # the 16-bit N tile: split to the narrowest (many blocks wanted) and to the widest
                 got, fast, R = emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl,
-                                       min_blocks=264 if out_cl else 0, tile_mode=tile_mode, sms=sms, stage2=stage2)
+                                       min_blocks=264 if out_cl else 0, tile_mode=tile_mode, sms=sms, stage2=stage2,
+                                       pipe=pipe)
                 errs["tile_runs" if R else "fast_runs"] += fast
                 if tile_mode:
                     errs.setdefault("tile_R", set()).add(R)
                 assert got.shape == ref.shape
                 err = ((got - ref).norm() / ref.norm()).item()
                 name = (("tc" if tc else "fp32") + ("_cl" if out_cl else "") + (f"_tile{tile_mode}" if tile_mode else "")
-                        + ("_stage2" if stage2 else ""))
+                        + (f"_stage{stage}" if stage > 1 else ""))
+                if pipe and R:
+                    errs["pipe_blocks"] = errs.get("pipe_blocks", 0) + int(got is not None and LAST_PIPE[0])
                 assert err < 1e-12, f"{name}: rel err {err}"
                 errs[name] = err
     return errs
@@ -521,6 +667,8 @@ def run_all(verbose=True):
             print(case, {k: (f"{v:.1e}" if isinstance(v, float) else v) for k, v in errs.items()})
         if case[2] in ((5, 5), (7, 7)) and case[3][0] == case[3][1] or case[0] == (1, 40, 9, 11):  # sliding window ran
             assert errs["fast_runs"] > 0, case
+        if case in CASES[-3:]:  # the pipeline cases ran it
+            assert errs.get("pipe_blocks", 0) > 0, case
 
 
 if __name__ == "__main__":

@@ -174,16 +174,56 @@ def test_forward_matches_composition(case, layout, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))
-@pytest.mark.parametrize("mode", ["0", "1", "3", "3s2"], ids=["bands", "tile1", "tile3", "tile3-stage2"])
-def test_band_and_tile_modes(mode, dtype):
+@pytest.mark.parametrize("tile,stage", [("0", "2"), ("1", "2"), ("3", "2"), ("3", "1"), ("3", "3"), ("64", "3")],
+                         ids=["bands", "tile1", "tile3", "tile3-stage1", "tile3-pipe", "tile64-pipe"])
+def test_band_and_tile_modes(tile, stage, dtype):
     """DSCONV_FUSED_TILE: the band mode forced on shapes the tile mode would take, and the tile
-    mode with at most 1 / 3 output rows per block (the default picks the rows by the SM count);
-    "s2": with the staging variant 2 (DSCONV_FUSED_STAGE=2)."""
-    with env("DSCONV_FUSED_TILE", mode[0]), env("DSCONV_FUSED_STAGE", "2" if mode.endswith("s2") else "1"):
+    mode with at most 1 / 3 / 64 output rows per block (the default picks the rows by the SM
+    count); DSCONV_FUSED_STAGE: the tile's staging loop (1: the first, 2: division-free, the
+    default) or 3, the cp.async pipeline on the shapes whose alignment allows it."""
+    with env("DSCONV_FUSED_TILE", tile), env("DSCONV_FUSED_STAGE", stage):
         for case in TILE_CASES:
             shape, Cout, k, s, p, d = case
             for layout in LAYOUTS:
-                check(shape, Cout, k, s, p, d, "relu6", None, layout, dtype, key=mode[0])
+                check(shape, Cout, k, s, p, d, "relu6", None, layout, dtype, key=tile)
+
+
+def kernel_launches(calls, name):
+    """Launches of CUDA kernels whose name contains `name` while running calls."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for c in calls:
+            c()
+        torch.cuda.synchronize()
+    return sum(e.count for e in prof.key_averages() if name in e.key)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+def test_pipeline_mode(dtype):
+    """DSCONV_FUSED_STAGE=3: the cp.async pipeline kernel runs where its alignment holds (C % 8,
+    even W and strides for NCHW; multiples of 8 for channels_last), matches the composition, and
+    leaves the other shapes to the staging loops."""
+    gen = torch.Generator().manual_seed(5)
+    with env("DSCONV_FUSED_STAGE", "3"), env("DSCONV_FUSED_TILE", "64"):
+        for layout in ("nchw", "channels_last"):
+            for k in (3, 5, 7):
+                for s in (1, 2):
+                    for shape, Cout in (((2, 72, 14, 14), 40), ((1, 264, 10, 12), 300)):
+                        check(shape, Cout, (k, k), (s, s), (k // 2,) * 4, (1, 1), "relu6", "relu", layout, dtype,
+                              key=f"pipe{k}{s}")
+                        x = make(shape, layout, dtype, gen)
+                        dw, pw, db, pb = weights(shape[1], Cout, (k, k), dtype, gen)
+                        call = lambda: run(x, dw, pw, db, pb, (s, s), (k // 2,) * 4, (1, 1), "relu6", None)  # noqa: E731
+                        assert kernel_launches([call], "fused_kernel_pipe") == 1, (layout, k, s, shape)
+        # not eligible: C % 8 != 0, odd W (NCHW), fp32
+        for shape, layout, dt in (((1, 36, 10, 10), "nchw", dtype), ((1, 40, 9, 9), "nchw", dtype),
+                                  ((1, 40, 10, 10), "nchw", torch.float32)):
+            x = make(shape, layout, dt, gen)
+            dw, pw, db, pb = weights(shape[1], 24, (3, 3), dt, gen)
+            call = lambda: run(x, dw, pw, db, pb, (1, 1), (1,) * 4, (1, 1), "relu6", None)  # noqa: E731
+            assert kernel_launches([call], "fused_kernel_pipe") == 0, shape
+            assert kernel_launches([call], "fused_kernel") == 1, shape
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))

@@ -48,8 +48,16 @@ struct FusedArgs {
   // (zero padded) in dynamic shared memory: X[KC][IR][XP], channel pitch XCH elements.
   int tile_R, tiles_img;  // output rows per block; blocks per image (ceil(OH / tile_R))
   int IR, IWp, XP, XCH;   // staged rows ((tile_R - 1) * S + K), columns ((OW - 1) * S + K), pitches
-  int x_bytes;            // dynamic shared memory of X
-  int stage2;             // 1: staging variant 2 (DSCONV_FUSED_STAGE=2; not yet run on a GPU)
+  int x_bytes;            // dynamic shared memory of the launch (X; pipeline mode: both buffers)
+  int stage2;             // 1: the division-free staging loop (DSCONV_FUSED_STAGE=2)
+  // Pipeline mode (pipe = 1; 16-bit tile mode with aligned operands, see fused_pipe_plan): each
+  // chunk's input rows, pointwise weights, depthwise weights and bias are copied into shared
+  // memory with cp.async (no registers, no per-element index math), two buffers deep, so chunk
+  // i + 1's copies fly while chunk i computes. X holds channels-major planes as above (the
+  // element of input column iw at column iw + pad_l + XS, XS making pairs 4-byte aligned) or, for
+  // channels-innermost input (x_il = 1), pixel-major rows: X[IR][IWp][KC].
+  int pipe, x_il, XS;
+  int pipe_xb, pipe_bb, pipe_wb, pipe_buf;  // bytes: X, B, dw weights, one whole buffer (+ bias)
   int64_t grid_x;         // blocks along grid.x: bands, or N * tiles_img in tile mode
   int act, pw_act;
   const void* in;     // T, strides above
@@ -138,6 +146,45 @@ inline void fused_plan(FusedArgs& a, int64_t N, int elem_bytes, int64_t min_bloc
     a.nf = 0;
     a.BN = kFusedBN32;
   }
+}
+
+constexpr int kFusedPipeMaxSmem = 160 * 1024;  // pipeline mode: both buffers (+ ~13 KiB static)
+
+// Pipeline mode (see FusedArgs) for a 16-bit tile-mode plan whose pointers and strides are set:
+// every copy a whole aligned 4-byte pair (channels-major input: unit column stride, even row,
+// channel and image strides, even W so no pair straddles the right border; the column shift XS
+// aligns the left one) or 16-byte group of 8 channels (channels-innermost: C and all strides
+// multiples of 8), so each copy is all valid or all zero-filled. C % 8 == 0 for the pointwise
+// rows and the chunk tails of the weights. Leaves pipe = 0 (the staging loops) otherwise.
+inline void fused_pipe_plan(FusedArgs& a) {
+  a.pipe = a.x_il = a.XS = 0;
+  a.pipe_xb = a.pipe_bb = a.pipe_wb = a.pipe_buf = 0;
+  if (a.tile_R <= 0 || a.nf <= 0 || a.C % 8 != 0) return;
+  const auto al = [](const void* p, int n) { return reinterpret_cast<uintptr_t>(p) % n == 0; };
+  if (!al(a.pw_w, 16) || !al(a.dw_w, 16) || (a.dw_b && !al(a.dw_b, 16))) return;
+  int il = 0, XS = 0, XP = a.XP, XCH = a.XCH;
+  int64_t xe;  // X elements of one buffer
+  if (a.chan_inner) {
+    if (!al(a.in, 16) || a.in_sc != 1 || a.in_sw % 8 || a.in_sh % 8 || a.in_sn % 8) return;
+    il = 1, XP = a.IWp, XCH = 1;
+    xe = int64_t(a.IR) * a.IWp * kFusedKC;
+  } else {
+    if (!al(a.in, 4) || a.in_sw != 1 || a.in_sh % 2 || a.in_sc % 2 || a.in_sn % 2 || a.W % 2) return;
+    XS = a.pad_l & 1;
+    XP = (a.IWp + XS + 1) / 2 * 2;
+    XCH = a.IR * XP;
+    XCH += (6 - XCH % 4) % 4;  // 2 mod 4: lanes (channels) in distinct banks, as the staging loops
+    xe = int64_t(kFusedKC) * XCH;
+  }
+  const auto up32 = [](int64_t b) { return (b + 31) / 32 * 32; };  // WMMA: 32-byte aligned B
+  const int64_t xb = up32(xe * 2), bb = up32(int64_t(a.BN) * (kFusedKC + 8) * 2),
+                wb = up32(int64_t(kFusedKC) * a.taps * 4);
+  const int64_t buf = xb + bb + wb + kFusedKC * 4;
+  if (2 * buf > kFusedPipeMaxSmem) return;
+  a.pipe = 1, a.x_il = il, a.XS = XS, a.XP = XP, a.XCH = XCH;
+  a.pipe_xb = static_cast<int>(xb), a.pipe_bb = static_cast<int>(bb), a.pipe_wb = static_cast<int>(wb);
+  a.pipe_buf = static_cast<int>(buf);
+  a.x_bytes = static_cast<int>(2 * buf);
 }
 
 // T: float, __half or __nv_bfloat16. Enqueues on `stream`; returns the launch error, if any.

@@ -328,22 +328,24 @@ __device__ __forceinline__ void stage_tile(const FusedArgs& a, XT<T>* X, const X
 // Tile mode: depthwise outputs (bias, act) of tile pixels j0 .. j0 + RUN - 1 (zero beyond P) from
 // the staged channel Xc (pixel j = output row j / OW of the tile, column j % OW; its window starts
 // at staged row (j / OW) * S, column (j % OW) * S). j0 is warp-uniform, so are both branches.
+// ws / rs: the staged tile's column and row strides (channels-major planes: 1 / XP; the pipeline
+// mode's pixel-major rows: KC / IWp * KC).
 template <typename T, int K, int S>
-__device__ __forceinline__ float4 dw_tile_run(const FusedArgs& a, const XT<T>* Xc, const float* wk, float bias, int j0,
-                                              int P) {
+__device__ __forceinline__ float4 dw_tile_run(const FusedArgs& a, const XT<T>* Xc, int ws, int rs, const float* wk,
+                                              float bias, int j0, int P) {
   float r[RUN];
 #pragma unroll
   for (int i = 0; i < RUN; ++i) r[i] = bias;
   int orow = j0 / a.OW, ow = j0 - orow * a.OW;
   if (j0 + RUN <= P && ow + RUN <= a.OW) {  // one row segment: sliding window
     constexpr int L = (RUN - 1) * S + K;
-    const XT<T>* p0 = Xc + orow * S * a.XP + ow * S;
+    const XT<T>* p0 = Xc + orow * S * rs + ow * S * ws;
     // 7x7: rows one at a time (unrolled, the loads of all rows are hoisted: 160 registers).
 #pragma unroll(K == 7 ? 1 : K)
     for (int kh = 0; kh < K; ++kh) {
       float xr[L];
 #pragma unroll
-      for (int i = 0; i < L; ++i) xr[i] = x_to_float<T>(p0[kh * a.XP + i]);
+      for (int i = 0; i < L; ++i) xr[i] = x_to_float<T>(p0[kh * rs + i * ws]);
 #pragma unroll
       for (int kw = 0; kw < K; ++kw)
 #pragma unroll
@@ -355,11 +357,11 @@ __device__ __forceinline__ float4 dw_tile_run(const FusedArgs& a, const XT<T>* X
 #pragma unroll
     for (int i = 0; i < RUN; ++i) {
       if (j0 + i < P) {
-        const XT<T>* p0 = Xc + orow * S * a.XP + ow * S;
+        const XT<T>* p0 = Xc + orow * S * rs + ow * S * ws;
 #pragma unroll(K == 7 ? 1 : K)
         for (int kh = 0; kh < K; ++kh)
 #pragma unroll
-          for (int kw = 0; kw < K; ++kw) r[i] = fmaf(wk[kh * K + kw], x_to_float<T>(p0[kh * a.XP + kw]), r[i]);
+          for (int kw = 0; kw < K; ++kw) r[i] = fmaf(wk[kh * K + kw], x_to_float<T>(p0[kh * rs + kw * ws]), r[i]);
         r[i] = finish<T>(r[i], a.act);
       } else {
         r[i] = 0.f;
@@ -368,6 +370,61 @@ __device__ __forceinline__ float4 dw_tile_run(const FusedArgs& a, const XT<T>* X
     }
   }
   return make_float4(r[0], r[1], r[2], r[3]);
+}
+
+using FragAcc = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float>;
+
+// fp16/bf16: one chunk's A (BP x KC, channel-major) times B (KC x BN, output-channel-major) into
+// the warp's accumulators: warp (wm, wn) owns pixels wm*16 .. +15 and nf fragments of 16 output
+// channels from (wn * nf) * 16.
+template <typename AT>
+__device__ __forceinline__ void gemm_chunk16(FragAcc (&acc16)[8], const AT* As, const AT* Bs, int nf, int wm, int wn) {
+  using namespace nvcuda;
+#pragma unroll
+  for (int k = 0; k < KC; k += 16) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, AT, wmma::col_major> fa;
+    wmma::load_matrix_sync(fa, As + k * LDA16 + wm * 16, LDA16);
+#pragma unroll
+    for (int f = 0; f < 8; ++f) {
+      if (f < nf) {
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, AT, wmma::col_major> fb;
+        wmma::load_matrix_sync(fb, Bs + (wn * nf + f) * 16 * LD16 + k, LD16);
+        wmma::mma_sync(acc16[f], fa, fb, acc16[f]);
+      }
+    }
+  }
+}
+
+// fp16/bf16 epilogue: + pw bias, pw act, store each accumulator fragment through the warp's
+// staging area st (256 floats); out_off[j]: output offset of tile / band pixel j (64-bit).
+template <typename T>
+__device__ __forceinline__ void epilogue16(const FusedArgs& a, FragAcc (&acc16)[8], float* st, const int64_t* out_off,
+                                           int co0, int P, int wm, int wn, int lane) {
+  using namespace nvcuda;
+  T* out = static_cast<T*>(a.out);
+#pragma unroll
+  for (int f = 0; f < 8; ++f) {
+    const int cb = co0 + (wn * a.nf + f) * 16;  // first output channel of the fragment
+    if (f < a.nf && cb < a.Cout) {              // warp-uniform
+      // Stage so that consecutive lanes write consecutive addresses: pixels fastest for NCHW
+      // output (element (row, col) at col*16 + row), channels fastest for channels_last.
+      wmma::store_matrix_sync(st, acc16[f], 16, a.out_cl ? wmma::mem_row_major : wmma::mem_col_major);
+      __syncwarp();
+#pragma unroll
+      for (int r = 0; r < 8; ++r) {
+        const int e = lane + 32 * r;
+        const int row = a.out_cl ? e / 16 : e % 16, col = a.out_cl ? e % 16 : e / 16;
+        const int j = wm * 16 + row, co = cb + col;
+        if (j < P && co < a.Cout) {
+          float v = st[e];
+          if (a.pw_b) v += __ldg(a.pw_b + co);
+          v = finish<T>(v, a.pw_act);
+          out[out_off[j] + int64_t(co) * a.out_sc] = from_float<T>(v);
+        }
+      }
+      __syncwarp();
+    }
+  }
 }
 
 // TILE: tile mode (see FusedArgs; K > 0 and S > 0 only); otherwise the band mode.
@@ -419,14 +476,12 @@ __global__ void __launch_bounds__(NT) fused_kernel(const FusedArgs a) {
   const int wm = warp % 4, wn = warp / 4;  // 16-bit: warp's 16-row M tile and N half
   const int tx = tid % 16, ty = tid / 16;  // fp32: 4 pixels x 8 output channels per thread
 
-  using namespace nvcuda;
-  using FragAcc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
   using AT = typename std::conditional<kTC, T, __half>::type;  // fragment type (unused for fp32)
   FragAcc acc16[8];
   float acc32[4][8];
   if constexpr (kTC) {
 #pragma unroll
-    for (int f = 0; f < 8; ++f) wmma::fill_fragment(acc16[f], 0.f);
+    for (int f = 0; f < 8; ++f) nvcuda::wmma::fill_fragment(acc16[f], 0.f);
   } else {
 #pragma unroll
     for (int i = 0; i < 4; ++i)
@@ -475,7 +530,7 @@ __global__ void __launch_bounds__(NT) fused_kernel(const FusedArgs a) {
       for (int t = 0; t < kTasks; ++t) {
         const int j0 = (warp + t * (NT / 32)) * RUN;
         float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (j0 < P && c0 + lane < a.C) v = dw_tile_run<T, K, S>(a, Xc, wk, bias, j0, P);
+        if (j0 < P && c0 + lane < a.C) v = dw_tile_run<T, K, S>(a, Xc, 1, a.XP, wk, bias, j0, P);
         if constexpr (kTC) {
           st4(sm.g.a + lane * LDA16 + j0, v);
         } else {
@@ -500,19 +555,7 @@ __global__ void __launch_bounds__(NT) fused_kernel(const FusedArgs a) {
     __syncthreads();
     // A (BP x KC) x B (KC x BN) into the accumulators.
     if constexpr (kTC) {
-#pragma unroll
-      for (int k = 0; k < KC; k += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, AT, wmma::col_major> fa;
-        wmma::load_matrix_sync(fa, sm.g.a + k * LDA16 + wm * 16, LDA16);
-#pragma unroll
-        for (int f = 0; f < 8; ++f) {
-          if (f < a.nf) {
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, AT, wmma::col_major> fb;
-            wmma::load_matrix_sync(fb, sm.g.b + (wn * a.nf + f) * 16 * LD16 + k, LD16);
-            wmma::mma_sync(acc16[f], fa, fb, acc16[f]);
-          }
-        }
-      }
+      gemm_chunk16<AT>(acc16, sm.g.a, sm.g.b, a.nf, wm, wn);
     } else {
       if (co0 + ty * 8 < a.Cout) {
 #pragma unroll 4
@@ -534,30 +577,7 @@ __global__ void __launch_bounds__(NT) fused_kernel(const FusedArgs a) {
   // Epilogue: + pw bias, pw act, store (64-bit offsets).
   T* out = static_cast<T*>(a.out);
   if constexpr (kTC) {
-    float* st = sm.g.stage + warp * 256;
-#pragma unroll
-    for (int f = 0; f < 8; ++f) {
-      const int cb = co0 + (wn * a.nf + f) * 16;  // first output channel of the fragment
-      if (f < a.nf && cb < a.Cout) {              // warp-uniform
-        // Stage so that consecutive lanes write consecutive addresses: pixels fastest for NCHW
-        // output (element (row, col) at col*16 + row), channels fastest for channels_last.
-        wmma::store_matrix_sync(st, acc16[f], 16, a.out_cl ? wmma::mem_row_major : wmma::mem_col_major);
-        __syncwarp();
-#pragma unroll
-        for (int r = 0; r < 8; ++r) {
-          const int e = lane + 32 * r;
-          const int row = a.out_cl ? e / 16 : e % 16, col = a.out_cl ? e % 16 : e / 16;
-          const int j = wm * 16 + row, co = cb + col;
-          if (j < P && co < a.Cout) {
-            float v = st[e];
-            if (a.pw_b) v += __ldg(a.pw_b + co);
-            v = finish<T>(v, a.pw_act);
-            out[sm.out_off[j] + int64_t(co) * a.out_sc] = from_float<T>(v);
-          }
-        }
-        __syncwarp();
-      }
-    }
+    epilogue16<T>(a, acc16, sm.g.stage + warp * 256, sm.out_off, co0, P, wm, wn, lane);
   } else {
 #pragma unroll
     for (int m = 0; m < 8; ++m) {
@@ -573,6 +593,177 @@ __global__ void __launch_bounds__(NT) fused_kernel(const FusedArgs a) {
   }
 }
 
+// ---- Pipeline mode (16-bit tile mode with aligned operands: a.pipe, see FusedArgs) ----
+// ncu on the H200 (2026-11-26) put the tile kernel at ~2000 warp-instructions per chunk and warp
+// for 576->96 at 14x14: scalar 2-byte loads of the pointwise weights and of the input rows, each
+// with its own index math, in several dependent rounds per chunk. Here each chunk is a handful of
+// 4- or 16-byte cp.async copies per thread, issued one chunk ahead into the other buffer.
+
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, bool ok) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src), "r"(ok ? 4 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool ok) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(ok ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+template <typename T>
+struct SmemPipe {
+  __align__(32) T a[KC * LDA16];
+  float stage[(NT / 32) * 256];
+  int64_t out_off[BP];
+};
+
+// A thread's copy units of X repeat every chunk: its first unit's position, and the steps that
+// move it on by NT units, computed once (no division per copy).
+struct PipeWalk {
+  int r0, c0, x0;   // first unit: staged row, column (pair or pixel), channel (planes only)
+  int dr, dc, dx;   // steps per NT units (row, column, channel)
+  int cols;         // columns per staged row: pairs (planes) or pixels (pixel-major)
+};
+
+__device__ __forceinline__ PipeWalk pipe_walk(const FusedArgs& a, int tid) {
+  PipeWalk w;
+  if (a.x_il) {  // units (pixel, group of 8 channels); a thread's group is tid % 4 (NT % 4 == 0)
+    w.cols = a.IWp;
+    const int pc = tid / 4, step = NT / 4;
+    w.r0 = pc / w.cols, w.c0 = pc - w.r0 * w.cols, w.x0 = 0;
+    w.dr = step / w.cols, w.dc = step - w.dr * w.cols, w.dx = 0;
+  } else {  // units (channel, row, pair of columns)
+    w.cols = a.XP / 2;
+    const int row = tid / w.cols, drow = NT / w.cols;
+    w.c0 = tid - row * w.cols, w.dc = NT - drow * w.cols;
+    w.x0 = row / a.IR, w.r0 = row - w.x0 * a.IR;
+    w.dx = drow / a.IR, w.dr = drow - w.dx * a.IR;
+  }
+  return w;
+}
+
+// Issues chunk c0's copies into buffer `buf` (X | B | dw weights | dw bias); every element the
+// compute reads is written, zero where outside the input, beyond C or beyond Cout.
+template <typename T>
+__device__ __forceinline__ void pipe_issue(const FusedArgs& a, unsigned char* buf, const XT<T>* inx, int ih_base,
+                                           int c0, int co0, int tid, const PipeWalk& w) {
+  XT<T>* X = reinterpret_cast<XT<T>*>(buf);
+  if (a.x_il) {
+    const int g = tid % 4, c = c0 + 8 * g;
+    const bool cok = c < a.C;
+    int r = w.r0, col = w.c0;
+    for (int pc = tid / 4; pc < a.IR * a.IWp; pc += NT / 4) {
+      const int ih = ih_base + r, iw = col - a.pad_l;
+      const bool ok = cok && ih >= 0 && ih < a.H && iw >= 0 && iw < a.W;
+      const XT<T>* src = ok ? inx + int64_t(ih) * a.in_sh + int64_t(iw) * a.in_sw + c : inx;
+      cp_async16(X + pc * KC + 8 * g, src, ok);
+      col += w.dc, r += w.dr;
+      if (col >= w.cols) col -= w.cols, ++r;
+    }
+  } else {
+    const int iwb = -a.pad_l - a.XS;  // input column of staged column 0 (even)
+    int r = w.r0, pr = w.c0, cc = w.x0;
+    for (int u = tid; u < KC * a.IR * w.cols; u += NT) {
+      const int c = c0 + cc, ih = ih_base + r, iw = iwb + 2 * pr;
+      // iw even and W even: the pair (iw, iw + 1) is all inside or all outside the row
+      const bool ok = c < a.C && ih >= 0 && ih < a.H && iw >= 0 && iw < a.W;
+      const XT<T>* src = ok ? inx + int64_t(c) * a.in_sc + int64_t(ih) * a.in_sh + iw : inx;
+      cp_async4(X + cc * a.XCH + r * a.XP + 2 * pr, src, ok);
+      pr += w.dc;
+      int carry = 0;
+      if (pr >= w.cols) pr -= w.cols, carry = 1;
+      r += w.dr + carry, cc += w.dx;
+      if (r >= a.IR) r -= a.IR, ++cc;
+    }
+  }
+  // Pointwise weights B[nn][kk] (pitch LD16) of output channels co0 + nn, channels c0 + kk.
+  unsigned short* Bs = reinterpret_cast<unsigned short*>(buf + a.pipe_xb);
+  const unsigned short* pw = static_cast<const unsigned short*>(a.pw_w);
+  {
+    const int g = tid % 4, c = c0 + 8 * g;
+    for (int nn = tid / 4; nn < a.BN; nn += NT / 4) {
+      const int co = co0 + nn;
+      const bool ok = co < a.Cout && c < a.C;
+      cp_async16(Bs + nn * LD16 + 8 * g, ok ? pw + int64_t(co) * a.C + c : pw, ok);
+    }
+  }
+  // Depthwise weights [KC][taps] and bias [KC] (float; C % 8 == 0, so a 4-float group is all in).
+  float* dww = reinterpret_cast<float*>(buf + a.pipe_xb + a.pipe_bb);
+  const int wvalid = (a.C - c0) * a.taps;
+  for (int u = tid; u < KC * a.taps / 4; u += NT) {
+    const bool ok = 4 * u < wvalid;
+    cp_async16(dww + 4 * u, ok ? a.dw_w + int64_t(c0) * a.taps + 4 * u : a.dw_w, ok);
+  }
+  if (tid < KC / 4) {
+    float* dwb = reinterpret_cast<float*>(buf + a.pipe_xb + a.pipe_bb + a.pipe_wb);
+    const bool ok = a.dw_b != nullptr && c0 + 4 * tid < a.C;
+    cp_async16(dwb + 4 * tid, ok ? a.dw_b + c0 + 4 * tid : a.dw_w, ok);
+  }
+}
+
+template <typename T, int K, int S>
+__global__ void __launch_bounds__(NT) fused_kernel_pipe(const FusedArgs a) {
+  __shared__ SmemPipe<T> sm;
+  extern __shared__ __align__(128) unsigned char fused_pipe_smem[];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int wm = warp % 4, wn = warp / 4;
+  const int64_t img = int64_t(blockIdx.x) / a.tiles_img;
+  const int oh0 = static_cast<int>(int64_t(blockIdx.x) - img * a.tiles_img) * a.tile_R;
+  const int P = (a.OH - oh0 < a.tile_R ? a.OH - oh0 : a.tile_R) * a.OW;
+  const int co0 = static_cast<int>(blockIdx.y) * a.BN;
+  if (tid < BP) {
+    const int q = oh0 * a.OW + (tid < P ? tid : 0);
+    sm.out_off[tid] = img * a.out_sn + int64_t(q) * a.out_sq;
+  }
+  const XT<T>* inx = static_cast<const XT<T>*>(a.in) + img * a.in_sn;
+  const int ih_base = oh0 * S - a.pad_t;
+  const PipeWalk w = pipe_walk(a, tid);
+  FragAcc acc16[8];
+#pragma unroll
+  for (int f = 0; f < 8; ++f) nvcuda::wmma::fill_fragment(acc16[f], 0.f);
+  // The depthwise thread's view of the staged tile: channel lane, (row, column) strides.
+  const int ws = a.x_il ? KC : 1, rs = a.x_il ? a.XP * KC : a.XP;
+  const int xoff = a.x_il ? lane : lane * a.XCH + a.XS;
+
+  pipe_issue<T>(a, fused_pipe_smem, inx, ih_base, 0, co0, tid, w);
+  cp_async_commit();
+  for (int c0 = 0, i = 0; c0 < a.C; c0 += KC, ++i) {
+    unsigned char* cur = fused_pipe_smem + (i & 1) * a.pipe_buf;
+    if (c0 + KC < a.C) {
+      pipe_issue<T>(a, fused_pipe_smem + ((i + 1) & 1) * a.pipe_buf, inx, ih_base, c0 + KC, co0, tid, w);
+      cp_async_commit();
+      cp_async_wait<1>();  // all but the copies just issued: chunk i has landed (this thread's)
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();  // chunk i visible to all; the previous GEMM is done with A
+    {
+      const float* dww = reinterpret_cast<const float*>(cur + a.pipe_xb + a.pipe_bb);
+      constexpr int KKr = K <= 5 ? K * K : 1;  // as the tile kernel: 7x7 reads weights from smem
+      float wkr[KKr];
+#pragma unroll
+      for (int t = 0; t < KKr; ++t) wkr[t] = dww[lane * (K * K) + t];
+      const float* wk = K <= 5 ? wkr : dww + lane * (K * K);
+      const float bias = reinterpret_cast<const float*>(cur + a.pipe_xb + a.pipe_bb + a.pipe_wb)[lane];
+      const XT<T>* Xc = reinterpret_cast<const XT<T>*>(cur) + xoff;
+#pragma unroll
+      for (int t = 0; t < BP * KC / (RUN * NT); ++t) {
+        const int j0 = (warp + t * (NT / 32)) * RUN;
+        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (j0 < P && c0 + lane < a.C) v = dw_tile_run<T, K, S>(a, Xc, ws, rs, wk, bias, j0, P);
+        st4(sm.a + lane * LDA16 + j0, v);
+      }
+    }
+    __syncthreads();  // A complete
+    gemm_chunk16<T>(acc16, sm.a, reinterpret_cast<const T*>(cur + a.pipe_xb), a.nf, wm, wn);
+    __syncthreads();  // buffer i & 1 is free for chunk i + 2's copies
+  }
+  epilogue16<T>(a, acc16, sm.stage + warp * 256, sm.out_off, co0, P, wm, wn, lane);
+}
+
 template <typename T>
 cudaError_t launch(const FusedArgs& a, cudaStream_t stream) {
   if (a.NHW == 0 || a.Cout == 0) return cudaSuccess;
@@ -580,6 +771,27 @@ cudaError_t launch(const FusedArgs& a, cudaStream_t stream) {
   // Templated K x K (dilation 1, equal strides 1 or 2); anything else: the runtime-K kernel.
   const bool sq = a.KH == a.KW && a.dil_h == 1 && a.dil_w == 1 && a.S_h == a.S_w && (a.S_h == 1 || a.S_h == 2);
   const int K = sq ? a.KH : 0, S = a.S_h;
+  if constexpr (!std::is_same<T, float>::value) {
+    if (a.tile_R > 0 && a.pipe) {
+#define DSCONV_FUSED_PIPE_CASE(KK, SS)                                                                      \
+  if (K == KK && S == SS) {                                                                                 \
+    auto* kern = fused_kernel_pipe<T, KK, SS>;                                                              \
+    if (sizeof(SmemPipe<T>) + a.x_bytes > 48 * 1024) {                                                      \
+      const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, a.x_bytes); \
+      if (e != cudaSuccess) return e;                                                                       \
+    }                                                                                                       \
+    return kern<<<grid, NT, a.x_bytes, stream>>>(a), cudaGetLastError();                                   \
+  }
+      DSCONV_FUSED_PIPE_CASE(3, 1)
+      DSCONV_FUSED_PIPE_CASE(3, 2)
+      DSCONV_FUSED_PIPE_CASE(5, 1)
+      DSCONV_FUSED_PIPE_CASE(5, 2)
+      DSCONV_FUSED_PIPE_CASE(7, 1)
+      DSCONV_FUSED_PIPE_CASE(7, 2)
+#undef DSCONV_FUSED_PIPE_CASE
+      return cudaErrorInvalidValue;  // tile mode is set only for the cases above
+    }
+  }
   if (a.tile_R > 0) {
     // Tile mode: the staged tile is dynamic shared memory; past 48 KiB in all (static + dynamic)
     // the kernel must be allowed more.

@@ -147,8 +147,13 @@ at::Tensor separable_conv2d_cuda(const at::Tensor& input, const at::Tensor& dw_w
   // DSCONV_FUSED_TILE=0 forces the band mode, =<R> caps the tile mode's rows per block.
   cuda::fused_plan(a, p.N, static_cast<int>(input.element_size()), 2 * sm_count(), env_int("DSCONV_FUSED_NF", 0),
                    env_int("DSCONV_FUSED_TILE", -1), sm_count());
-  // DSCONV_FUSED_STAGE=2: the tile mode's division-free staging loop (compiles; not yet run on a GPU).
-  a.stage2 = env_int("DSCONV_FUSED_STAGE", 1) == 2 ? 1 : 0;
+  // Tile mode's staging (DSCONV_FUSED_STAGE, for tuning): 1 the first loop, 2 the division-free
+  // loop (default: faster on every block of the H200 sweep, 2026-11-26), 3 the cp.async pipeline
+  // where its alignment holds (fused_pipe_plan), else 2.
+  const int stage = env_int("DSCONV_FUSED_STAGE", 2);
+  a.stage2 = stage == 1 ? 0 : 1;
+  if (stage == 3 && dtype != at::kFloat) cuda::fused_pipe_plan(a);
+  else a.pipe = 0;
   switch (dtype) {
     case at::kFloat: launch_fused<float>(a); break;
     case at::kHalf: launch_fused<__half>(a); break;
