@@ -74,7 +74,7 @@ def plan(N, Cout, OH, OW, tc, min_blocks, geom=None, tile_mode=0, sms=132):
     g = geom or {}
     sq = (g.get("KH") == g.get("KW") and g.get("KH") in (3, 5, 7) and g.get("dil_h") == 1 and g.get("dil_w") == 1
           and g.get("S_h") == g.get("S_w") and g.get("S_h") in (1, 2))
-    tile_auto = tile_mode < 0 and g.get("S_h") == 1 and OW <= 32
+    tile_auto = (tile_mode == -1 and g.get("S_h") == 1 and OW <= 32) or tile_mode == -2
     if (tile_mode > 0 or tile_auto) and sq and OW <= BP:
         R = min(BP // OW, OH)
         if tile_mode > 0:
@@ -550,15 +550,22 @@ def emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl
     OW = (W + pad[2] + pad[3] - dil[1] * (KW - 1) - 1) // stride[1] + 1
     assert KH * KW <= MAX_TAPS
     geom = dict(KH=KH, KW=KW, dil_h=dil[0], dil_w=dil[1], S_h=stride[0], S_w=stride[1])
-    a = plan(N, Cout, OH, OW, tc, min_blocks, geom, tile_mode, sms)
-    a.update(C=C, Cout=Cout, H=H, W=W, OH=OH, OW=OW, KH=KH, KW=KW, taps=KH * KW, S_h=stride[0], S_w=stride[1],
-             dil_h=dil[0], dil_w=dil[1], pad_t=pad[0], pad_l=pad[2], act=act, pw_act=pw_act, out_cl=int(out_cl),
-             stage2=stage2)
-    a["in_sn"], a["in_sc"], a["in_sh"], a["in_sw"] = x.stride()
-    a["chan_inner"] = int(x.stride(1) == 1 and C > 1)
-    a["pipe"] = 0
+    def planned(tile_mode):
+        a = plan(N, Cout, OH, OW, tc, min_blocks, geom, tile_mode, sms)
+        a.update(C=C, Cout=Cout, H=H, W=W, OH=OH, OW=OW, KH=KH, KW=KW, taps=KH * KW, S_h=stride[0], S_w=stride[1],
+                 dil_h=dil[0], dil_w=dil[1], pad_t=pad[0], pad_l=pad[2], act=act, pw_act=pw_act,
+                 out_cl=int(out_cl), stage2=stage2, pipe=0)
+        a["in_sn"], a["in_sc"], a["in_sh"], a["in_sw"] = x.stride()
+        a["chan_inner"] = int(x.stride(1) == 1 and C > 1)
+        return a
+
+    # as fused_register.cpp: the pipeline's automatic plan takes tiles on every eligible shape; if
+    # the pipeline cannot run there, the staging loops' own automatic plan
+    a = planned(-2 if pipe and tc and tile_mode < 0 else tile_mode)
     if pipe and tc:
         pipe_plan(a, x.storage_offset())
+        if not a["pipe"] and tile_mode < 0:
+            a = planned(-1)
     out = out_buffer((N, Cout, OH, OW), out_cl)
     a["out_sn"], a["out_sc"], osh, a["out_sq"] = out.strides
     assert OH == 1 or osh == OW * a["out_sq"]

@@ -179,8 +179,8 @@ def test_forward_matches_composition(case, layout, dtype):
 def test_band_and_tile_modes(tile, stage, dtype):
     """DSCONV_FUSED_TILE: the band mode forced on shapes the tile mode would take, and the tile
     mode with at most 1 / 3 / 64 output rows per block (the default picks the rows by the SM
-    count); DSCONV_FUSED_STAGE: the tile's staging loop (1: the first, 2: division-free, the
-    default) or 3, the cp.async pipeline on the shapes whose alignment allows it."""
+    count); DSCONV_FUSED_STAGE: the tile's staging loop (1: the first, 2: division-free) or 3
+    (the default), the cp.async pipeline on the shapes whose alignment allows it."""
     with env("DSCONV_FUSED_TILE", tile), env("DSCONV_FUSED_STAGE", stage):
         for case in TILE_CASES:
             shape, Cout, k, s, p, d = case

@@ -145,15 +145,26 @@ at::Tensor separable_conv2d_cuda(const at::Tensor& input, const at::Tensor& dw_w
   a.pw_b = bp.defined() ? bp.const_data_ptr<float>() : nullptr;
   // DSCONV_FUSED_NF=<1..8> forces the fp16/bf16 N tile (32 * nf output channels), for tuning;
   // DSCONV_FUSED_TILE=0 forces the band mode, =<R> caps the tile mode's rows per block.
-  cuda::fused_plan(a, p.N, static_cast<int>(input.element_size()), 2 * sm_count(), env_int("DSCONV_FUSED_NF", 0),
-                   env_int("DSCONV_FUSED_TILE", -1), sm_count());
-  // Tile mode's staging (DSCONV_FUSED_STAGE, for tuning): 1 the first loop, 2 the division-free
-  // loop (default: faster on every block of the H200 sweep, 2026-11-26), 3 the cp.async pipeline
-  // where its alignment holds (fused_pipe_plan), else 2.
-  const int stage = env_int("DSCONV_FUSED_STAGE", 2);
+  // Tile mode's staging (DSCONV_FUSED_STAGE, for tuning): 3 (default) the cp.async pipeline
+  // where its alignment holds (fused_pipe_plan; 16-bit only), else 2; 2 the division-free loop;
+  // 1 the first loop. H200, 2026-11-26 (fp16, batch 16, ms, band or stage-2 tile -> pipeline):
+  // 576->96 14x14 0.194 -> 0.123 NCHW, 0.118 -> 0.080 channels_last; 256->256 28x28 0.150 ->
+  // 0.101, 0.120 -> 0.089; 144->24 56x56 0.203 -> 0.157, 0.158 -> 0.132; 144->32 stride 2 0.090
+  // -> 0.071, 0.109 -> 0.101 (bench/results/gpu-h200-2026-11-26-c.md).
+  const int stage = env_int("DSCONV_FUSED_STAGE", 3);
+  const int tile_env = env_int("DSCONV_FUSED_TILE", -1);
+  const bool try_pipe = stage == 3 && dtype != at::kFloat;
+  const auto plan = [&](int tile_mode) {
+    cuda::fused_plan(a, p.N, static_cast<int>(input.element_size()), 2 * sm_count(), env_int("DSCONV_FUSED_NF", 0),
+                     tile_mode, sm_count());
+  };
+  plan(try_pipe && tile_env < 0 ? -2 : tile_env);
   a.stage2 = stage == 1 ? 0 : 1;
-  if (stage == 3 && dtype != at::kFloat) cuda::fused_pipe_plan(a);
-  else a.pipe = 0;
+  a.pipe = 0;
+  if (try_pipe) {
+    cuda::fused_pipe_plan(a);
+    if (!a.pipe && tile_env < 0) plan(-1);  // no pipeline here: the staging loops' own choice
+  }
   switch (dtype) {
     case at::kFloat: launch_fused<float>(a); break;
     case at::kHalf: launch_fused<__half>(a); break;
