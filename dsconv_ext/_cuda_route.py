@@ -23,7 +23,9 @@ against PyTorch, while 3x3 stride 2 and 14x14 maps stayed at 0.59-0.79x: fp32 / 
 stride-1 calls on maps of at least 56x56 now run dsconv's kernel. Against that run the table then
 picks the faster kernel in 58 of 60 rows (misses: fp16 NCHW 3x3 s1 forward at 1.07x, fp32
 forward+backward at 1.01x). bench/gpu_bench.py reports this agreement on every run
-('Routing table vs this run'). Unmeasured classes (5x5,
+('Routing table vs this run'); the third run (same kernels, bench/results/gpu-h200-2026-11-26-c.md)
+agreed in 56 of 60 rows, missing only forward rows at 1.00-1.17x whose forward+backward is
+slower with dsconv (fp16 NCHW 56x56 forward 1.11x, forward+backward 0.67x). Unmeasured classes (5x5,
 float64, asymmetric padding, which F.conv2d can't take without an extra F.pad pass) stay with
 dsconv. Revisit the table after each GPU benchmark run.
 """
