@@ -106,7 +106,8 @@ def plan(N, Cout, OH, OW, tc, min_blocks, geom=None, tile_mode=0, sms=132):
 
 
 def stage_tile(a, X, x, img, ih_base, c0):
-    """stage_tile: both lane mappings, 4 loads per lane per step (order does not matter here)."""
+    """stage_tile: both lane mappings, 4 loads per lane per step, positions advanced incrementally
+    as the CUDA loop advances them (every staged element written exactly once)."""
     NW, U = NT // 32, 4
     iw_base = -a["pad_l"]
     H, W, C = a["H"], a["W"], a["C"]
@@ -116,65 +117,44 @@ def stage_tile(a, X, x, img, ih_base, c0):
             return x.rd(img * a["in_sn"] + c * a["in_sc"] + ih * a["in_sh"] + iw * a["in_sw"])
         return 0.0
 
-    if a.get("stage2"):
-        # variant 2: incremental positions, as the CUDA loop advances them (every staged element
-        # written exactly once)
-        written = set()
+    written = set()
 
-        def put(i, v):
-            assert i not in written, "staged element written twice"
-            written.add(i)
-            X.wr(i, v)
-
-        for warp in range(NW):
-            for lane in range(32):
-                if a["chan_inner"]:
-                    items = a["IR"] * a["IWp"]
-                    r, col = 0, warp
-                    while col >= a["IWp"]:
-                        col, r = col - a["IWp"], r + 1
-                    for i0 in range(warp, items, NW * U):
-                        for u in range(U):
-                            if i0 + u * NW < items:
-                                put(lane * a["XCH"] + r * a["XP"] + col, load(c0 + lane, ih_base + r, iw_base + col))
-                            col += NW
-                            while col >= a["IWp"]:
-                                col, r = col - a["IWp"], r + 1
-                else:
-                    CI = cdiv(BP + 6, 32)
-                    rows = KC * a["IR"]
-                    cc, r = 0, warp
-                    while r >= a["IR"]:
-                        r, cc = r - a["IR"], cc + 1
-                    for row0 in range(warp, rows, NW * U):
-                        for u in range(U):
-                            if row0 + u * NW < rows:
-                                for j in range(CI):
-                                    col = j * 32 + lane
-                                    if col < a["IWp"]:
-                                        put(cc * a["XCH"] + r * a["XP"] + col, load(c0 + cc, ih_base + r, iw_base + col))
-                            r += NW
-                            while r >= a["IR"]:
-                                r, cc = r - a["IR"], cc + 1
-        assert len(written) == KC * a["IR"] * a["IWp"], "staged elements missed"
-        return
+    def put(i, v):
+        assert i not in written, "staged element written twice"
+        written.add(i)
+        X.wr(i, v)
 
     for warp in range(NW):
         for lane in range(32):
             if a["chan_inner"]:
                 items = a["IR"] * a["IWp"]
-                for i in range(warp, items, NW):
-                    r, col = i // a["IWp"], i % a["IWp"]
-                    X.wr(lane * a["XCH"] + r * a["XP"] + col, load(c0 + lane, ih_base + r, iw_base + col))
+                r, col = 0, warp
+                while col >= a["IWp"]:
+                    col, r = col - a["IWp"], r + 1
+                for i0 in range(warp, items, NW * U):
+                    for u in range(U):
+                        if i0 + u * NW < items:
+                            put(lane * a["XCH"] + r * a["XP"] + col, load(c0 + lane, ih_base + r, iw_base + col))
+                        col += NW
+                        while col >= a["IWp"]:
+                            col, r = col - a["IWp"], r + 1
             else:
-                colit = cdiv(a["IWp"], 32)
-                items = KC * a["IR"] * colit
-                for i in range(warp, items, NW):
-                    row, ci = i // colit, i % colit
-                    cc, r = row // a["IR"], row % a["IR"]
-                    col = ci * 32 + lane
-                    if col < a["IWp"]:
-                        X.wr(cc * a["XCH"] + r * a["XP"] + col, load(c0 + cc, ih_base + r, iw_base + col))
+                CI = cdiv(BP + 6, 32)
+                rows = KC * a["IR"]
+                cc, r = 0, warp
+                while r >= a["IR"]:
+                    r, cc = r - a["IR"], cc + 1
+                for row0 in range(warp, rows, NW * U):
+                    for u in range(U):
+                        if row0 + u * NW < rows:
+                            for j in range(CI):
+                                col = j * 32 + lane
+                                if col < a["IWp"]:
+                                    put(cc * a["XCH"] + r * a["XP"] + col, load(c0 + cc, ih_base + r, iw_base + col))
+                        r += NW
+                        while r >= a["IR"]:
+                            r, cc = r - a["IR"], cc + 1
+    assert len(written) == KC * a["IR"] * a["IWp"], "staged elements missed"
 
 
 PIPE_MAX_SMEM = 160 * 1024
@@ -541,7 +521,7 @@ def store(out, written, off, v):
 
 
 def emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl, min_blocks=264, tile_mode=0,
-            sms=132, stage2=False, pipe=False):
+            sms=132, pipe=False):
     """The fused kernel's output (float64) for input x (any strides), pad = (t, b, l, r)."""
     N, C, H, W = x.shape
     Cout = pw_w.shape[0]
@@ -554,7 +534,7 @@ def emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl
         a = plan(N, Cout, OH, OW, tc, min_blocks, geom, tile_mode, sms)
         a.update(C=C, Cout=Cout, H=H, W=W, OH=OH, OW=OW, KH=KH, KW=KW, taps=KH * KW, S_h=stride[0], S_w=stride[1],
                  dil_h=dil[0], dil_w=dil[1], pad_t=pad[0], pad_l=pad[2], act=act, pw_act=pw_act,
-                 out_cl=int(out_cl), stage2=stage2, pipe=0)
+                 out_cl=int(out_cl), pipe=0)
         a["in_sn"], a["in_sc"], a["in_sh"], a["in_sw"] = x.stride()
         a["chan_inner"] = int(x.stride(1) == 1 and C > 1)
         return a
@@ -642,24 +622,21 @@ def check_case(shape, Cout, k, stride, pad, dil, act, pw_act, layout, bias, seed
     errs["fast_runs"] = errs["tile_runs"] = 0
     # bands (0); automatic with the most rows that fit (-1 with 1 SM) and with the rows halved for
     # 132 SMs (-1); tiles forced on every eligible shape, most rows (64)
-    # (64, 1, True): the same with staging variant 2 (DSCONV_FUSED_STAGE=2); stage 3: the cp.async
-    # pipeline where it applies (16-bit, aligned), forced tiles and automatic
-    for tile_mode, sms, stage in ((0, 132, 1), (-1, 1, 1), (-1, 132, 1), (64, 1, 1), (64, 1, 2), (64, 1, 3),
-                                  (-1, 132, 3)):
-        stage2, pipe = stage >= 2, stage == 3
+    # pipe: the cp.async pipeline where it applies (16-bit, aligned), forced tiles and automatic
+    for tile_mode, sms, pipe in ((0, 132, False), (-1, 1, False), (-1, 132, False), (64, 1, False), (64, 1, True),
+                                 (-1, 132, True)):
         for tc in ((True,) if pipe else (True, False)):
             for out_cl in (False, True):
                 # the 16-bit N tile: split to the narrowest (many blocks wanted) and to the widest
                 got, fast, R = emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl,
-                                       min_blocks=264 if out_cl else 0, tile_mode=tile_mode, sms=sms, stage2=stage2,
-                                       pipe=pipe)
+                                       min_blocks=264 if out_cl else 0, tile_mode=tile_mode, sms=sms, pipe=pipe)
                 errs["tile_runs" if R else "fast_runs"] += fast
                 if tile_mode:
                     errs.setdefault("tile_R", set()).add(R)
                 assert got.shape == ref.shape
                 err = ((got - ref).norm() / ref.norm()).item()
                 name = (("tc" if tc else "fp32") + ("_cl" if out_cl else "") + (f"_tile{tile_mode}" if tile_mode else "")
-                        + (f"_stage{stage}" if stage > 1 else ""))
+                        + ("_pipe" if pipe else ""))
                 if pipe and R:
                     errs["pipe_blocks"] = errs.get("pipe_blocks", 0) + int(got is not None and LAST_PIPE[0])
                 assert err < 1e-12, f"{name}: rel err {err}"

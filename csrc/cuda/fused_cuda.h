@@ -49,7 +49,6 @@ struct FusedArgs {
   int tile_R, tiles_img;  // output rows per block; blocks per image (ceil(OH / tile_R))
   int IR, IWp, XP, XCH;   // staged rows ((tile_R - 1) * S + K), columns ((OW - 1) * S + K), pitches
   int x_bytes;            // dynamic shared memory of the launch (X; pipeline mode: both buffers)
-  int stage2;             // 1: the division-free staging loop (DSCONV_FUSED_STAGE=2)
   // Pipeline mode (pipe = 1; 16-bit tile mode with aligned operands, see fused_pipe_plan): each
   // chunk's input rows, pointwise weights, depthwise weights and bias are copied into shared
   // memory with cp.async (no registers, no per-element index math), two buffers deep, so chunk

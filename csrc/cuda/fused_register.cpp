@@ -9,7 +9,8 @@
 //
 // Environment (read per call, for tests and benchmarks): DSCONV_FUSED_CUDA=0 forces the
 // composition; DSCONV_FUSED_NF=<1..8> forces the fp16/bf16 output-channel tile, DSCONV_FUSED_TILE=0
-// the band mode and =<R> the tile mode's rows per block (see fused_plan).
+// the band mode and =<R> the tile mode's rows per block (see fused_plan), DSCONV_FUSED_STAGE=2 the
+// tile mode's staging loop instead of the cp.async pipeline.
 #include "../fused_checks.h"
 #include "fused_cuda.h"
 
@@ -146,8 +147,9 @@ at::Tensor separable_conv2d_cuda(const at::Tensor& input, const at::Tensor& dw_w
   // DSCONV_FUSED_NF=<1..8> forces the fp16/bf16 N tile (32 * nf output channels), for tuning;
   // DSCONV_FUSED_TILE=0 forces the band mode, =<R> caps the tile mode's rows per block.
   // Tile mode's staging (DSCONV_FUSED_STAGE, for tuning): 3 (default) the cp.async pipeline
-  // where its alignment holds (fused_pipe_plan; 16-bit only), else 2; 2 the division-free loop;
-  // 1 the first loop. H200, 2026-11-26 (fp16, batch 16, ms, band or stage-2 tile -> pipeline):
+  // where its alignment holds (fused_pipe_plan; 16-bit only), else the staging loop; 2 the
+  // staging loop everywhere. H200, 2026-11-26 (fp16, batch 16, ms, band or staging-loop tile ->
+  // pipeline):
   // 576->96 14x14 0.194 -> 0.123 NCHW, 0.118 -> 0.080 channels_last; 256->256 28x28 0.150 ->
   // 0.101, 0.120 -> 0.089; 144->24 56x56 0.203 -> 0.157, 0.158 -> 0.132; 144->32 stride 2 0.090
   // -> 0.071, 0.109 -> 0.101 (bench/results/gpu-h200-2026-11-26-c.md).
@@ -159,7 +161,6 @@ at::Tensor separable_conv2d_cuda(const at::Tensor& input, const at::Tensor& dw_w
                      tile_mode, sm_count());
   };
   plan(try_pipe && tile_env < 0 ? -2 : tile_env);
-  a.stage2 = stage == 1 ? 0 : 1;
   a.pipe = 0;
   if (try_pipe) {
     cuda::fused_pipe_plan(a);
