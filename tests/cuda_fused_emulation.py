@@ -22,6 +22,8 @@ from cuda_emulation import Buf, cdiv, out_buffer
 NT, BP, KC, MAX_TAPS = 256, 64, 32, 64
 BN16, BN32 = 256, 128
 TILE_MAX_BYTES = 64 * 1024
+STATIC_SMEM, PIPE_STATIC_SMEM = 48 * 1024, 16 * 1024  # kFusedStaticSmem, kFusedPipeStaticSmem
+HOPPER_SMEM = 227 * 1024  # shared memory per block with opt-in
 LDA16, LD16, LDA32, LDB32 = BP + 8, KC + 8, BP + 4, BN32 + 4
 RUN = 4
 
@@ -67,7 +69,7 @@ class Smem:
         return m
 
 
-def plan(N, Cout, OH, OW, tc, min_blocks, geom=None, tile_mode=0, sms=132):
+def plan(N, Cout, OH, OW, tc, min_blocks, geom=None, tile_mode=0, sms=132, smem=HOPPER_SMEM):
     """fused_plan; geom = dict(KH, KW, dil_h, dil_w, S_h, S_w) for the tile-mode decision."""
     a = dict(HW=OH * OW, NHW=N * OH * OW, bands=cdiv(N * OH * OW, BP), tile_R=0, tiles_img=0)
     a["grid_x"] = a["bands"]
@@ -91,7 +93,7 @@ def plan(N, Cout, OH, OW, tc, min_blocks, geom=None, tile_mode=0, sms=132):
         else:
             XCH |= 1
         nbytes = KC * XCH * (2 if tc else 4)
-        if nbytes <= TILE_MAX_BYTES:
+        if nbytes <= TILE_MAX_BYTES and nbytes + STATIC_SMEM <= smem:
             a.update(tile_R=R, tiles_img=tiles, IR=IR, IWp=IWp, XP=IWp, XCH=XCH, grid_x=N * tiles)
             min_blocks = min(min_blocks, sms)
     if tc:
@@ -161,7 +163,7 @@ PIPE_MAX_SMEM = 160 * 1024
 LAST_PIPE = [0]  # whether the last emulate() call ran the pipeline mode
 
 
-def pipe_plan(a, in_offset):
+def pipe_plan(a, in_offset, smem=HOPPER_SMEM):
     """fused_pipe_plan (16-bit tile mode); in_offset: the input's storage offset in elements (the
     data pointer's alignment: storages themselves are 256-byte aligned)."""
     a.update(pipe=0, x_il=0, XS=0)
@@ -187,7 +189,7 @@ def pipe_plan(a, in_offset):
 
     xb, bb, wb = up32(xe * 2), up32(a["BN"] * LD16 * 2), up32(KC * a["taps"] * 4)
     buf = xb + bb + wb + KC * 4
-    if 2 * buf > PIPE_MAX_SMEM:
+    if 2 * buf > PIPE_MAX_SMEM or 2 * buf + PIPE_STATIC_SMEM > smem:
         return
     a.update(pipe=1, x_il=il, XS=XS, XP=XP, XCH=XCH, pipe_xb=xb, pipe_bb=bb, pipe_wb=wb, pipe_buf=buf)
 
@@ -521,7 +523,7 @@ def store(out, written, off, v):
 
 
 def emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl, min_blocks=264, tile_mode=0,
-            sms=132, pipe=False):
+            sms=132, pipe=False, smem=HOPPER_SMEM):
     """The fused kernel's output (float64) for input x (any strides), pad = (t, b, l, r)."""
     N, C, H, W = x.shape
     Cout = pw_w.shape[0]
@@ -531,7 +533,7 @@ def emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl
     assert KH * KW <= MAX_TAPS
     geom = dict(KH=KH, KW=KW, dil_h=dil[0], dil_w=dil[1], S_h=stride[0], S_w=stride[1])
     def planned(tile_mode):
-        a = plan(N, Cout, OH, OW, tc, min_blocks, geom, tile_mode, sms)
+        a = plan(N, Cout, OH, OW, tc, min_blocks, geom, tile_mode, sms, smem)
         a.update(C=C, Cout=Cout, H=H, W=W, OH=OH, OW=OW, KH=KH, KW=KW, taps=KH * KW, S_h=stride[0], S_w=stride[1],
                  dil_h=dil[0], dil_w=dil[1], pad_t=pad[0], pad_l=pad[2], act=act, pw_act=pw_act,
                  out_cl=int(out_cl), pipe=0)
@@ -543,7 +545,7 @@ def emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl
     # the pipeline cannot run there, the staging loops' own automatic plan
     a = planned(-2 if pipe and tc and tile_mode < 0 else tile_mode)
     if pipe and tc:
-        pipe_plan(a, x.storage_offset())
+        pipe_plan(a, x.storage_offset(), smem)
         if not a["pipe"] and tile_mode < 0:
             a = planned(-1)
     out = out_buffer((N, Cout, OH, OW), out_cl)
@@ -622,21 +624,25 @@ def check_case(shape, Cout, k, stride, pad, dil, act, pw_act, layout, bias, seed
     errs["fast_runs"] = errs["tile_runs"] = 0
     # bands (0); automatic with the most rows that fit (-1 with 1 SM) and with the rows halved for
     # 132 SMs (-1); tiles forced on every eligible shape, most rows (64)
-    # pipe: the cp.async pipeline where it applies (16-bit, aligned), forced tiles and automatic
-    for tile_mode, sms, pipe in ((0, 132, False), (-1, 1, False), (-1, 132, False), (64, 1, False), (64, 1, True),
-                                 (-1, 132, True)):
+    # pipe: the cp.async pipeline where it applies (16-bit, aligned), forced tiles and automatic;
+    # smem: a device with 99 KiB per block (sm_86 / sm_89) takes smaller plans
+    for tile_mode, sms, pipe, smem in ((0, 132, False, HOPPER_SMEM), (-1, 1, False, HOPPER_SMEM),
+                                       (-1, 132, False, HOPPER_SMEM), (64, 1, False, HOPPER_SMEM),
+                                       (64, 1, True, HOPPER_SMEM), (-1, 132, True, HOPPER_SMEM),
+                                       (64, 1, True, 99 * 1024)):
         for tc in ((True,) if pipe else (True, False)):
             for out_cl in (False, True):
                 # the 16-bit N tile: split to the narrowest (many blocks wanted) and to the widest
                 got, fast, R = emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl,
-                                       min_blocks=264 if out_cl else 0, tile_mode=tile_mode, sms=sms, pipe=pipe)
+                                       min_blocks=264 if out_cl else 0, tile_mode=tile_mode, sms=sms, pipe=pipe,
+                                       smem=smem)
                 errs["tile_runs" if R else "fast_runs"] += fast
                 if tile_mode:
                     errs.setdefault("tile_R", set()).add(R)
                 assert got.shape == ref.shape
                 err = ((got - ref).norm() / ref.norm()).item()
                 name = (("tc" if tc else "fp32") + ("_cl" if out_cl else "") + (f"_tile{tile_mode}" if tile_mode else "")
-                        + ("_pipe" if pipe else ""))
+                        + ("_pipe" if pipe else "") + ("" if smem == HOPPER_SMEM else f"_smem{smem // 1024}"))
                 if pipe and R:
                     errs["pipe_blocks"] = errs.get("pipe_blocks", 0) + int(got is not None and LAST_PIPE[0])
                 assert err < 1e-12, f"{name}: rel err {err}"
@@ -644,7 +650,24 @@ def check_case(shape, Cout, k, stride, pad, dil, act, pw_act, layout, bias, seed
     return errs
 
 
+def check_plan_limits():
+    """Plans fit the device's shared memory per block: a 7x7 tile on 64-wide rows (fp16, C = 256,
+    Cout = 256) takes the pipeline on Hopper, the staging loop with 99 KiB (sm_86 / sm_89), and
+    bands with 64 KiB."""
+    geom = dict(KH=7, KW=7, dil_h=1, dil_w=1, S_h=1, S_w=1)
+    got = {}
+    for smem in (HOPPER_SMEM, 99 * 1024, 64 * 1024):
+        a = plan(1, 256, 7, 64, True, 0, geom, -2, 132, smem)  # min_blocks 0: the widest N tile
+        a.update(C=256, W=64, pad_l=3, taps=49, chan_inner=0, in_sn=256 * 7 * 64, in_sc=7 * 64, in_sh=64, in_sw=1)
+        pipe_plan(a, 0, smem)
+        x_bytes = 2 * a["pipe_buf"] + PIPE_STATIC_SMEM if a["pipe"] else KC * a.get("XCH", 0) * 2 + STATIC_SMEM
+        assert not a["tile_R"] or x_bytes <= smem, (smem, x_bytes)
+        got[smem] = ("pipe" if a["pipe"] else "tile") if a["tile_R"] else "bands"
+    assert got == {HOPPER_SMEM: "pipe", 99 * 1024: "tile", 64 * 1024: "bands"}, got
+
+
 def run_all(verbose=True):
+    check_plan_limits()
     for case in CASES:
         errs = check_case(*case)
         if verbose:

@@ -28,6 +28,11 @@ constexpr int kFusedMaxTaps = 64;   // depthwise taps staged in shared memory pe
 constexpr int kFusedBN16 = 256;     // largest output-channel tile, fp16/bf16 (8 warps: 4 (M) x 2 (N))
 constexpr int kFusedBN32 = 128;     // output-channel tile, fp32 (16 x 16 threads of 4 x 8 outputs)
 constexpr int kFusedMaxTileBytes = 64 * 1024;  // largest staged input tile (tile mode, dynamic smem)
+// Upper bounds of the kernels' static shared memory (ptxas, sm_90: 43136 bytes for the band /
+// tile kernel, 13312 for the pipeline's), for checking a plan against the device's per-block
+// limit (227 KiB on Hopper, 163 on A100, 99 on sm_86 / sm_89: a launch past it fails).
+constexpr int kFusedStaticSmem = 48 * 1024;
+constexpr int kFusedPipeStaticSmem = 16 * 1024;
 
 struct FusedArgs {
   int C, Cout;
@@ -97,7 +102,7 @@ inline bool fused_supported(const DwParams& p, int64_t Cout) {
 // blocks (bands) or SM-count blocks (tiles); then narrower tiles, each block recomputing its
 // depthwise output. nf_force > 0 overrides.
 inline void fused_plan(FusedArgs& a, int64_t N, int elem_bytes, int64_t min_blocks, int nf_force, int tile_mode = 0,
-                       int64_t sms = 132) {
+                       int64_t sms = 132, int64_t smem_optin = 227 * 1024) {
   a.HW = int64_t(a.OH) * a.OW;
   a.NHW = N * a.HW;
   a.bands = (a.NHW + kFusedBP - 1) / kFusedBP;
@@ -129,7 +134,7 @@ inline void fused_plan(FusedArgs& a, int64_t N, int elem_bytes, int64_t min_bloc
     if (elem_bytes == 2) XCH += (6 - XCH % 4) % 4;
     else XCH |= 1;
     const int64_t bytes = int64_t(kFusedKC) * XCH * (elem_bytes == 2 ? 2 : 4);
-    if (bytes <= kFusedMaxTileBytes && N * tiles < (int64_t(1) << 31)) {
+    if (bytes <= kFusedMaxTileBytes && bytes + kFusedStaticSmem <= smem_optin && N * tiles < (int64_t(1) << 31)) {
       a.tile_R = R, a.tiles_img = static_cast<int>(tiles);
       a.IR = IR, a.IWp = IWp, a.XP = IWp, a.XCH = XCH, a.x_bytes = static_cast<int>(bytes);
       a.grid_x = N * tiles;
@@ -159,7 +164,7 @@ constexpr int kFusedPipeMaxSmem = 160 * 1024;  // pipeline mode: both buffers (+
 // aligns the left one) or 16-byte group of 8 channels (channels-innermost: C and all strides
 // multiples of 8), so each copy is all valid or all zero-filled. C % 8 == 0 for the pointwise
 // rows and the chunk tails of the weights. Leaves pipe = 0 (the staging loops) otherwise.
-inline void fused_pipe_plan(FusedArgs& a) {
+inline void fused_pipe_plan(FusedArgs& a, int64_t smem_optin = 227 * 1024) {
   a.pipe = a.x_il = a.XS = 0;
   a.pipe_xb = a.pipe_bb = a.pipe_wb = a.pipe_buf = 0;
   if (a.tile_R <= 0 || a.nf <= 0 || a.C % 8 != 0) return;
@@ -183,7 +188,7 @@ inline void fused_pipe_plan(FusedArgs& a) {
   const int64_t xb = up32(xe * 2), bb = up32(int64_t(a.BN) * (kFusedKC + 8) * 2),
                 wb = up32(int64_t(kFusedKC) * a.taps * 4);
   const int64_t buf = xb + bb + wb + kFusedKC * 4;
-  if (2 * buf > kFusedPipeMaxSmem) return;
+  if (2 * buf > kFusedPipeMaxSmem || 2 * buf + kFusedPipeStaticSmem > smem_optin) return;
   a.pipe = 1, a.x_il = il, a.XS = XS, a.XP = XP, a.XCH = XCH;
   a.pipe_xb = static_cast<int>(xb), a.pipe_bb = static_cast<int>(bb), a.pipe_wb = static_cast<int>(wb);
   a.pipe_buf = static_cast<int>(buf);

@@ -67,21 +67,29 @@ int env_int(const char* name, int dflt) {
   return (e && *e) ? std::atoi(e) : dflt;
 }
 
-// Streaming multiprocessors of the current device (cached per device).
-int64_t sm_count() {
+// A device attribute of the current device, cached per device (fallback when unavailable).
+template <cudaDeviceAttr kAttr>
+int64_t device_attr(int fallback) {
   static int cache[64] = {0};
   const int dev = c10::cuda::current_device();
-  if (dev < 0 || dev >= 64) return 132;
+  if (dev < 0 || dev >= 64) return fallback;
   if (cache[dev] == 0) {
     int v = 0;
-    if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || v <= 0) {
+    if (cudaDeviceGetAttribute(&v, kAttr, dev) != cudaSuccess || v <= 0) {
       (void)cudaGetLastError();
-      v = 132;
+      v = fallback;
     }
     cache[dev] = v;
   }
   return cache[dev];
 }
+
+// Streaming multiprocessors.
+int64_t sm_count() { return device_attr<cudaDevAttrMultiProcessorCount>(132); }
+
+// Shared memory per block with opt-in: plans past it would fail to launch (smaller on GPUs other
+// than Hopper).
+int64_t smem_optin() { return device_attr<cudaDevAttrMaxSharedMemoryPerBlockOptin>(48 * 1024); }
 
 at::Tensor composition(const at::Tensor& input, const at::Tensor& dw_weight, const c10::optional<at::Tensor>& dw_bias,
                        const at::Tensor& pw_weight, const c10::optional<at::Tensor>& pw_bias,
@@ -158,12 +166,12 @@ at::Tensor separable_conv2d_cuda(const at::Tensor& input, const at::Tensor& dw_w
   const bool try_pipe = stage == 3 && dtype != at::kFloat;
   const auto plan = [&](int tile_mode) {
     cuda::fused_plan(a, p.N, static_cast<int>(input.element_size()), 2 * sm_count(), env_int("DSCONV_FUSED_NF", 0),
-                     tile_mode, sm_count());
+                     tile_mode, sm_count(), smem_optin());
   };
   plan(try_pipe && tile_env < 0 ? -2 : tile_env);
   a.pipe = 0;
   if (try_pipe) {
-    cuda::fused_pipe_plan(a);
+    cuda::fused_pipe_plan(a, smem_optin());
     if (!a.pipe && tile_env < 0) plan(-1);  // no pipeline here: the staging loops' own choice
   }
   switch (dtype) {
