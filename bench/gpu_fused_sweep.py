@@ -10,7 +10,9 @@ events, interleaved, inputs rotated past the L2:
     32 / 64 output channels (DSCONV_FUSED_NF=1 / 2);
   - the parts of PyTorch's composition alone: depthwise (F.conv2d groups=C), the 1x1 (cuDNN), and
     our own depthwise kernel on the same input.
-Prints one table (ms); the 1.5x target of issue 5 is against the composition's sum.
+Prints one table (ms); the 1.5x target of issue 5 is against the composition's sum. A second
+table replays the automatic choice and PyTorch's parts from CUDA graphs: the time without the
+host-side launch gaps that the first table's events include.
 """
 import math
 import os
@@ -59,8 +61,37 @@ def med_ms(fns, sets, reps=40):
     return [statistics.median(t) for t in acc]
 
 
+def graph_ms(f, x, reps=40):
+    """Median ms of replaying a CUDA graph of f(x) (None if the call cannot be captured)."""
+    try:
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(3):
+                f(x)  # warm-up outside the graph (allocations, attributes, cuDNN plans)
+        torch.cuda.current_stream().wait_stream(s)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            f(x)
+        g.replay()
+        torch.cuda.synchronize()
+        t = []
+        for _ in range(reps):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            g.replay()
+            b.record()
+            b.synchronize()
+            t.append(a.elapsed_time(b))
+        return statistics.median(t)
+    except Exception as e:  # noqa: BLE001 - a column of the report, not a failure of the sweep
+        print(f"graph capture failed: {type(e).__name__}: {str(e)[:120]}", flush=True)
+        return None
+
+
 def main():
     dsconv_ext.set_cuda_kernels("dsconv")
+    graph_rows = []
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
     dtype = torch.float16
     print(f"{'block':26s} {'layout':6s} " + " ".join(f"{n:>7s}" for n, _ in VARIANTS) +
@@ -101,9 +132,18 @@ def main():
                 fns.append(lambda x: F.conv2d(F.relu6(F.conv2d(x, dw, None, stride, pad, 1, C)), pw))
                 fns.append(lambda x: ops.depthwise_conv2d(x, dw, None, [stride] * 2, [pad] * 4, [1, 1]))
                 t = med_ms(fns, sets)
+                # The same calls replayed from CUDA graphs: no host work between the events, so
+                # the difference to the eager columns is launch and dispatch overhead (inputs stay
+                # in L2 here: one input set per graph).
+                graph_cols = [fns[0], fns[-4], fns[-3], fns[-2]]  # ours auto, PyTorch dw, 1x1, composition
+                graph_rows.append((name, layout, [graph_ms(f, sets[0]) for f in graph_cols]))
             for k_ in ("DSCONV_FUSED_NF", "DSCONV_FUSED_TILE", "DSCONV_FUSED_STAGE"):
                 os.environ.pop(k_, None)
             print(f"{name:26s} {layout:6s} " + " ".join(f"{v:7.3f}" for v in t), flush=True)
+    print("\nCUDA-graph replay (ms, median of 40; no host overhead, input in L2):")
+    print(f"{'block':26s} {'layout':6s} {'ours':>7s} {'t_dw':>7s} {'t_1x1':>7s} {'t_comp':>7s}")
+    for name, layout, g in graph_rows:
+        print(f"{name:26s} {layout:6s} " + " ".join("    n/a" if v is None else f"{v:7.3f}" for v in g), flush=True)
 
 
 if __name__ == "__main__":

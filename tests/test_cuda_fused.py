@@ -226,6 +226,35 @@ def test_pipeline_mode(dtype):
             assert kernel_launches([call], "fused_kernel") == 1, shape
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_cuda_graph_capture(layout):
+    """The fused op inside a CUDA graph (torch.compile's "reduce-overhead" mode captures one):
+    pipeline, staging-loop tile and band plans; replays on new input data match eager calls."""
+    gen = torch.Generator().manual_seed(9)
+    cases = (((2, 64, 14, 14), 48, torch.float16, "3"),  # pipeline
+             ((2, 64, 14, 14), 48, torch.bfloat16, "2"),  # staging-loop tiles
+             ((1, 40, 30, 70), 24, torch.float16, "3"),  # bands (70 columns)
+             ((2, 24, 9, 10), 16, torch.float32, "3"))  # fp32 tiles
+    for shape, Cout, dtype, stage in cases:
+        with env("DSCONV_FUSED_STAGE", stage):
+            x = make(shape, layout, dtype, gen)
+            dw, pw, db, pb = weights(shape[1], Cout, (3, 3), dtype, gen)
+            call = lambda: run(x, dw, pw, db, pb, (1, 1), (1,) * 4, (1, 1), "relu6", None)  # noqa: E731
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                call()  # warm-up outside the capture
+            torch.cuda.current_stream().wait_stream(side)
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                out = call()
+            x.copy_(make(shape, layout, dtype, gen))
+            g.replay()
+            torch.cuda.synchronize()
+            ref = call()
+            assert torch.equal(out, ref), (shape, dtype, stage)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))
 @pytest.mark.parametrize("pw_act", ACTS)
 @pytest.mark.parametrize("act", ACTS)

@@ -17,6 +17,7 @@
 #include <cuda_runtime.h>
 #include <mma.h>
 
+#include <atomic>
 #include <type_traits>
 
 #include "dw_cuda_device.cuh"
@@ -709,14 +710,27 @@ __global__ void __launch_bounds__(NT) fused_kernel_pipe(const FusedArgs a) {
 }
 
 // A tile-mode launch: the staged tile is dynamic shared memory; past 48 KiB in all (static +
-// dynamic) the kernel must be allowed more first.
-inline cudaError_t launch_dyn(void (*kern)(FusedArgs), size_t static_bytes, const dim3& grid, const FusedArgs& a,
-                              cudaStream_t stream) {
+// dynamic) the kernel must be allowed more first. The allowance is raised once per kernel, device
+// and size (cached), not on every call: it costs host time, and a call captured into a CUDA graph
+// after its warm-up then issues no attribute call inside the capture.
+template <void (*Kern)(FusedArgs)>
+cudaError_t launch_dyn(size_t static_bytes, const dim3& grid, const FusedArgs& a, cudaStream_t stream) {
   if (static_bytes + a.x_bytes > 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, a.x_bytes);
+    static std::atomic<int> allowed[64];  // dynamic bytes allowed so far, per device (zero-initialised)
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
     if (e != cudaSuccess) return e;
+    if (dev < 0 || dev >= 64 || allowed[dev].load(std::memory_order_acquire) < a.x_bytes) {
+      e = cudaFuncSetAttribute(Kern, cudaFuncAttributeMaxDynamicSharedMemorySize, a.x_bytes);
+      if (e != cudaSuccess) return e;
+      if (dev >= 0 && dev < 64) {
+        int cur = allowed[dev].load(std::memory_order_relaxed);
+        while (cur < a.x_bytes && !allowed[dev].compare_exchange_weak(cur, a.x_bytes, std::memory_order_release)) {
+        }
+      }
+    }
   }
-  kern<<<grid, NT, a.x_bytes, stream>>>(a);
+  Kern<<<grid, NT, a.x_bytes, stream>>>(a);
   return cudaGetLastError();
 }
 
@@ -732,9 +746,9 @@ cudaError_t launch(const FusedArgs& a, cudaStream_t stream) {
 #define DSCONV_FUSED_TILE_CASE(KK, SS)                                                              \
   if (K == KK && S == SS) {                                                                         \
     if constexpr (kPipe) {                                                                          \
-      if (a.pipe) return launch_dyn(fused_kernel_pipe<T, KK, SS>, sizeof(SmemPipe<T>), grid, a, stream); \
+      if (a.pipe) return launch_dyn<fused_kernel_pipe<T, KK, SS>>(sizeof(SmemPipe<T>), grid, a, stream); \
     }                                                                                               \
-    return launch_dyn(fused_kernel<T, KK, SS, true>, sizeof(Smem<T>), grid, a, stream);             \
+    return launch_dyn<fused_kernel<T, KK, SS, true>>(sizeof(Smem<T>), grid, a, stream);             \
   }
     DSCONV_FUSED_TILE_CASE(3, 1)
     DSCONV_FUSED_TILE_CASE(3, 2)
