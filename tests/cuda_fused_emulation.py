@@ -76,7 +76,7 @@ def plan(N, Cout, OH, OW, tc, min_blocks, geom=None, tile_mode=0, sms=132, smem=
     g = geom or {}
     sq = (g.get("KH") == g.get("KW") and g.get("KH") in (3, 5, 7) and g.get("dil_h") == 1 and g.get("dil_w") == 1
           and g.get("S_h") == g.get("S_w") and g.get("S_h") in (1, 2))
-    tile_auto = (tile_mode == -1 and g.get("S_h") == 1 and OW <= 32) or tile_mode == -2
+    tile_auto = (tile_mode < 0 and g.get("S_h") == 1 and OW <= 32) or (tile_mode == -2 and g.get("KH") == 3)
     if (tile_mode > 0 or tile_auto) and sq and OW <= BP:
         R = min(BP // OW, OH)
         if tile_mode > 0:
@@ -541,7 +541,7 @@ def emulate(x, dw_w, dw_b, pw_w, pw_b, stride, pad, dil, act, pw_act, tc, out_cl
         a["chan_inner"] = int(x.stride(1) == 1 and C > 1)
         return a
 
-    # as fused_register.cpp: the pipeline's automatic plan takes tiles on every eligible shape; if
+    # as fused_register.cpp: the pipeline's automatic plan also takes 3x3 tiles on wider maps; if
     # the pipeline cannot run there, the staging loops' own automatic plan
     a = planned(-2 if pipe and tc and tile_mode < 0 else tile_mode)
     if pipe and tc:
@@ -657,7 +657,7 @@ def check_plan_limits():
     geom = dict(KH=7, KW=7, dil_h=1, dil_w=1, S_h=1, S_w=1)
     got = {}
     for smem in (HOPPER_SMEM, 99 * 1024, 64 * 1024):
-        a = plan(1, 256, 7, 64, True, 0, geom, -2, 132, smem)  # min_blocks 0: the widest N tile
+        a = plan(1, 256, 7, 64, True, 0, geom, 64, 132, smem)  # forced tiles; min_blocks 0: widest N tile
         a.update(C=256, W=64, pad_l=3, taps=49, chan_inner=0, in_sn=256 * 7 * 64, in_sc=7 * 64, in_sh=64, in_sw=1)
         pipe_plan(a, 0, smem)
         x_bytes = 2 * a["pipe_buf"] + PIPE_STATIC_SMEM if a["pipe"] else KC * a.get("XCH", 0) * 2 + STATIC_SMEM

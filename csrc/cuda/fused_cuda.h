@@ -92,7 +92,7 @@ inline bool fused_supported(const DwParams& p, int64_t Cout) {
 // tensor-core path). Tile mode (see FusedArgs) when the kernel is a templated K x K (3/5/7, equal
 // strides 1 or 2, dilation 1), the output rows fit one M tile (OW <= kFusedBP) and the staged tile
 // fits kFusedMaxTileBytes; tile_mode -1: automatic for the staging loops (stride 1, OW <= 32:
-// measured below), -2: automatic for the pipeline (every eligible shape), 0: off
+// measured below), -2: automatic for the pipeline (also 3x3 on wider maps and stride 2), 0: off
 // (bands), > 0: at most that many rows (any eligible shape).
 // Automatic rows: as many as fit the M tile, halved while that leaves fewer blocks than SMs (the
 // first H200 run: 49-147 blocks of this kernel left most SMs idle). Why: in tile mode the depthwise
@@ -115,10 +115,10 @@ inline void fused_plan(FusedArgs& a, int64_t N, int elem_bytes, int64_t min_bloc
   // 28x28 0.240 -> 0.181, 0.191 -> 0.138; but 144->24 56x56 0.192 -> 0.300 and 144->32 56->28
   // stride 2 0.105 -> 0.154 (ncu: 114M instructions against the band's 72M; the staging loop's
   // per-element divisions and 64-bit address math on 58-wide rows).
-  // tile_mode == -2 (the cp.async pipeline's automatic choice, see fused_pipe_plan): tiles on
-  // every eligible shape; the pipeline beat the band mode on all blocks of the H200 sweep
-  // (2026-11-26, third session), stride 2 and 56-wide maps included.
-  const bool tile_auto = (tile_mode == -1 && a.S_h == 1 && a.OW <= 32) || tile_mode == -2;
+  // tile_mode == -2 (the cp.async pipeline's automatic choice, see fused_pipe_plan): also 3x3 on
+  // maps up to 64 wide and stride 2, where the pipeline beat the band mode on the H200 (2026-11-26,
+  // third session: 144->24 56x56, 144->32 stride 2); 5x5 / 7x7 there are unmeasured: bands.
+  const bool tile_auto = (tile_mode < 0 && a.S_h == 1 && a.OW <= 32) || (tile_mode == -2 && a.KH == 3);
   if ((tile_mode > 0 || tile_auto) && sq && a.OW <= kFusedBP) {
     int R = std::min(kFusedBP / a.OW, a.OH);
     if (tile_mode > 0) {

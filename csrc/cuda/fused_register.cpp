@@ -156,11 +156,12 @@ at::Tensor separable_conv2d_cuda(const at::Tensor& input, const at::Tensor& dw_w
   // DSCONV_FUSED_TILE=0 forces the band mode, =<R> caps the tile mode's rows per block.
   // Tile mode's staging (DSCONV_FUSED_STAGE, for tuning): 3 (default) the cp.async pipeline
   // where its alignment holds (fused_pipe_plan; 16-bit only), else the staging loop; 2 the
-  // staging loop everywhere. H200, 2026-11-26 (fp16, batch 16, ms, band or staging-loop tile ->
-  // pipeline):
-  // 576->96 14x14 0.194 -> 0.123 NCHW, 0.118 -> 0.080 channels_last; 256->256 28x28 0.150 ->
-  // 0.101, 0.120 -> 0.089; 144->24 56x56 0.203 -> 0.157, 0.158 -> 0.132; 144->32 stride 2 0.090
-  // -> 0.071, 0.109 -> 0.101 (bench/results/gpu-h200-2026-11-26-c.md).
+  // staging loop everywhere. The pipeline's automatic plan (tile_mode -2) also takes 3x3 tiles on
+  // maps up to 64 wide and at stride 2. H200, 2026-11-26 (fp16, batch 16, ms, band or
+  // staging-loop tile -> pipeline): 576->96 14x14 0.194 -> 0.123 NCHW, 0.118 -> 0.080
+  // channels_last; 256->256 28x28 0.150 -> 0.101, 0.120 -> 0.089; 144->24 56x56 0.203 -> 0.157,
+  // 0.158 -> 0.132; 144->32 stride 2 0.090 -> 0.071, 0.109 -> 0.101
+  // (bench/results/gpu-h200-2026-11-26-c.md).
   const int stage = env_int("DSCONV_FUSED_STAGE", 3);
   const int tile_env = env_int("DSCONV_FUSED_TILE", -1);
   const bool try_pipe = stage == 3 && dtype != at::kFloat;
