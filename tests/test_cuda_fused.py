@@ -199,13 +199,16 @@ def kernel_launches(calls, name):
     return sum(e.count for e in prof.key_averages() if name in e.key)
 
 
+@pytest.mark.parametrize("nfmax,nf", [("0", ""), ("1", ""), ("1", "3")], ids=["nf8", "nfmax2", "nfmax4"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
-def test_pipeline_mode(dtype):
+def test_pipeline_mode(dtype, nfmax, nf):
     """DSCONV_FUSED_STAGE=3: the cp.async pipeline kernel runs where its alignment holds (C % 8,
     even W and strides for NCHW; multiples of 8 for channels_last), matches the composition, and
-    leaves the other shapes to the staging loops."""
+    leaves the other shapes to the staging loops. nfmax: DSCONV_FUSED_NFMAX=1, the variant with
+    fewer accumulators (2 fragments; with DSCONV_FUSED_NF=3, 4)."""
     gen = torch.Generator().manual_seed(5)
-    with env("DSCONV_FUSED_STAGE", "3"), env("DSCONV_FUSED_TILE", "64"):
+    with env("DSCONV_FUSED_STAGE", "3"), env("DSCONV_FUSED_TILE", "64"), env("DSCONV_FUSED_NFMAX", nfmax), \
+            env("DSCONV_FUSED_NF", nf):
         for layout in ("nchw", "channels_last"):
             for k in (3, 5, 7):
                 for s in (1, 2):

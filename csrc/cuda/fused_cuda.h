@@ -62,6 +62,7 @@ struct FusedArgs {
   // channels-innermost input (x_il = 1), pixel-major rows: X[IR][IWp][KC].
   int pipe, x_il, XS;
   int pipe_xb, pipe_bb, pipe_wb, pipe_buf;  // bytes: X, B, dw weights, one whole buffer (+ bias)
+  int pipe_nfm;  // accumulator fragments the pipeline kernel holds: 8, or 2 / 4 (>= nf) on request
   int64_t grid_x;         // blocks along grid.x: bands, or N * tiles_img in tile mode
   int act, pw_act;
   const void* in;     // T, strides above

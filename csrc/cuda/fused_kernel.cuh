@@ -322,15 +322,17 @@ using FragAcc = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, fl
 // fp16/bf16: one chunk's A (BP x KC, channel-major) times B (KC x BN, output-channel-major) into
 // the warp's accumulators: warp (wm, wn) owns pixels wm*16 .. +15 and nf fragments of 16 output
 // channels from (wn * nf) * 16.
-template <typename AT>
-__device__ __forceinline__ void gemm_chunk16(FragAcc (&acc16)[8], const AT* As, const AT* Bs, int nf, int wm, int wn) {
+// NFM: accumulator fragments held (>= nf).
+template <typename AT, int NFM>
+__device__ __forceinline__ void gemm_chunk16(FragAcc (&acc16)[NFM], const AT* As, const AT* Bs, int nf, int wm,
+                                             int wn) {
   using namespace nvcuda;
 #pragma unroll
   for (int k = 0; k < KC; k += 16) {
     wmma::fragment<wmma::matrix_a, 16, 16, 16, AT, wmma::col_major> fa;
     wmma::load_matrix_sync(fa, As + k * LDA16 + wm * 16, LDA16);
 #pragma unroll
-    for (int f = 0; f < 8; ++f) {
+    for (int f = 0; f < NFM; ++f) {
       if (f < nf) {
         wmma::fragment<wmma::matrix_b, 16, 16, 16, AT, wmma::col_major> fb;
         wmma::load_matrix_sync(fb, Bs + (wn * nf + f) * 16 * LD16 + k, LD16);
@@ -342,13 +344,13 @@ __device__ __forceinline__ void gemm_chunk16(FragAcc (&acc16)[8], const AT* As, 
 
 // fp16/bf16 epilogue: + pw bias, pw act, store each accumulator fragment through the warp's
 // staging area st (256 floats); out_off[j]: output offset of tile / band pixel j (64-bit).
-template <typename T>
-__device__ __forceinline__ void epilogue16(const FusedArgs& a, FragAcc (&acc16)[8], float* st, const int64_t* out_off,
+template <typename T, int NFM>
+__device__ __forceinline__ void epilogue16(const FusedArgs& a, FragAcc (&acc16)[NFM], float* st, const int64_t* out_off,
                                            int co0, int P, int wm, int wn, int lane) {
   using namespace nvcuda;
   T* out = static_cast<T*>(a.out);
 #pragma unroll
-  for (int f = 0; f < 8; ++f) {
+  for (int f = 0; f < NFM; ++f) {
     const int cb = co0 + (wn * a.nf + f) * 16;  // first output channel of the fragment
     if (f < a.nf && cb < a.Cout) {              // warp-uniform
       // Stage so that consecutive lanes write consecutive addresses: pixels fastest for NCHW
@@ -500,7 +502,7 @@ __global__ void __launch_bounds__(NT) fused_kernel(const FusedArgs a) {
     __syncthreads();
     // A (BP x KC) x B (KC x BN) into the accumulators.
     if constexpr (kTC) {
-      gemm_chunk16<AT>(acc16, sm.g.a, sm.g.b, a.nf, wm, wn);
+      gemm_chunk16<AT, 8>(acc16, sm.g.a, sm.g.b, a.nf, wm, wn);
     } else {
       if (co0 + ty * 8 < a.Cout) {
 #pragma unroll 4
@@ -522,7 +524,7 @@ __global__ void __launch_bounds__(NT) fused_kernel(const FusedArgs a) {
   // Epilogue: + pw bias, pw act, store (64-bit offsets).
   T* out = static_cast<T*>(a.out);
   if constexpr (kTC) {
-    epilogue16<T>(a, acc16, sm.g.stage + warp * 256, sm.out_off, co0, P, wm, wn, lane);
+    epilogue16<T, 8>(a, acc16, sm.g.stage + warp * 256, sm.out_off, co0, P, wm, wn, lane);
   } else {
 #pragma unroll
     for (int m = 0; m < 8; ++m) {
@@ -649,8 +651,9 @@ __device__ __forceinline__ void pipe_issue(const FusedArgs& a, unsigned char* bu
   }
 }
 
-template <typename T, int K, int S>
-__global__ void __launch_bounds__(NT) fused_kernel_pipe(const FusedArgs a) {
+// The pipeline kernel's body. NFM: accumulator fragments per warp (>= a.nf).
+template <typename T, int K, int S, int NFM>
+__device__ __forceinline__ void pipe_body(const FusedArgs& a) {
   __shared__ SmemPipe<T> sm;
   extern __shared__ __align__(128) unsigned char fused_pipe_smem[];
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -666,9 +669,9 @@ __global__ void __launch_bounds__(NT) fused_kernel_pipe(const FusedArgs a) {
   const XT<T>* inx = static_cast<const XT<T>*>(a.in) + img * a.in_sn;
   const int ih_base = oh0 * S - a.pad_t;
   const PipeWalk w = pipe_walk(a, tid);
-  FragAcc acc16[8];
+  FragAcc acc16[NFM];
 #pragma unroll
-  for (int f = 0; f < 8; ++f) nvcuda::wmma::fill_fragment(acc16[f], 0.f);
+  for (int f = 0; f < NFM; ++f) nvcuda::wmma::fill_fragment(acc16[f], 0.f);
   // The depthwise thread's view of the staged tile: channel lane, (row, column) strides.
   const int ws = a.x_il ? KC : 1, rs = a.x_il ? a.XP * KC : a.XP;
   const int xoff = a.x_il ? lane : lane * a.XCH + a.XS;
@@ -703,10 +706,24 @@ __global__ void __launch_bounds__(NT) fused_kernel_pipe(const FusedArgs a) {
       }
     }
     __syncthreads();  // A complete
-    gemm_chunk16<T>(acc16, sm.a, reinterpret_cast<const T*>(cur + a.pipe_xb), a.nf, wm, wn);
+    gemm_chunk16<T, NFM>(acc16, sm.a, reinterpret_cast<const T*>(cur + a.pipe_xb), a.nf, wm, wn);
     __syncthreads();  // buffer i & 1 is free for chunk i + 2's copies
   }
-  epilogue16<T>(a, acc16, sm.stage + warp * 256, sm.out_off, co0, P, wm, wn, lane);
+  epilogue16<T, NFM>(a, acc16, sm.stage + warp * 256, sm.out_off, co0, P, wm, wn, lane);
+}
+
+// The kernel the H200 ran (8 accumulator fragments, 124 registers: 2 blocks of 256 threads per SM).
+template <typename T, int K, int S>
+__global__ void __launch_bounds__(NT) fused_kernel_pipe(const FusedArgs a) {
+  pipe_body<T, K, S, 8>(a);
+}
+
+// DSCONV_FUSED_NFMAX=1 (for the next GPU run; compiles, not yet run on a GPU): as few fragments
+// as nf needs (NFM 2 / 4, Cout <= 128) and a register cap for 3 blocks per SM (80 registers;
+// ptxas spills ~40 bytes for 5x5), to measure occupancy against the default.
+template <typename T, int K, int S, int NFM>
+__global__ void __launch_bounds__(NT, 3) fused_kernel_pipe_nf(const FusedArgs a) {
+  pipe_body<T, K, S, NFM>(a);
 }
 
 // A tile-mode launch: the staged tile is dynamic shared memory; past 48 KiB in all (static +
@@ -746,6 +763,10 @@ cudaError_t launch(const FusedArgs& a, cudaStream_t stream) {
 #define DSCONV_FUSED_TILE_CASE(KK, SS)                                                              \
   if (K == KK && S == SS) {                                                                         \
     if constexpr (kPipe) {                                                                          \
+      if (a.pipe && a.pipe_nfm == 2)                                                                \
+        return launch_dyn<fused_kernel_pipe_nf<T, KK, SS, 2>>(sizeof(SmemPipe<T>), grid, a, stream); \
+      if (a.pipe && a.pipe_nfm == 4)                                                                \
+        return launch_dyn<fused_kernel_pipe_nf<T, KK, SS, 4>>(sizeof(SmemPipe<T>), grid, a, stream); \
       if (a.pipe) return launch_dyn<fused_kernel_pipe<T, KK, SS>>(sizeof(SmemPipe<T>), grid, a, stream); \
     }                                                                                               \
     return launch_dyn<fused_kernel<T, KK, SS, true>>(sizeof(Smem<T>), grid, a, stream);             \

@@ -174,6 +174,10 @@ at::Tensor separable_conv2d_cuda(const at::Tensor& input, const at::Tensor& dw_w
   if (try_pipe) {
     cuda::fused_pipe_plan(a, smem_optin());
     if (!a.pipe && tile_env < 0) plan(-1);  // no pipeline here: the staging loops' own choice
+    // DSCONV_FUSED_NFMAX=1: the pipeline kernel with as few accumulators as nf needs (2 / 4 / 8;
+    // compiles, not yet run on a GPU), to measure against the default 8.
+    a.pipe_nfm = 8;
+    if (a.pipe && env_int("DSCONV_FUSED_NFMAX", 0) == 1) a.pipe_nfm = a.nf <= 2 ? 2 : a.nf <= 4 ? 4 : 8;
   }
   switch (dtype) {
     case at::kFloat: launch_fused<float>(a); break;
