@@ -57,6 +57,8 @@ CALLS = [
     ("fused 16x576x14x14 ->96 nchw fp16 (tile, staging loop)", fused((16, 576, 14, 14), 96, torch.float16, "nchw")),
     ("fused 16x576x14x14 ->96 nchw fp16 (pipeline)", fused((16, 576, 14, 14), 96, torch.float16, "nchw", PIPE)),
     ("fused 16x576x14x14 ->96 cl fp16 (pipeline)", fused((16, 576, 14, 14), 96, torch.float16, "cl", PIPE)),
+    ("fused 16x576x14x14 ->96 nchw fp16 (pipeline, NFMAX)",
+     fused((16, 576, 14, 14), 96, torch.float16, "nchw", dict(PIPE, DSCONV_FUSED_NFMAX="1"))),
     ("fused 16x256x28x28 ->256 nchw fp16 (pipeline)", fused((16, 256, 28, 28), 256, torch.float16, "nchw", PIPE)),
     ("fused 16x144x56x56 ->24 nchw fp16 (pipeline, tile 64)",
      fused((16, 144, 56, 56), 24, torch.float16, "nchw", dict(PIPE, DSCONV_FUSED_TILE="64"))),
