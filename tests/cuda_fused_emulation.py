@@ -126,26 +126,26 @@ def stage_tile(a, X, x, img, ih_base, c0):
         written.add(i)
         X.wr(i, v)
 
+    def carry(lo, hi, lim):
+        """The CUDA loops' `while (lo >= lim) lo -= lim, ++hi;`."""
+        while lo >= lim:
+            lo, hi = lo - lim, hi + 1
+        return lo, hi
+
     for warp in range(NW):
         for lane in range(32):
             if a["chan_inner"]:
                 items = a["IR"] * a["IWp"]
-                r, col = 0, warp
-                while col >= a["IWp"]:
-                    col, r = col - a["IWp"], r + 1
+                col, r = carry(warp, 0, a["IWp"])
                 for i0 in range(warp, items, NW * U):
                     for u in range(U):
                         if i0 + u * NW < items:
                             put(lane * a["XCH"] + r * a["XP"] + col, load(c0 + lane, ih_base + r, iw_base + col))
-                        col += NW
-                        while col >= a["IWp"]:
-                            col, r = col - a["IWp"], r + 1
+                        col, r = carry(col + NW, r, a["IWp"])
             else:
                 CI = cdiv(BP + 6, 32)
                 rows = KC * a["IR"]
-                cc, r = 0, warp
-                while r >= a["IR"]:
-                    r, cc = r - a["IR"], cc + 1
+                r, cc = carry(warp, 0, a["IR"])
                 for row0 in range(warp, rows, NW * U):
                     for u in range(U):
                         if row0 + u * NW < rows:
@@ -153,9 +153,7 @@ def stage_tile(a, X, x, img, ih_base, c0):
                                 col = j * 32 + lane
                                 if col < a["IWp"]:
                                     put(cc * a["XCH"] + r * a["XP"] + col, load(c0 + cc, ih_base + r, iw_base + col))
-                        r += NW
-                        while r >= a["IR"]:
-                            r, cc = r - a["IR"], cc + 1
+                        r, cc = carry(r + NW, cc, a["IR"])
     assert len(written) == KC * a["IR"] * a["IWp"], "staged elements missed"
 
 
