@@ -17,7 +17,7 @@
 #include <cuda_runtime.h>
 #include <mma.h>
 
-#include <atomic>
+#include <mutex>
 #include <type_traits>
 
 #include "dw_cuda_device.cuh"
@@ -733,18 +733,18 @@ __global__ void __launch_bounds__(NT, 3) fused_kernel_pipe_nf(const FusedArgs a)
 template <void (*Kern)(FusedArgs)>
 cudaError_t launch_dyn(size_t static_bytes, const dim3& grid, const FusedArgs& a, cudaStream_t stream) {
   if (static_bytes + a.x_bytes > 48 * 1024) {
-    static std::atomic<int> allowed[64];  // dynamic bytes allowed so far, per device (zero-initialised)
+    // Under a lock, so that the attribute only grows: two threads raising it to different sizes
+    // must not leave it below what the cache says.
+    static std::mutex mu;
+    static int allowed[64] = {0};  // dynamic bytes allowed so far, per device
     int dev = 0;
     cudaError_t e = cudaGetDevice(&dev);
     if (e != cudaSuccess) return e;
-    if (dev < 0 || dev >= 64 || allowed[dev].load(std::memory_order_acquire) < a.x_bytes) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (dev < 0 || dev >= 64 || allowed[dev] < a.x_bytes) {
       e = cudaFuncSetAttribute(Kern, cudaFuncAttributeMaxDynamicSharedMemorySize, a.x_bytes);
       if (e != cudaSuccess) return e;
-      if (dev >= 0 && dev < 64) {
-        int cur = allowed[dev].load(std::memory_order_relaxed);
-        while (cur < a.x_bytes && !allowed[dev].compare_exchange_weak(cur, a.x_bytes, std::memory_order_release)) {
-        }
-      }
+      if (dev >= 0 && dev < 64) allowed[dev] = a.x_bytes;
     }
   }
   Kern<<<grid, NT, a.x_bytes, stream>>>(a);
