@@ -6,7 +6,8 @@ at the speed it does (stall reasons, occupancy, achieved bandwidth), not only ho
 
 The first GPU run (H200, 2026-11-26) measured the 3x3 depthwise kernels at 9-32% of the copy
 bandwidth and the fused separable kernel at 1.5-5%: neither memory- nor FMA-bound. These are the
-layers of bench/gpu_bench.py where that shows most (one call each, after one warm-up call).
+fused blocks of bench/gpu_bench.py in each of the fused kernel's modes (one call each, after one
+warm-up call); the depthwise kernels' profiles are in bench/results/gpu-h200-2026-11-26-b.md.
 """
 import os
 
@@ -15,15 +16,6 @@ import torch
 import dsconv_ext  # noqa: F401
 
 ops = torch.ops.dsconv
-
-
-def dw(shape, k, stride, layout, dtype):
-    x = torch.randn(shape, device="cuda", dtype=dtype)
-    if layout == "cl":
-        x = x.contiguous(memory_format=torch.channels_last)
-    w = torch.randn(shape[1], 1, k, k, device="cuda", dtype=dtype)
-    p = [k // 2] * 4
-    return lambda: ops.depthwise_conv2d(x, w, None, [stride, stride], p, [1, 1])
 
 
 def fused(shape, cout, dtype, layout, env=None):
