@@ -5,6 +5,8 @@
 //   K::forward<T>(p, in, w, bias, out)
 //   K::backward_input<T>(p, grad_out, w, grad_in)
 //   K::backward_weight_bias<T>(p, grad_out, in, grad_w, grad_b)   (either output may be nullptr)
+//   K::backward_all<T>(pi, pw, grad_out, in, w, grad_in, grad_w, grad_b) -> bool: both gradients in
+//     one pass where the backend has one (grad_w or grad_b may be nullptr), false otherwise
 // taking c10 scalar types (float, double, c10::Half, c10::BFloat16). Inputs are read in place
 // with their own strides (no layout copies); the weight is made dense (it is tiny).
 #pragma once
@@ -62,6 +64,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_impl(
   const at::Tensor w = weight.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, input.scalar_type(), "dsconv::depthwise_conv2d_backward", [&] {
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
+    if (mask[0] && (mask[1] || mask[2])) {  // both in one pass over grad_output where a kernel can
+      DwParams qi = p, qw = p;
+      fill_in_strides(qi, gi);
+      fill_out_strides(qi, grad_output);
+      fill_in_strides(qw, input);
+      fill_out_strides(qw, grad_output);
+      if (K::template backward_all<scalar_t>(qi, qw, go, input.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
+                                             gi.mutable_data_ptr<scalar_t>(),
+                                             mask[1] ? gw.mutable_data_ptr<scalar_t>() : nullptr,
+                                             mask[2] ? gb.mutable_data_ptr<scalar_t>() : nullptr))
+        return;
+    }
     if (mask[0]) {
       DwParams q = p;
       fill_in_strides(q, gi);

@@ -380,6 +380,82 @@ def test_bf16_rounding_matches_torch(isa):
         )
 
 
+# --- channels_last backward in one pass (grad input + grad weight/bias) -----------------------
+
+# (N, C, H, W, (kh, kw), (sh, sw), (top, bottom, left, right), (dh, dw)); all through the one-pass
+# kernel except where noted
+ONE_PASS_CASES = [
+    (2, 19, 13, 11, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # channel tail
+    (3, 33, 9, 17, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
+    (2, 40, 15, 20, (5, 5), (2, 2), (2, 2, 2, 2), (1, 1)),
+    (1, 24, 12, 20, (7, 7), (1, 1), (3, 3, 3, 3), (1, 1)),
+    (2, 17, 10, 13, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1)),
+    (2, 16, 9, 19, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2)),  # dilation: the general kernels
+    (2, 20, 11, 18, (4, 3), (3, 2), (1, 2, 0, 1), (1, 1)),  # general kernel, stride 3, odd padding
+    (2, 48, 28, 28, (3, 3), (1, 1), (0, 2, 1, 1), (1, 1)),  # asymmetric padding
+    (1, 32, 30, 30, (3, 3), (2, 2), (0, 0, 0, 0), (1, 1)),  # input rows below the output's reach
+    (2, 16, 6, 20, (5, 5), (1, 1), (0, 0, 2, 2), (1, 1)),  # two output rows
+    (5, 64, 7, 7, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # small maps: groups span images
+    (1, 8, 5, 40, (3, 3), (2, 1), (4, 4, 1, 1), (1, 1)),  # padding rows past the input
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channels_last_one_pass_backward(isa, dtype):
+    # grad input and grad weight/bias of channels_last tensors come from one pass over
+    # grad_output (dw_simd_bwd_cl.h): the same bits as the two separate passes, and correct
+    op = torch.ops.dsconv.depthwise_conv2d_backward
+    fails = []
+    for N, C, H, W, k, s, pad, d in ONE_PASS_CASES:
+        x = torch.randn(N, C, H, W).to(dtype).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(C, 1, *k).to(dtype)
+        xp = F.pad(x.double(), (pad[2], pad[3], pad[0], pad[1]))
+        xr, wr = xp.requires_grad_(), w.double().requires_grad_()
+        br = torch.zeros(C, dtype=torch.float64, requires_grad=True)
+        ref = F.conv2d(xr, wr, br, s, 0, d, C)
+        go = torch.randn_like(ref).to(dtype).contiguous(memory_format=torch.channels_last)
+        ref.backward(go.double())
+        want_gi = xr.grad[:, :, pad[0] : pad[0] + H, pad[2] : pad[2] + W]
+        args = (list(s), list(pad), list(d))
+        one = op(go, x, w, *args, [True, True, True])
+        gi = op(go, x, w, *args, [True, False, False])[0]
+        gw, gb = op(go, x, w, *args, [False, True, True])[1:]
+        tag = f"{dtype} N{N} C{C} {H}x{W} k{k} s{s} p{pad} d{d}"
+        for name, a, b in (("grad_input", one[0], gi), ("grad_weight", one[1], gw), ("grad_bias", one[2], gb)):
+            if not torch.equal(a, b):
+                fails.append(f"{tag}: {name} differs from its separate pass")
+        gi_gb = op(go, x, w, *args, [True, False, True])  # grad weight not asked for
+        if not (torch.equal(gi_gb[0], gi) and torch.equal(gi_gb[2], gb)):
+            fails.append(f"{tag}: mask (grad input, grad bias) differs")
+        for name, got, want, tol in (
+            ("grad_input", one[0], want_gi, TOL[dtype]),
+            ("grad_weight", one[1], wr.grad, TOL_GRADW[dtype]),
+            ("grad_bias", one[2], br.grad, TOL_GRADW[dtype]),
+        ):
+            e = _rel_err(got, want)
+            if not e <= tol:
+                fails.append(f"{tag}: {name} err {e:.2e}")
+    assert_ok(fails)
+
+
+def test_channels_last_one_pass_backward_views(isa):
+    # a channel slice of a channels_last tensor (pixel stride > C) and a channels_last
+    # grad_output view: read in place with their strides
+    op = torch.ops.dsconv.depthwise_conv2d_backward
+    base = torch.randn(2, 40, 14, 15).contiguous(memory_format=torch.channels_last)
+    x = base[:, 3:30]
+    w = torch.randn(27, 1, 3, 3)
+    gbase = torch.randn(2, 30, 14, 15).contiguous(memory_format=torch.channels_last)
+    go = gbase[:, 1:28]
+    one = op(go, x, w, [1, 1], [1, 1, 1, 1], [1, 1], [True, True, True])
+    xr = x.double().requires_grad_()
+    wr = w.double().requires_grad_()
+    br = torch.zeros(27, dtype=torch.float64, requires_grad=True)
+    F.conv2d(xr, wr, br, 1, 1, 1, 27).backward(go.double())
+    for got, want in zip(one, (xr.grad, wr.grad, br.grad)):
+        assert _rel_err(got, want) <= TOL_GRADW[torch.float32]
+
+
 # --- determinism: the thread count never changes a bit ---------------------------------------
 
 @pytest.mark.parametrize("layout", ["nchw", "cl"])
@@ -392,6 +468,7 @@ def test_thread_count_determinism(isa, layout):
         ((2, 96, 14, 14), 7, 1, 3),
         ((2, 16, 20, 20), 13, 1, 6),
         ((3, 200, 14, 14), 3, 2, 1),  # NCHW: the pixels kernels on channel chunks, per-image sums
+        ((3, 48, 30, 30), 3, 1, 1),  # channels_last: the one-pass backward
     ]
     for shape, k, s, p in cases:
         x = _layout(torch.randn(*shape), layout)

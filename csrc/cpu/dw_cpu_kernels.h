@@ -18,5 +18,11 @@ void backward_input(const DwParams& p, const T* grad_out, const T* w, T* grad_in
 template <typename T>
 void backward_weight_bias(const DwParams& p, const T* grad_out, const T* in, T* grad_w, T* grad_b);
 
+// Both of the above in one pass where a SIMD kernel does that (pi: the strides backward_input
+// takes, pw: backward_weight_bias's); false: call them separately.
+template <typename T>
+bool backward_all(const DwParams& pi, const DwParams& pw, const T* grad_out, const T* in, const T* w, T* grad_in,
+                  T* grad_w, T* grad_b);
+
 }  // namespace cpu
 }  // namespace dsconv

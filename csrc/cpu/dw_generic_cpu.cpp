@@ -339,10 +339,17 @@ void backward_weight_bias(const DwParams& p, const T* gout, const T* in, T* gw, 
     backward_weight_planes<T>(p, gout, in, gw, gb);
 }
 
+template <typename T>
+bool backward_all(const DwParams& pi, const DwParams& pw, const T* gout, const T* in, const T* w, T* gin, T* gw,
+                  T* gb) {
+  return simd::backward_all<T>(pi, pw, gout, in, w, gin, gw, gb);
+}
+
 #define DSCONV_INSTANTIATE(T)                                                          \
   template void forward<T>(const DwParams&, const T*, const T*, const T*, T*);         \
   template void backward_input<T>(const DwParams&, const T*, const T*, T*);            \
-  template void backward_weight_bias<T>(const DwParams&, const T*, const T*, T*, T*);
+  template void backward_weight_bias<T>(const DwParams&, const T*, const T*, T*, T*);  \
+  template bool backward_all<T>(const DwParams&, const DwParams&, const T*, const T*, const T*, T*, T*, T*);
 DSCONV_INSTANTIATE(float)
 DSCONV_INSTANTIATE(double)
 DSCONV_INSTANTIATE(c10::BFloat16)

@@ -34,6 +34,12 @@ bool backward_input(const DwParams& p, const T* grad_out, const T* w, T* grad_in
 template <typename T>
 bool backward_weight_bias(const DwParams& p, const T* grad_out, const T* in, T* grad_w, T* grad_b);
 
+// Grad input and grad weight / bias in one pass (pi: strides of grad_in and grad_out, pw: of in
+// and grad_out; grad_w or grad_b may be nullptr, grad_in may not). False: run the two separately.
+template <typename T>
+bool backward_all(const DwParams& pi, const DwParams& pw, const T* grad_out, const T* in, const T* w, T* grad_in,
+                  T* grad_w, T* grad_b);
+
 }  // namespace simd
 }  // namespace cpu
 }  // namespace dsconv

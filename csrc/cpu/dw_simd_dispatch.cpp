@@ -194,10 +194,41 @@ bool backward_weight_bias(const DwParams& p, const T* grad_out, const T* in, T* 
   return false;
 }
 
+// DSCONV_BWD_ONE_PASS=0 runs grad input and grad weight as two passes everywhere (A/B
+// measurements of the one-pass channels_last backward; read once).
+static bool one_pass_backward_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("DSCONV_BWD_ONE_PASS");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
+
+template <typename T>
+bool backward_all(const DwParams& pi, const DwParams& pw, const T* grad_out, const T* in, const T* w, T* grad_in,
+                  T* grad_w, T* grad_b) {
+#if DSCONV_SIMD_X86
+  if constexpr (simd_dtype<T>()) {
+    if (!one_pass_backward_enabled()) return false;
+    if (!all_finite(pi, w)) return false;  // as backward_input: the generic kernels handle those
+    if (active_isa() != Isa::generic)
+      advise_huge_pages(grad_in, pi.N, pi.C, pi.H, pi.W, pi.in_sn, pi.in_sc, pi.in_sh, pi.in_sw, sizeof(T));
+    switch (active_isa()) {
+      case Isa::avx512: return avx512::backward_all(pi, pw, dt_of<T>(), grad_out, in, w, grad_in, grad_w, grad_b);
+      case Isa::avx2: return avx2::backward_all(pi, pw, dt_of<T>(), grad_out, in, w, grad_in, grad_w, grad_b);
+      default: return false;
+    }
+  }
+#endif
+  (void)pi, (void)pw, (void)grad_out, (void)in, (void)w, (void)grad_in, (void)grad_w, (void)grad_b;
+  return false;
+}
+
 #define DSCONV_INSTANTIATE(T)                                                          \
   template bool forward<T>(const DwParams&, const T*, const T*, const T*, T*);         \
   template bool backward_input<T>(const DwParams&, const T*, const T*, T*);            \
-  template bool backward_weight_bias<T>(const DwParams&, const T*, const T*, T*, T*);
+  template bool backward_weight_bias<T>(const DwParams&, const T*, const T*, T*, T*);  \
+  template bool backward_all<T>(const DwParams&, const DwParams&, const T*, const T*, const T*, T*, T*, T*);
 DSCONV_INSTANTIATE(float)
 DSCONV_INSTANTIATE(double)
 DSCONV_INSTANTIATE(c10::BFloat16)

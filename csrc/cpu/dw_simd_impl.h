@@ -37,6 +37,9 @@
 //   Grad input is the same engine with row/column maps onto grad_output. Grad weight + bias: fixed
 //   row groups with per-group partial sums reduced in group order; interior pixels of fixed
 //   kernels by direct addressing with software prefetch, borders through the pointer table.
+//   When both are asked for, grad input and grad weight run in one pass over grad_output
+//   (dw_simd_bwd_cl.h): the grad-input rows right after the weight-gradient row that completes
+//   them, so grad_output is read from memory once.
 //   Kernels of >= kClPlanesTaps taps on planes of more than 16x16 pixels (grad weight: 10x10):
 //   blocks of L channels are transposed into zero-padded planes and computed by the planes
 //   kernels (forward, grad input, grad weight + bias).
@@ -1457,6 +1460,24 @@ struct AxisMap {
   }
 };
 
+// The row table of one engine output row whose first virtual source row is Y0: for each kernel
+// row kh landing inside the source (rows(Y0 + kh * dh) >= 0) its ncols column pointers (zero
+// buffer for padding / inserted zeros) into ptrs and kh into khs; returns how many.
+template <class T>
+int pix_row_table(const PixGeom& g, const AxisMap& rows, int64_t Y0, int64_t dh, const T* sp, int64_t s_sh,
+                  const int64_t* coloff, const T* zero, const T** ptrs, int* khs) {
+  int nkh = 0;
+  for (int64_t kh = 0; kh < g.KH; ++kh) {
+    const int64_t si = rows(Y0 + kh * dh);
+    if (si < 0) continue;
+    const T* rp = sp + si * s_sh;
+    const T** pr = ptrs + nkh * g.ncols;
+    for (int64_t j = 0; j < g.ncols; ++j) pr[j] = coloff[j] >= 0 ? rp + coloff[j] : zero;
+    khs[nkh++] = static_cast<int>(kh);
+  }
+  return nkh;
+}
+
 // out pixels (n, o, q) for o in [0, OHe), q in [0, OWe):
 //   out = bias + sum_{kh,kw} w[kh,kw] * src(n, rows(o*sh + kh*dh), cols(q*sw + kw*dw))
 // One task = a band of output rows of one image; per row a table of column pointers for every
@@ -1487,16 +1508,7 @@ void pix_engine(PixGeom g, int kind, int64_t N, int64_t OHe, int64_t OWe, int64_
       const T* sp = src + n * s_sn;
       for (int64_t o = o0; o < o1; ++o) {
         const int64_t r = o - o0;
-        int nkh = 0;
-        for (int64_t kh = 0; kh < g.KH; ++kh) {
-          const int64_t si = rows(o * sh + kh * dh);
-          if (si < 0) continue;
-          const T* rp = sp + si * s_sh;
-          const T** pr = ptrs + (r * g.KH + nkh) * g.ncols;
-          for (int64_t j = 0; j < g.ncols; ++j) pr[j] = coloff[j] >= 0 ? rp + coloff[j] : zero;
-          khs[r * g.KH + nkh++] = static_cast<int>(kh);
-        }
-        nkhs[r] = nkh;
+        nkhs[r] = pix_row_table(g, rows, o * sh, dh, sp, s_sh, coloff, zero, ptrs + r * g.KH * g.ncols, khs + r * g.KH);
       }
       auto rows_tab = [&](int64_t r, const T* const** pt, const int** kp, int* nk, T** orow) {
         *pt = ptrs + r * g.KH * g.ncols;
@@ -2155,139 +2167,161 @@ void gw_pix_fixed_kind(int kind, int khb, const T* const* rb, const T* const* co
 #undef DSCONV_GWK
 }
 
+// Shape-derived state of the channels_last grad-weight rows (gw_pixels, bwd_cl_fused).
+struct GwPixPlan {
+  int64_t C, CB, taps, NR, G, GR, per_group, ncols, nkb, owlo, owhi, ntb, in_row_bytes, g_row_bytes;
+  int ctail, kind;
+  Mask cm;
+  bool fixed;
+};
+
 template <class T>
-bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb, int64_t max_groups = 64) {
-  const int64_t C = p.OC(), CB = cdiv(C, L), taps = p.taps();
-  const int ctail = static_cast<int>(C - (CB - 1) * L);
-  const Mask cm = Vec::mask(ctail);
-  const int64_t NR = p.N * p.OH;
-  const int64_t per_group = CB * (taps + 1) * L;  // floats of partial sums per group
-  const int64_t gmax = imax(1, (16ll << 20) / (per_group * 4));
+GwPixPlan gw_pix_plan(const DwParams& p, int64_t max_groups) {
+  GwPixPlan q;
+  q.C = p.OC();
+  q.CB = cdiv(q.C, L);
+  q.taps = p.taps();
+  q.ctail = static_cast<int>(q.C - (q.CB - 1) * L);
+  q.cm = Vec::mask(q.ctail);
+  q.NR = p.N * p.OH;
+  q.per_group = q.CB * (q.taps + 1) * L;  // floats of partial sums per group
+  const int64_t gmax = imax(1, (16ll << 20) / (q.per_group * 4));
   // Groups of at least 16 rows where there are enough rows for 16 groups (fixed by the shape,
   // never by the thread count): on 7x7 / 14x14 maps, 64 groups of 3-7 rows spent more on their
   // partial sums than on the rows (32x1152x7x7 k5: 1.0 ms with 64 groups, 0.66 with 16).
-  const int64_t G = imax(1, imin(imin(NR, imin(max_groups, imax(16, imin(64, NR / 16)))), gmax));
-  const int64_t GR = cdiv(NR, G);
-  const int64_t ncols = (p.OW - 1) * p.stride_w + (p.KW - 1) * p.dil_w + 1;
-  const int64_t nblocks = cdiv(taps, kNT), ntb = cdiv(taps, nblocks);
-  Buf part(G * per_group * 4 + 64), zb((C + 2 * L) * sizeof(T));
-  std::memset(zb.p, 0, (C + 2 * L) * sizeof(T));
-  const T* zero = zb.as<T>();
-  float* pt = part.as<float>();
+  q.G = imax(1, imin(imin(q.NR, imin(max_groups, imax(16, imin(64, q.NR / 16)))), gmax));
+  q.GR = cdiv(q.NR, q.G);
+  q.ncols = (p.OW - 1) * p.stride_w + (p.KW - 1) * p.dil_w + 1;
+  const int64_t nblocks = cdiv(q.taps, kNT);
+  q.ntb = cdiv(q.taps, nblocks);
   // Fixed 3/5/7-wide kernels: interior pixels [owlo, owhi) (every column inside the input) by
   // direct addressing, in blocks of kernel rows sized to the register file.
-  const int kind = pix_kind(p.KW, p.stride_w, p.dil_w);
-  const bool fixed = kind != kXGen;
-  const int64_t khbmax = kind == kX3s1 || kind == kX3s2 ? gw_fix_khb(3) : (kind == kX5s1 || kind == kX5s2 ? gw_fix_khb(5) : gw_fix_khb(7));
-  const int64_t nkb = cdiv(p.KH, khbmax);
-  const int64_t owlo = imin(p.OW, cdiv(p.pad_l, p.stride_w));
-  const int64_t owhi = imax(owlo, imin(p.OW, p.W - p.KW + p.pad_l >= 0 ? (p.W - p.KW + p.pad_l) / p.stride_w + 1 : 0));
+  q.kind = pix_kind(p.KW, p.stride_w, p.dil_w);
+  q.fixed = q.kind != kXGen;
+  const int64_t khbmax = q.kind == kX3s1 || q.kind == kX3s2 ? gw_fix_khb(3)
+                         : (q.kind == kX5s1 || q.kind == kX5s2 ? gw_fix_khb(5) : gw_fix_khb(7));
+  q.nkb = cdiv(p.KH, khbmax);
+  q.owlo = imin(p.OW, cdiv(p.pad_l, p.stride_w));
+  q.owhi = imax(q.owlo, imin(p.OW, p.W - p.KW + p.pad_l >= 0 ? (p.W - p.KW + p.pad_l) / p.stride_w + 1 : 0));
   // contiguous pixel rows (channels_last with no gaps) are prefetched a row ahead
-  const int64_t in_row_bytes = p.in_sw == C ? p.W * C * static_cast<int64_t>(sizeof(T)) : 0;
-  const int64_t g_row_bytes = p.out_sw == C ? p.OW * C * static_cast<int64_t>(sizeof(T)) : 0;
+  q.in_row_bytes = p.in_sw == q.C ? p.W * q.C * static_cast<int64_t>(sizeof(T)) : 0;
+  q.g_row_bytes = p.out_sw == q.C ? p.OW * q.C * static_cast<int64_t>(sizeof(T)) : 0;
+  return q;
+}
+
+// Per-thread tables of gw_pix_row.
+template <class T>
+struct GwPixScratch {
   struct PfRange {
     const char* p;
     int64_t bytes;
   };
-  at::parallel_for(0, G, 1, [&](int64_t begin, int64_t end) {
-    Buf ptrb(p.KH * ncols * 8 + 64), colb(ncols * 8 + 64), tpb(taps * 8 + 64), rbb(p.KH * 8 + 64);
-    Buf pfb((p.KH + 1) * sizeof(PfRange) + 64);
-    PfRange* pf = pfb.as<PfRange>();
-    const T** ptrs = ptrb.as<const T*>();
-    const T** rb = rbb.as<const T*>();
-    int64_t* coloff = colb.as<int64_t>();
-    const T* const** tp = tpb.as<const T* const*>();
-    for (int64_t j = 0; j < ncols; ++j) {
+  Buf ptrb, colb, tpb, rbb, pfb;
+  GwPixScratch(const DwParams& p, const GwPixPlan& q)
+      : ptrb(p.KH * q.ncols * 8 + 64), colb(q.ncols * 8 + 64), tpb(q.taps * 8 + 64), rbb(p.KH * 8 + 64),
+        pfb((p.KH + 1) * sizeof(PfRange) + 64) {
+    for (int64_t j = 0; j < q.ncols; ++j) {
       const int64_t iw = j - p.pad_l;
-      coloff[j] = (iw >= 0 && iw < p.W) ? iw * p.in_sw : -1;
+      colb.as<int64_t>()[j] = (iw >= 0 && iw < p.W) ? iw * p.in_sw : -1;
     }
-    for (int64_t grp = begin; grp < end; ++grp) {
-      float* acc = pt + grp * per_group;
-      for (int64_t i = 0; i < per_group; ++i) acc[i] = 0.f;
-      for (int64_t r = grp * GR; r < imin(NR, (grp + 1) * GR); ++r) {
-        const int64_t n = r / p.OH, o = r % p.OH;
-        for (int64_t kh = 0; kh < p.KH; ++kh) {
-          const int64_t ih = o * p.stride_h - p.pad_t + kh * p.dil_h;
-          const T** pr = ptrs + kh * ncols;
-          if (ih < 0 || ih >= p.H) {
-            for (int64_t j = 0; j < ncols; ++j) pr[j] = zero;
-          } else {
-            const T* rp = in + n * p.in_sn + ih * p.in_sh;
-            for (int64_t j = 0; j < ncols; ++j) pr[j] = coloff[j] >= 0 ? rp + coloff[j] : zero;
-          }
-        }
-        for (int64_t t = 0; t < taps; ++t) tp[t] = ptrs + (t / p.KW) * ncols + (t % p.KW) * p.dil_w;
-        const T* g = gout + n * p.out_sn + o * p.out_sh;
-        // what the next row needs and this one does not (its grad_output row, its new input
-        // rows): prefetched a share per channel block, a row's distance ahead
-        int npf = 0;
-        if (r + 1 < NR) {
-          const int64_t n1 = (r + 1) / p.OH, o1 = (r + 1) % p.OH;
-          if (g_row_bytes > 0) pf[npf++] = {reinterpret_cast<const char*>(gout + n1 * p.out_sn + o1 * p.out_sh), g_row_bytes};
-          if (in_row_bytes > 0)
-            for (int64_t kh = 0; kh < p.KH; ++kh) {
-              const int64_t ih1 = o1 * p.stride_h - p.pad_t + kh * p.dil_h;
-              if (ih1 < 0 || ih1 >= p.H) continue;
-              const int64_t d = ih1 - (o * p.stride_h - p.pad_t);
-              if (n1 == n && d >= 0 && d % p.dil_h == 0 && d / p.dil_h < p.KH) continue;  // already a row of o
-              pf[npf++] = {reinterpret_cast<const char*>(in + n1 * p.in_sn + ih1 * p.in_sh), in_row_bytes};
-            }
-        }
-        auto prefetch_share = [&](int64_t k, int64_t nk) {
-          for (int i = 0; i < npf; ++i) {
-            const int64_t b0 = pf[i].bytes * k / nk, b1 = pf[i].bytes * (k + 1) / nk;
-            prefetch_bytes(pf[i].p + b0, b1 - b0);
-          }
-        };
-        bool rows_ok = true;  // every kernel row of this output row inside the input
-        for (int64_t kh = 0; kh < p.KH; ++kh) {
-          const int64_t ih = o * p.stride_h - p.pad_t + kh * p.dil_h;
-          rows_ok = rows_ok && ih >= 0 && ih < p.H;
-          rb[kh] = in + n * p.in_sn + imin(imax(ih, 0), p.H - 1) * p.in_sh;
-        }
-        for (int64_t cb = 0; cb < CB; ++cb) {
-          prefetch_share(cb, CB);
-          float* a = acc + cb * (taps + 1) * L;
-          const bool msk = cb == CB - 1 && ctail < L;
-          auto ptr_path = [&](int64_t t0, int nt, int64_t ow0, int64_t ow1, float* bp) {
-            if (ow1 <= ow0) return;
-            if (msk)
-              gw_pix_dispatch<T, true>(nt, tp + t0, p.stride_w, g, p.out_sw, ow0, ow1, cb * L, cm, a + t0 * L, bp);
-            else
-              gw_pix_dispatch<T, false>(nt, tp + t0, p.stride_w, g, p.out_sw, ow0, ow1, cb * L, cm, a + t0 * L, bp);
-          };
-          if (fixed && rows_ok) {
-            // kernel-row blocks: border pixels through the pointer table, interior directly
-            for (int64_t bh = 0; bh < nkb; ++bh) {
-              const int64_t kh0 = bh * p.KH / nkb, khb = (bh + 1) * p.KH / nkb - kh0;
-              const int64_t t0 = kh0 * p.KW;
-              float* bp = (gb && bh == 0) ? a + taps * L : nullptr;
-              if (msk)
-                gw_pix_fixed_kind<T, true>(kind, static_cast<int>(khb), rb + kh0, tp + t0, p.in_sw, p.pad_l, g,
-                                           p.out_sw, owlo, owhi, p.OW, cb * L, cm, a + t0 * L, bp);
-              else
-                gw_pix_fixed_kind<T, false>(kind, static_cast<int>(khb), rb + kh0, tp + t0, p.in_sw, p.pad_l, g,
-                                            p.out_sw, owlo, owhi, p.OW, cb * L, cm, a + t0 * L, bp);
-            }
-            continue;
-          }
-          for (int64_t t0 = 0; t0 < taps; t0 += ntb) {
-            const int nt = static_cast<int>(imin(ntb, taps - t0));
-            ptr_path(t0, nt, 0, p.OW, (gb && t0 == 0) ? a + taps * L : nullptr);
-          }
-        }
+  }
+};
+
+// Adds flattened output row r (image r / OH, row r % OH) to the group's partial sums acc (per
+// channel block: taps + 1 vectors, the last one the bias), prefetching what row r + 1 needs.
+template <class T>
+void gw_pix_row(const DwParams& p, const GwPixPlan& q, GwPixScratch<T>& s, const T* gout, const T* in, const T* zero,
+                int64_t r, float* acc, bool bias) {
+  using PfRange = typename GwPixScratch<T>::PfRange;
+  const T** ptrs = s.ptrb.template as<const T*>();
+  const T** rb = s.rbb.template as<const T*>();
+  const int64_t* coloff = s.colb.template as<int64_t>();
+  const T* const** tp = s.tpb.template as<const T* const*>();
+  PfRange* pf = s.pfb.template as<PfRange>();
+  const int64_t n = r / p.OH, o = r % p.OH, taps = q.taps, ncols = q.ncols;
+  for (int64_t kh = 0; kh < p.KH; ++kh) {
+    const int64_t ih = o * p.stride_h - p.pad_t + kh * p.dil_h;
+    const T** pr = ptrs + kh * ncols;
+    if (ih < 0 || ih >= p.H) {
+      for (int64_t j = 0; j < ncols; ++j) pr[j] = zero;
+    } else {
+      const T* rp = in + n * p.in_sn + ih * p.in_sh;
+      for (int64_t j = 0; j < ncols; ++j) pr[j] = coloff[j] >= 0 ? rp + coloff[j] : zero;
+    }
+  }
+  for (int64_t t = 0; t < taps; ++t) tp[t] = ptrs + (t / p.KW) * ncols + (t % p.KW) * p.dil_w;
+  const T* g = gout + n * p.out_sn + o * p.out_sh;
+  // what the next row needs and this one does not (its grad_output row, its new input
+  // rows): prefetched a share per channel block, a row's distance ahead
+  int npf = 0;
+  if (r + 1 < q.NR) {
+    const int64_t n1 = (r + 1) / p.OH, o1 = (r + 1) % p.OH;
+    if (q.g_row_bytes > 0) pf[npf++] = {reinterpret_cast<const char*>(gout + n1 * p.out_sn + o1 * p.out_sh), q.g_row_bytes};
+    if (q.in_row_bytes > 0)
+      for (int64_t kh = 0; kh < p.KH; ++kh) {
+        const int64_t ih1 = o1 * p.stride_h - p.pad_t + kh * p.dil_h;
+        if (ih1 < 0 || ih1 >= p.H) continue;
+        const int64_t d = ih1 - (o * p.stride_h - p.pad_t);
+        if (n1 == n && d >= 0 && d % p.dil_h == 0 && d / p.dil_h < p.KH) continue;  // already a row of o
+        pf[npf++] = {reinterpret_cast<const char*>(in + n1 * p.in_sn + ih1 * p.in_sh), q.in_row_bytes};
       }
+  }
+  auto prefetch_share = [&](int64_t k, int64_t nk) {
+    for (int i = 0; i < npf; ++i) {
+      const int64_t b0 = pf[i].bytes * k / nk, b1 = pf[i].bytes * (k + 1) / nk;
+      prefetch_bytes(pf[i].p + b0, b1 - b0);
     }
-  });
-  // Reduce the groups in order, parallel over channel blocks (each output has one owner).
-  at::parallel_for(0, CB, 1, [&](int64_t begin, int64_t end) {
+  };
+  bool rows_ok = true;  // every kernel row of this output row inside the input
+  for (int64_t kh = 0; kh < p.KH; ++kh) {
+    const int64_t ih = o * p.stride_h - p.pad_t + kh * p.dil_h;
+    rows_ok = rows_ok && ih >= 0 && ih < p.H;
+    rb[kh] = in + n * p.in_sn + imin(imax(ih, 0), p.H - 1) * p.in_sh;
+  }
+  for (int64_t cb = 0; cb < q.CB; ++cb) {
+    prefetch_share(cb, q.CB);
+    float* a = acc + cb * (taps + 1) * L;
+    const bool msk = cb == q.CB - 1 && q.ctail < L;
+    if (q.fixed && rows_ok) {
+      // kernel-row blocks: border pixels through the pointer table, interior directly
+      for (int64_t bh = 0; bh < q.nkb; ++bh) {
+        const int64_t kh0 = bh * p.KH / q.nkb, khb = (bh + 1) * p.KH / q.nkb - kh0;
+        const int64_t t0 = kh0 * p.KW;
+        float* bp = (bias && bh == 0) ? a + taps * L : nullptr;
+        if (msk)
+          gw_pix_fixed_kind<T, true>(q.kind, static_cast<int>(khb), rb + kh0, tp + t0, p.in_sw, p.pad_l, g, p.out_sw,
+                                     q.owlo, q.owhi, p.OW, cb * L, q.cm, a + t0 * L, bp);
+        else
+          gw_pix_fixed_kind<T, false>(q.kind, static_cast<int>(khb), rb + kh0, tp + t0, p.in_sw, p.pad_l, g,
+                                      p.out_sw, q.owlo, q.owhi, p.OW, cb * L, q.cm, a + t0 * L, bp);
+      }
+      continue;
+    }
+    for (int64_t t0 = 0; t0 < taps; t0 += q.ntb) {
+      const int nt = static_cast<int>(imin(q.ntb, taps - t0));
+      float* bp = (bias && t0 == 0) ? a + taps * L : nullptr;
+      if (msk)
+        gw_pix_dispatch<T, true>(nt, tp + t0, p.stride_w, g, p.out_sw, 0, p.OW, cb * L, q.cm, a + t0 * L, bp);
+      else
+        gw_pix_dispatch<T, false>(nt, tp + t0, p.stride_w, g, p.out_sw, 0, p.OW, cb * L, q.cm, a + t0 * L, bp);
+    }
+  }
+}
+
+// Adds the groups' partial sums in group order (parallel over channel blocks: each output has
+// one owner) and stores grad weight / grad bias.
+template <class T>
+void gw_pix_reduce(const GwPixPlan& q, const float* pt, T* gw, T* gb) {
+  const int64_t taps = q.taps;
+  at::parallel_for(0, q.CB, 1, [&](int64_t begin, int64_t end) {
     for (int64_t cb = begin; cb < end; ++cb) {
       for (int64_t t = 0; t <= taps; ++t) {
         V s = Vec::load(pt + cb * (taps + 1) * L + t * L);
-        for (int64_t grp = 1; grp < G; ++grp) s = Vec::add(s, Vec::load(pt + grp * per_group + cb * (taps + 1) * L + t * L));
+        for (int64_t grp = 1; grp < q.G; ++grp)
+          s = Vec::add(s, Vec::load(pt + grp * q.per_group + cb * (taps + 1) * L + t * L));
         alignas(64) float sv[L];
         Vec::store(sv, s);
-        for (int64_t l = 0; l < L && cb * L + l < C; ++l) {
+        for (int64_t l = 0; l < L && cb * L + l < q.C; ++l) {
           const int64_t oc = cb * L + l;
           if (t < taps && gw) store_scalar(gw + oc * taps + t, sv[l]);
           if (t == taps && gb) store_scalar(gb + oc, sv[l]);
@@ -2295,6 +2329,32 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb, int6
       }
     }
   });
+}
+
+// A zero channel vector past the last channel (the tables' padding columns point at it).
+template <class T>
+struct ZeroPixel {
+  Buf b;
+  explicit ZeroPixel(int64_t C) : b((C + 2 * L) * sizeof(T)) { std::memset(b.p, 0, (C + 2 * L) * sizeof(T)); }
+  const T* get() const { return b.as<T>(); }
+};
+
+template <class T>
+bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb, int64_t max_groups = 64) {
+  const GwPixPlan q = gw_pix_plan<T>(p, max_groups);
+  Buf part(q.G * q.per_group * 4 + 64);
+  const ZeroPixel<T> zero(q.C);
+  float* pt = part.as<float>();
+  at::parallel_for(0, q.G, 1, [&](int64_t begin, int64_t end) {
+    GwPixScratch<T> s(p, q);
+    for (int64_t grp = begin; grp < end; ++grp) {
+      float* acc = pt + grp * q.per_group;
+      for (int64_t i = 0; i < q.per_group; ++i) acc[i] = 0.f;
+      for (int64_t r = grp * q.GR; r < imin(q.NR, (grp + 1) * q.GR); ++r)
+        gw_pix_row<T>(p, q, s, gout, in, zero.get(), r, acc, gb != nullptr);
+    }
+  });
+  gw_pix_reduce<T>(q, pt, gw, gb);
   return true;
 }
 
@@ -3082,6 +3142,8 @@ bool gw_nchw_pixels(const DwParams& p, const float* gout, const float* in, float
   return true;
 }
 
+#include "dw_simd_bwd_cl.h"
+
 // ---------------------------------------------------------------------------------------------
 // Entry points
 
@@ -3219,6 +3281,13 @@ bool backward_weight_bias_t(const DwParams& p, const T* gout, const T* in, T* gw
   return gw_planes<T>(p, gout, in, gw, gb);
 }
 
+template <class T>
+bool backward_all_t(const DwParams& pi, const DwParams& pw, const T* gout, const T* in, const T* w, T* gin, T* gw,
+                    T* gb) {
+  if (!gin || (!gw && !gb) || !bwd_cl_fused_ok(pi, pw)) return false;
+  return bwd_cl_fused<T>(pi, pw, gout, in, w, gin, gw, gb);
+}
+
 }  // namespace
 
 bool forward(const DwParams& p, Dt dt, const void* in, const void* w, const void* b, void* out) {
@@ -3243,6 +3312,17 @@ bool backward_weight_bias(const DwParams& p, Dt dt, const void* gout, const void
                                          static_cast<float*>(gw), static_cast<float*>(gb));
   return backward_weight_bias_t<bf16_t>(p, static_cast<const bf16_t*>(gout), static_cast<const bf16_t*>(in),
                                         static_cast<bf16_t*>(gw), static_cast<bf16_t*>(gb));
+}
+
+bool backward_all(const DwParams& pi, const DwParams& pw, Dt dt, const void* gout, const void* in, const void* w,
+                  void* gin, void* gw, void* gb) {
+  if (dt == Dt::f32)
+    return backward_all_t<float>(pi, pw, static_cast<const float*>(gout), static_cast<const float*>(in),
+                                 static_cast<const float*>(w), static_cast<float*>(gin), static_cast<float*>(gw),
+                                 static_cast<float*>(gb));
+  return backward_all_t<bf16_t>(pi, pw, static_cast<const bf16_t*>(gout), static_cast<const bf16_t*>(in),
+                                static_cast<const bf16_t*>(w), static_cast<bf16_t*>(gin), static_cast<bf16_t*>(gw),
+                                static_cast<bf16_t*>(gb));
 }
 
 }  // namespace DSCONV_SIMD_NS

@@ -27,6 +27,8 @@ enum class Dt : int { f32 = 0, bf16 = 1 };
   bool backward_input(const DwParams& p, Dt dt, const void* gout, const void* w, void* gin);           \
   bool backward_weight_bias(const DwParams& p, Dt dt, const void* gout, const void* in, void* gw,      \
                             void* gb);                                                                 \
+  bool backward_all(const DwParams& pi, const DwParams& pw, Dt dt, const void* gout, const void* in,       \
+                    const void* w, void* gin, void* gw, void* gb);                                     \
   }
 #if DSCONV_SIMD_X86
 DSCONV_SIMD_DECLARE(avx512)

@@ -20,6 +20,11 @@ struct CpuKernels {
   static void backward_weight_bias(const DwParams& p, const T* go, const T* in, T* gw, T* gb) {
     cpu::backward_weight_bias<T>(p, go, in, gw, gb);
   }
+  template <typename T>
+  static bool backward_all(const DwParams& pi, const DwParams& pw, const T* go, const T* in, const T* w, T* gi, T* gw,
+                           T* gb) {
+    return cpu::backward_all<T>(pi, pw, go, in, w, gi, gw, gb);
+  }
 };
 
 }  // namespace

@@ -80,6 +80,11 @@ struct CudaKernels {
                                                c10::cuda::getCurrentCUDAStream()),
           "grad weight");
   }
+  // no single-pass backward on CUDA: backward_impl runs the two kernels above
+  template <typename T>
+  static bool backward_all(const DwParams&, const DwParams&, const T*, const T*, const T*, T*, T*, T*) {
+    return false;
+  }
 };
 
 // The guard goes on the input's device; when the input is not a CUDA tensor the shared checks
