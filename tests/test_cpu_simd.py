@@ -380,10 +380,10 @@ def test_bf16_rounding_matches_torch(isa):
         )
 
 
-# --- channels_last backward in one pass (grad input + grad weight/bias) -----------------------
+# --- backward in one pass (grad input + grad weight/bias) -------------------------------------
 
-# (N, C, H, W, (kh, kw), (sh, sw), (top, bottom, left, right), (dh, dw)); all through the one-pass
-# kernel except where noted
+# (N, C, H, W, (kh, kw), (sh, sw), (top, bottom, left, right), (dh, dw)); channels_last: all through
+# the one-pass kernel; NCHW: those wider than 16 (narrower planes take the pixels routes)
 ONE_PASS_CASES = [
     (2, 19, 13, 11, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # channel tail
     (3, 33, 9, 17, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1)),
@@ -400,27 +400,30 @@ ONE_PASS_CASES = [
 ]
 
 
+@pytest.mark.parametrize("layout", ["cl", "nchw"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_channels_last_one_pass_backward(isa, dtype):
-    # grad input and grad weight/bias of channels_last tensors come from one pass over
-    # grad_output (dw_simd_bwd_cl.h): the same bits as the two separate passes, and correct
+def test_one_pass_backward(isa, dtype, layout):
+    # grad input and grad weight/bias come from one pass over grad_output where both take the
+    # pixels (channels_last) or planes (NCHW) kernels (dw_simd_bwd_one_pass.h): the same bits as
+    # the two separate passes, and correct
     op = torch.ops.dsconv.depthwise_conv2d_backward
+    fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
     fails = []
     for N, C, H, W, k, s, pad, d in ONE_PASS_CASES:
-        x = torch.randn(N, C, H, W).to(dtype).contiguous(memory_format=torch.channels_last)
+        x = torch.randn(N, C, H, W).to(dtype).contiguous(memory_format=fmt)
         w = torch.randn(C, 1, *k).to(dtype)
         xp = F.pad(x.double(), (pad[2], pad[3], pad[0], pad[1]))
         xr, wr = xp.requires_grad_(), w.double().requires_grad_()
         br = torch.zeros(C, dtype=torch.float64, requires_grad=True)
         ref = F.conv2d(xr, wr, br, s, 0, d, C)
-        go = torch.randn_like(ref).to(dtype).contiguous(memory_format=torch.channels_last)
+        go = torch.randn_like(ref).to(dtype).contiguous(memory_format=fmt)
         ref.backward(go.double())
         want_gi = xr.grad[:, :, pad[0] : pad[0] + H, pad[2] : pad[2] + W]
         args = (list(s), list(pad), list(d))
         one = op(go, x, w, *args, [True, True, True])
         gi = op(go, x, w, *args, [True, False, False])[0]
         gw, gb = op(go, x, w, *args, [False, True, True])[1:]
-        tag = f"{dtype} N{N} C{C} {H}x{W} k{k} s{s} p{pad} d{d}"
+        tag = f"{layout} {dtype} N{N} C{C} {H}x{W} k{k} s{s} p{pad} d{d}"
         for name, a, b in (("grad_input", one[0], gi), ("grad_weight", one[1], gw), ("grad_bias", one[2], gb)):
             if not torch.equal(a, b):
                 fails.append(f"{tag}: {name} differs from its separate pass")
@@ -438,15 +441,15 @@ def test_channels_last_one_pass_backward(isa, dtype):
     assert_ok(fails)
 
 
-def test_channels_last_one_pass_backward_views(isa):
-    # a channel slice of a channels_last tensor (pixel stride > C) and a channels_last
-    # grad_output view: read in place with their strides
+@pytest.mark.parametrize("layout", ["cl", "nchw"])
+def test_one_pass_backward_views(isa, layout):
+    # channel slices (channels_last: pixel stride > C; NCHW: image stride > C planes) and
+    # row-strided views: read in place with their strides
     op = torch.ops.dsconv.depthwise_conv2d_backward
-    base = torch.randn(2, 40, 14, 15).contiguous(memory_format=torch.channels_last)
-    x = base[:, 3:30]
+    fmt = torch.channels_last if layout == "cl" else torch.contiguous_format
+    x = torch.randn(2, 40, 28, 35).contiguous(memory_format=fmt)[:, 3:30, ::2]
     w = torch.randn(27, 1, 3, 3)
-    gbase = torch.randn(2, 30, 14, 15).contiguous(memory_format=torch.channels_last)
-    go = gbase[:, 1:28]
+    go = torch.randn(2, 30, 14, 35).contiguous(memory_format=fmt)[:, 1:28]
     one = op(go, x, w, [1, 1], [1, 1, 1, 1], [1, 1], [True, True, True])
     xr = x.double().requires_grad_()
     wr = w.double().requires_grad_()
@@ -468,7 +471,7 @@ def test_thread_count_determinism(isa, layout):
         ((2, 96, 14, 14), 7, 1, 3),
         ((2, 16, 20, 20), 13, 1, 6),
         ((3, 200, 14, 14), 3, 2, 1),  # NCHW: the pixels kernels on channel chunks, per-image sums
-        ((3, 48, 30, 30), 3, 1, 1),  # channels_last: the one-pass backward
+        ((3, 48, 30, 30), 3, 1, 1),  # the one-pass backward
     ]
     for shape, k, s, p in cases:
         x = _layout(torch.randn(*shape), layout)

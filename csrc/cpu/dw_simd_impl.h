@@ -25,7 +25,9 @@
 //     with software prefetch of the rows ahead.
 //   - grad weight + bias: task = (output channel, fixed batch chunk); the forward scratch rows,
 //     row-shared tap tiles (KHB x KWB accumulators, rows innermost) where the row stride and
-//     dilation are 1, tap blocks otherwise; the bias is summed in the same pass.
+//     dilation are 1, tap blocks otherwise; the bias is summed in the same pass. With grad input
+//     asked for too, these tasks also compute each plane's grad input right after its weight
+//     gradient (dw_simd_bwd_one_pass.h), so grad_output is read from memory once.
 //
 // * pixels (channels_last output and input, multiplier 1). One task = a band of output rows;
 //   channel vectors x P pixels in registers (P = 7 where that computes fewer pixels per row than
@@ -38,7 +40,7 @@
 //   row groups with per-group partial sums reduced in group order; interior pixels of fixed
 //   kernels by direct addressing with software prefetch, borders through the pointer table.
 //   When both are asked for, grad input and grad weight run in one pass over grad_output
-//   (dw_simd_bwd_cl.h): the grad-input rows right after the weight-gradient row that completes
+//   (dw_simd_bwd_one_pass.h): the grad-input rows right after the weight-gradient row that completes
 //   them, so grad_output is read from memory once.
 //   Kernels of >= kClPlanesTaps taps on planes of more than 16x16 pixels (grad weight: 10x10):
 //   blocks of L channels are transposed into zero-padded planes and computed by the planes
@@ -1579,8 +1581,12 @@ void prep_bwd_row(float* dst, const T* g, int64_t gsw, int64_t OW, int64_t pad, 
   for (; ow < hi; ++ow) dst[pad + ow * s] = to_f32(g[ow * gsw]);
 }
 
-template <class T>
-bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* gin) {
+// Runs drive(with_thread, nbands): with_thread(fn) sets up one thread's scratch and calls
+// fn(task), task(t, tn) computes task t = (n * C + c) * nbands + band, tn the task the thread
+// runs next (its rows are prefetched) or -1. bwd_input_planes drives it with one
+// at::parallel_for; bwd_nchw_one_pass interleaves it with the weight gradient.
+template <class T, class Drive>
+bool bwd_input_planes_run(const DwParams& p, const T* gout, const float* wflip, T* gin, const Drive& drive) {
   PlaneGeom g;
   g.OH = p.H;
   g.OW = p.W;
@@ -1626,13 +1632,13 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
   const bool burst = direct_prefetch_burst(p.OW);  // (grad_output rows are the source)
   const int64_t row_bytes = p.OW * static_cast<int64_t>(sizeof(T));
   const int64_t PFD = prefetch_rows_ahead(row_bytes, imin(rows_max, p.H - 1 + win));
-  at::parallel_for(0, p.N * C * nbands, 1, [&](int64_t begin, int64_t end) {
+  auto with_thread = [&](auto&& fn) {
     Scratch scratch(direct ? 16 : M * src_stride, direct ? 1 : M * rows_max);
     Buf wsb(M * 8 + 64);
     Buf stage(nt ? imax(B, RG) * p.W * static_cast<int64_t>(sizeof(T)) + 64 : 64);
     float* sc = scratch.f();
     const float** ws = wsb.as<const float*>();
-    for (int64_t t = begin; t < end; ++t) {
+    auto task = [&](int64_t t, int64_t tn) {
       const int64_t band = t % nbands, nc = t / nbands, c = nc % C, n = nc / C;
       const int64_t o0 = band * B, o1 = imin(p.H, o0 + B);
       const int64_t Y0 = o0, Y1 = o1 - 1 + win;
@@ -1646,8 +1652,8 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
           // prefetchers: 28-wide rows ran 1.3-1.5x slower without this).
           const T* nplane = nullptr;
           int64_t nY0 = 0;
-          if (t + 1 < end) {
-            const int64_t nb = (t + 1) % nbands, nnc = (t + 1) / nbands;
+          if (tn >= 0) {
+            const int64_t nb = tn % nbands, nnc = tn / nbands;
             nplane = gout + (nnc / C) * p.out_sn + (nnc % C) * p.out_sc;
             nY0 = nb * B;
           }
@@ -1671,7 +1677,7 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
               direct_rows<T>(dplan, gp, zrow, wf, 0.f, op, p.in_sh, o, oe, dpf);
             }
           }
-          continue;
+          return;
         }
       }
       // The next task's rows are prefetched while this band's rows are copied (a task's lead),
@@ -1679,8 +1685,8 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
       // 2); on 28x28 planes it cost 7-11% (k5, 56x56 stride 2), so those are left to the hardware.
       const T* ngp = nullptr;
       int64_t nY0 = 0, nY1 = 0;
-      if (t + 1 < end && p.OH * p.OW * static_cast<int64_t>(sizeof(T)) >= 8192) {
-        const int64_t nb = (t + 1) % nbands, nnc = (t + 1) / nbands;
+      if (tn >= 0 && p.OH * p.OW * static_cast<int64_t>(sizeof(T)) >= 8192) {
+        const int64_t nb = tn % nbands, nnc = tn / nbands;
         ngp = gout + (nnc / C) * p.out_sn + (nnc % C) * M * p.out_sc;
         nY0 = nb * B;
         nY1 = imin(p.H, nY0 + B) - 1 + win;
@@ -1715,10 +1721,23 @@ bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* g
       } else {
         plane_rows<T>(g, sc, Y0, src_stride, ws, static_cast<int>(M), 0.f, op, p.in_sh, o0, o1);
       }
-    }
+    };
+    fn(task);
     if (nt) _mm_sfence();
-  });
+  };
+  drive(with_thread, nbands);
   return true;
+}
+
+template <class T>
+bool bwd_input_planes(const DwParams& p, const T* gout, const float* wflip, T* gin) {
+  return bwd_input_planes_run<T>(p, gout, wflip, gin, [&](auto& with_thread, int64_t nbands) {
+    at::parallel_for(0, p.N * p.C * nbands, 1, [&](int64_t begin, int64_t end) {
+      with_thread([&](auto& task) {
+        for (int64_t t = begin; t < end; ++t) task(t, t + 1 < end ? t + 1 : -1);
+      });
+    });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1914,8 +1933,13 @@ void store_scalar(T* d, float v) {
   }
 }
 
-template <class T>
-bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
+// Runs drive(with_thread, nchunk, nper): with_thread(fn) sets up one thread's scratch and
+// calls fn(image, begin_task, end_task); a task (output channel oc, batch chunk) is
+// begin_task(), image(oc, n, pf) for its images n in order (pf: prefetch image n + 1's rows),
+// end_task(task, oc). gw_planes drives it with one at::parallel_for over the tasks;
+// bwd_nchw_one_pass adds the grad input of each plane after its weight-gradient image.
+template <class T, class Drive>
+bool gw_planes_run(const DwParams& p, const T* gout, const T* in, T* gw, T* gb, const Drive& drive) {
   const int64_t sw = p.stride_w, dw = p.dil_w, sh = p.stride_h;
   const int64_t NV = cdiv(p.OW, L);
   const int tail = static_cast<int>(p.OW - (NV - 1) * L);
@@ -1943,7 +1967,7 @@ bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
   int64_t* koff = koffb.as<int64_t>();
   for (int64_t kw = 0; kw < p.KW; ++kw) koff[kw] = ((kw * dw) % sw) * PWp + (kw * dw) / sw;
   const Phase2Plan p2 = phase2_plan(sw, p.in_sw, p.W, p.pad_l, PWp);
-  at::parallel_for(0, OC * nchunk, 1, [&](int64_t begin, int64_t end) {
+  auto with_thread = [&](auto&& fn) {
     Scratch scratch(rows_max * RS, rows_max);
     Buf tmp((sw > 1 ? sw * PWp : 1) * 4 + 64);
     Buf totb((taps + 1) * L * 4 + 64);
@@ -1955,51 +1979,51 @@ bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
     const int64_t pad_l = p.pad_l, rs = RS, pwp = PWp, irb = in_row_bytes;
     const Phase2Plan pl2 = p2;
     const bool p2rows = sizeof(T) == 4 && pl2.n == 1;  // as in fwd_planes
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t oc = task / nchunk, chunk = task % nchunk, c = oc / p.M;
-      for (int64_t t = 0; t <= taps; ++t) tot[t] = Vec::zero();
-      for (int64_t n = chunk * nper; n < imin(p.N, (chunk + 1) * nper); ++n) {
-        const T* ip = in + n * p.in_sn + c * p.in_sc;
-        const T* gp = gout + n * p.out_sn + oc * p.out_sc;
-        for (int64_t band = 0; band < nbands; ++band) {
-          const int64_t o0 = band * B, o1 = imin(p.OH, o0 + B);
-          const int64_t Y0 = o0 * sh, Y1 = (o1 - 1) * sh + win;
-          // the next image's rows of this band stream in while this one is computed
-          const bool pf = n + 1 < imin(p.N, (chunk + 1) * nper);
-          for (int64_t Y = Y0; Y < Y1;) {
-            const int64_t ih = Y - pad_t;
-            if (p2rows && ih >= 0 && ih < H) {  // a run of rows inside the input, in one loop (see fwd_planes)
-              const int64_t run = imin(Y1, H + pad_t) - Y;
-              const float* s0 = reinterpret_cast<const float*>(ip) + ih * in_sh;
-              float* d0 = sc + (Y - Y0) * rs;
-              bool* f0 = scratch.dirty(Y - Y0);
-              const T* nrow = ip + in_sn + ih * in_sh;  // the next image's rows
-              auto pfr = [&](int64_t r) {
-                if (pf) prefetch_bytes(nrow + r * in_sh, irb);
-              };
-              prep_rows_p2<1>(pl2, s0, in_sh, d0, rs, pwp, run, f0, pfr);
-              Y += run;
-              continue;
-            }
-            if (pf && ih >= 0 && ih < H) prefetch_bytes(ip + in_sn + ih * in_sh, irb);
-            prep_fwd_row<T>(sc + (Y - Y0) * rs, (ih >= 0 && ih < H) ? ip + ih * in_sh : nullptr, in_sw, W, pad_l, sw,
-                            pwp, tmpf, scratch.dirty(Y - Y0), &pl2);
-            ++Y;
-          }
-          if (pf)
-            for (int64_t o = o0; o < o1; ++o) prefetch_bytes(gp + p.out_sn + o * p.out_sh, out_row_bytes);
-          if (shared) {
-            gw_plane_shared_all<T>(sc, RS, Y0, koff, p.KH, p.KW, gp + o0 * p.out_sh, p.out_sh, o0, o1, NV, tail, tot,
-                                   gb ? tot + taps : nullptr);
+    auto image = [&](int64_t oc, int64_t n, bool pf) {
+      const int64_t c = oc / p.M;
+      const T* ip = in + n * p.in_sn + c * p.in_sc;
+      const T* gp = gout + n * p.out_sn + oc * p.out_sc;
+      for (int64_t band = 0; band < nbands; ++band) {
+        const int64_t o0 = band * B, o1 = imin(p.OH, o0 + B);
+        const int64_t Y0 = o0 * sh, Y1 = (o1 - 1) * sh + win;
+        for (int64_t Y = Y0; Y < Y1;) {
+          const int64_t ih = Y - pad_t;
+          if (p2rows && ih >= 0 && ih < H) {  // a run of rows inside the input, in one loop (see fwd_planes)
+            const int64_t run = imin(Y1, H + pad_t) - Y;
+            const float* s0 = reinterpret_cast<const float*>(ip) + ih * in_sh;
+            float* d0 = sc + (Y - Y0) * rs;
+            bool* f0 = scratch.dirty(Y - Y0);
+            const T* nrow = ip + in_sn + ih * in_sh;  // the next image's rows
+            auto pfr = [&](int64_t r) {
+              if (pf) prefetch_bytes(nrow + r * in_sh, irb);
+            };
+            prep_rows_p2<1>(pl2, s0, in_sh, d0, rs, pwp, run, f0, pfr);
+            Y += run;
             continue;
           }
-          for (int64_t t0 = 0; t0 < taps; t0 += ntb) {
-            const int nt = static_cast<int>(imin(ntb, taps - t0));
-            gw_plane_dispatch<T>(nt, sc, sh * RS, toff + t0, gp + o0 * p.out_sh, p.out_sh, o1 - o0, NV, tail,
-                                 tot + t0, (gb && t0 == 0) ? tot + taps : nullptr);
-          }
+          if (pf && ih >= 0 && ih < H) prefetch_bytes(ip + in_sn + ih * in_sh, irb);
+          prep_fwd_row<T>(sc + (Y - Y0) * rs, (ih >= 0 && ih < H) ? ip + ih * in_sh : nullptr, in_sw, W, pad_l, sw,
+                          pwp, tmpf, scratch.dirty(Y - Y0), &pl2);
+          ++Y;
+        }
+        if (pf)
+          for (int64_t o = o0; o < o1; ++o) prefetch_bytes(gp + p.out_sn + o * p.out_sh, out_row_bytes);
+        if (shared) {
+          gw_plane_shared_all<T>(sc, RS, Y0, koff, p.KH, p.KW, gp + o0 * p.out_sh, p.out_sh, o0, o1, NV, tail, tot,
+                                 gb ? tot + taps : nullptr);
+          continue;
+        }
+        for (int64_t t0 = 0; t0 < taps; t0 += ntb) {
+          const int nt = static_cast<int>(imin(ntb, taps - t0));
+          gw_plane_dispatch<T>(nt, sc, sh * RS, toff + t0, gp + o0 * p.out_sh, p.out_sh, o1 - o0, NV, tail,
+                               tot + t0, (gb && t0 == 0) ? tot + taps : nullptr);
         }
       }
+    };
+    auto begin_task = [&] {
+      for (int64_t t = 0; t <= taps; ++t) tot[t] = Vec::zero();
+    };
+    auto end_task = [&](int64_t task, int64_t oc) {
       if (nchunk == 1) {
         if (gw)
           for (int64_t t = 0; t < taps; ++t) store_scalar(gw + oc * taps + t, Vec::hsum(tot[t]));
@@ -2008,8 +2032,10 @@ bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
         float* d = pt + task * (taps + 1);
         for (int64_t t = 0; t <= taps; ++t) d[t] = Vec::hsum(tot[t]);
       }
-    }
-  });
+    };
+    fn(image, begin_task, end_task);
+  };
+  drive(with_thread, nchunk, nper);
   if (nchunk > 1)
     for (int64_t oc = 0; oc < OC; ++oc)
       for (int64_t t = 0; t <= taps; ++t) {
@@ -2019,6 +2045,22 @@ bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
         if (t == taps && gb) store_scalar(gb + oc, s);
       }
   return true;
+}
+
+template <class T>
+bool gw_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
+  return gw_planes_run<T>(p, gout, in, gw, gb, [&](auto& with_thread, int64_t nchunk, int64_t nper) {
+    at::parallel_for(0, p.OC() * nchunk, 1, [&](int64_t begin, int64_t end) {
+      with_thread([&](auto& image, auto& begin_task, auto& end_task) {
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t oc = task / nchunk, chunk = task % nchunk, n1 = imin(p.N, (chunk + 1) * nper);
+          begin_task();
+          for (int64_t n = chunk * nper; n < n1; ++n) image(oc, n, n + 1 < n1);
+          end_task(task, oc);
+        }
+      });
+    });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -3142,7 +3184,35 @@ bool gw_nchw_pixels(const DwParams& p, const float* gout, const float* in, float
   return true;
 }
 
-#include "dw_simd_bwd_cl.h"
+// wf[oc][t] = w[oc][taps - 1 - t] in float: the kernels correlating grad_output for grad input
+template <class T>
+void flip_weights(const T* w, int64_t OC, int64_t taps, float* wf) {
+  for (int64_t oc = 0; oc < OC; ++oc)
+    for (int64_t t = 0; t < taps; ++t) wf[oc * taps + t] = to_f32(w[oc * taps + taps - 1 - t]);
+}
+
+// NCHW routes (backward_input_t, backward_weight_bias_t, the one-pass backward): whether grad
+// input / grad weight of this problem go through the pixels kernels on transposed channel
+// chunks (narrow planes) rather than the planes kernels.
+template <class T>
+inline bool gi_nchw_takes_pixels(const DwParams& p) {
+  // 3x3 stride 1 on 14-wide rows: the direct tiles of bwd_input_planes, as in the forward (cold
+  // 32x512x14x14 0.60-0.65 ms against 0.80-0.96 through the pixels route, 32x480x14x14 0.68-0.71
+  // against 0.89-0.94).
+  const bool direct14 = L == 16 && p.W > L / 2 && p.KH == 3 && p.KW == 3 && p.stride_h == 1 && p.stride_w == 1 &&
+                        p.dil_h == 1 && p.dil_w == 1 && p.out_sw == 1 && nchw_direct_enabled() &&
+                        direct_geom_ok(p.KW - 1 - p.pad_l, p.OW, 1, 3);
+  return sizeof(T) == 4 && p.M == 1 && p.C > 1 && p.W <= nchw_pix_max_width() && !cl_use_planes(p.taps(), p.H, p.W) &&
+         !direct14;
+}
+template <class T>
+inline bool gw_nchw_takes_pixels(const DwParams& p) {
+  // (per-image partial sums: N * C * taps floats, bounded here)
+  return sizeof(T) == 4 && p.M == 1 && p.C > 1 && nchw_pix_gw_width(p.OW, p.stride_w) &&
+         p.N * p.C * p.taps() <= (16ll << 20) && !cl_use_planes(p.taps(), p.OH, p.OW, kClPlanesMinPixelsGw);
+}
+
+#include "dw_simd_bwd_one_pass.h"
 
 // ---------------------------------------------------------------------------------------------
 // Entry points
@@ -3218,8 +3288,7 @@ bool backward_input_t(const DwParams& p, const T* gout, const T* w, T* gin) {
     if (small_ok(p, true)) return small_cl<T>(p, true, gout, w, nullptr, gin);
     if (cl_use_planes(taps, p.H, p.W)) {
       Buf wf(OC * taps * 4);
-      for (int64_t oc = 0; oc < OC; ++oc)
-        for (int64_t t = 0; t < taps; ++t) wf.as<float>()[oc * taps + t] = to_f32(w[oc * taps + taps - 1 - t]);
+      flip_weights(w, OC, taps, wf.as<float>());
       return cl_planes<T, true>(p, gout, wf.as<float>(), nullptr, gin);
     }
     PixGeom g;
@@ -3245,17 +3314,9 @@ bool backward_input_t(const DwParams& p, const T* gout, const T* w, T* gin) {
     return true;
   }
   if (p.in_sw != 1) return false;
-  // 3x3 stride 1 on 14-wide rows: the direct tiles of bwd_input_planes, as in the forward (cold
-  // 32x512x14x14 0.60-0.65 ms against 0.80-0.96 through the pixels route, 32x480x14x14 0.68-0.71
-  // against 0.89-0.94).
-  const bool direct14 = L == 16 && p.W > L / 2 && p.KH == 3 && p.KW == 3 && p.stride_h == 1 && p.stride_w == 1 &&
-                        p.dil_h == 1 && p.dil_w == 1 && p.out_sw == 1 && nchw_direct_enabled() &&
-                        direct_geom_ok(p.KW - 1 - p.pad_l, p.OW, 1, 3);
-  if (sizeof(T) == 4 && p.M == 1 && p.C > 1 && p.W <= nchw_pix_max_width() && !cl_use_planes(taps, p.H, p.W) && !direct14)
-    return gi_nchw_pixels<T>(p, gout, w, gin);
+  if (gi_nchw_takes_pixels<T>(p)) return gi_nchw_pixels<T>(p, gout, w, gin);
   Buf wf(OC * taps * 4);
-  for (int64_t oc = 0; oc < OC; ++oc)
-    for (int64_t t = 0; t < taps; ++t) wf.as<float>()[oc * taps + t] = to_f32(w[oc * taps + taps - 1 - t]);
+  flip_weights(w, OC, taps, wf.as<float>());
   return bwd_input_planes<T>(p, gout, wf.as<float>(), gin);
 }
 
@@ -3273,10 +3334,7 @@ bool backward_weight_bias_t(const DwParams& p, const T* gout, const T* in, T* gw
   }
   if (p.out_sw != 1) return false;
   if constexpr (sizeof(T) == 4) {
-    // (per-image partial sums: N * C * taps floats, bounded here)
-    if (p.M == 1 && p.C > 1 && nchw_pix_gw_width(p.OW, p.stride_w) && p.N * p.C * p.taps() <= (16ll << 20) &&
-        !cl_use_planes(p.taps(), p.OH, p.OW, kClPlanesMinPixelsGw))
-      return gw_nchw_pixels(p, gout, in, gw, gb);
+    if (gw_nchw_takes_pixels<T>(p)) return gw_nchw_pixels(p, gout, in, gw, gb);
   }
   return gw_planes<T>(p, gout, in, gw, gb);
 }
@@ -3284,8 +3342,10 @@ bool backward_weight_bias_t(const DwParams& p, const T* gout, const T* in, T* gw
 template <class T>
 bool backward_all_t(const DwParams& pi, const DwParams& pw, const T* gout, const T* in, const T* w, T* gin, T* gw,
                     T* gb) {
-  if (!gin || (!gw && !gb) || !bwd_cl_fused_ok(pi, pw)) return false;
-  return bwd_cl_fused<T>(pi, pw, gout, in, w, gin, gw, gb);
+  if (!gin || (!gw && !gb)) return false;
+  if (bwd_cl_fused_ok(pi, pw)) return bwd_cl_fused<T>(pi, pw, gout, in, w, gin, gw, gb);
+  if (bwd_nchw_one_pass_ok<T>(pi, pw)) return bwd_nchw_one_pass<T>(pi, pw, gout, in, w, gin, gw, gb);
+  return false;
 }
 
 }  // namespace
