@@ -110,12 +110,19 @@ bool bwd_cl_fused(const DwParams& pi, const DwParams& pw, const T* gout, const T
 // in L1/L2 (32x144x56x56 3x3: grad input 1.9 ms and grad weight 4.9 ms separately, 2 threads).
 // Same bits as the two passes: each is the same code on the same planes, in the same order
 // where order matters (the weight-gradient sums).
+//
+// Only for kernels of at most 9 taps on planes wider than 16, where it measured faster (A/B, 2
+// threads, batch 32, ms two passes -> one pass: 256x28x28 3x3 2.58-2.73 -> 2.26-2.35, 128x56x56
+// stride 2 4.03-4.07 -> 3.30-3.66, 32x112x112 5.93-6.00 -> 5.72-5.86). Slower elsewhere: 14x14
+// 3x3 planes (512 channels 2.28-2.36 -> 2.44-2.60: the separate passes find grad_output in the
+// L3), 28x28 5x5 / 7x7 (240 channels k5 4.21-4.44 -> 4.44-4.59, 192 channels k7 5.20-5.45 ->
+// 5.68-5.83).
 
 template <class T>
 inline bool bwd_nchw_one_pass_ok(const DwParams& pi, const DwParams& pw) {
   const bool gi_planes = !(pi.in_sc == 1 && pi.C > 1) && pi.in_sw == 1 && !gi_nchw_takes_pixels<T>(pi);
   const bool gw_planes = !(pw.out_sc == 1 && pw.OC() > 1) && pw.out_sw == 1 && !gw_nchw_takes_pixels<T>(pw);
-  return pw.M == 1 && gi_planes && gw_planes;
+  return pw.M == 1 && pw.taps() <= 9 && pi.W > 16 && gi_planes && gw_planes;
 }
 
 template <class T>
