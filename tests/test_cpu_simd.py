@@ -195,6 +195,7 @@ def test_nchw_narrow_planes_through_pixel_kernels(isa):
         (1, 37, 10, 12, 3, 1, 2, 2, 1),
         (1, 37, 28, 28, 3, 2, 1, 1, 1),
         (1, 20, 5, 3, 9, 1, 4, 1, 1),
+        (2, 64, 14, 14, 3, 1, 1, 1, 1),  # float32: the direct planes tiles; bfloat16: this route
     ]
     assert_ok(check(problems, layouts=("nchw", "step", "transposed")))
 
@@ -367,10 +368,12 @@ def test_large_outputs_stream_path(isa):
     assert _rel_err(gi, ref) <= TOL[torch.float32]
 
 
-def test_bf16_rounding_matches_torch(isa):
+@pytest.mark.parametrize("width", [21, 7])  # 7: NCHW through the pixels route's bfloat16 transposes
+def test_bf16_rounding_matches_torch(isa, width):
     # 1x1 kernel with weight 1: the output is the input widened and rounded back, exactly.
-    x = torch.randn(2, 19, 5, 21).to(torch.bfloat16)
+    x = torch.randn(2, 19, 5, width).to(torch.bfloat16)
     x[0, 0, 0, :4] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0])
+    x[1, 3, 2, :3] = torch.tensor([1e-40, -3e-39, 2.0**-133])  # subnormals stay subnormal
     w = torch.ones(19, 1, 1, 1, dtype=torch.bfloat16)
     for layout in ("nchw", "cl"):
         xl = _layout(x, layout)

@@ -46,8 +46,9 @@
 //   blocks of L channels are transposed into zero-padded planes and computed by the planes
 //   kernels (forward, grad input, grad weight + bias).
 //
-// * NCHW on narrow planes (float32, multiplier 1, output width <= one vector: 7x7 and 14x14
-//   maps, except 3x3 stride 1 on 14x14 maps: the direct planes tiles measured faster there): the
+// * NCHW on narrow planes (float32 and bfloat16, multiplier 1, output width <= one vector: 7x7
+//   and 14x14 maps, except float32 3x3 stride 1 on 14x14 maps: the direct planes tiles measured
+//   faster there): the
 //   planes kernels would fill a fraction of a vector per row, so a task takes a chunk
 //   of channels of one image, transposes it into an L2-resident pixel-major buffer, runs the
 //   pixels kernels there and transposes the result back (forward, grad input; grad weight on
@@ -2938,11 +2939,20 @@ inline bool nchw_pix_gw_width(int64_t OW, int64_t sw) {
   return OW <= nchw_pix_max_width() && (sw >= 2 || 2 * OW <= nchw_pix_max_width());
 }
 
-// 8x8 float block transpose: b[j * ldb + i] = a[i * lda + j].
-inline void transpose8x8(const float* a, int64_t lda, float* b, int64_t ldb) {
-  __m256 r0 = _mm256_loadu_ps(a), r1 = _mm256_loadu_ps(a + lda), r2 = _mm256_loadu_ps(a + 2 * lda),
-         r3 = _mm256_loadu_ps(a + 3 * lda), r4 = _mm256_loadu_ps(a + 4 * lda), r5 = _mm256_loadu_ps(a + 5 * lda),
-         r6 = _mm256_loadu_ps(a + 6 * lda), r7 = _mm256_loadu_ps(a + 7 * lda);
+// 8 consecutive elements as floats, and back (bfloat16 widened / rounded as Vec does).
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const bf16_t* p) {
+  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+inline void store8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+inline void store8(bf16_t* p, __m256 v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), round8_bf16(v)); }
+
+// 8x8 block transpose: b[j * ldb + i] = a[i * lda + j] (float or bfloat16 on either side).
+template <class S, class D>
+inline void transpose8x8(const S* a, int64_t lda, D* b, int64_t ldb) {
+  __m256 r0 = load8(a), r1 = load8(a + lda), r2 = load8(a + 2 * lda), r3 = load8(a + 3 * lda), r4 = load8(a + 4 * lda),
+         r5 = load8(a + 5 * lda), r6 = load8(a + 6 * lda), r7 = load8(a + 7 * lda);
   __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
          t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
          t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
@@ -2954,32 +2964,32 @@ inline void transpose8x8(const float* a, int64_t lda, float* b, int64_t ldb) {
   r5 = _mm256_shuffle_ps(t4, t6, 0xEE);
   r6 = _mm256_shuffle_ps(t5, t7, 0x44);
   r7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  _mm256_storeu_ps(b, _mm256_permute2f128_ps(r0, r4, 0x20));
-  _mm256_storeu_ps(b + ldb, _mm256_permute2f128_ps(r1, r5, 0x20));
-  _mm256_storeu_ps(b + 2 * ldb, _mm256_permute2f128_ps(r2, r6, 0x20));
-  _mm256_storeu_ps(b + 3 * ldb, _mm256_permute2f128_ps(r3, r7, 0x20));
-  _mm256_storeu_ps(b + 4 * ldb, _mm256_permute2f128_ps(r0, r4, 0x31));
-  _mm256_storeu_ps(b + 5 * ldb, _mm256_permute2f128_ps(r1, r5, 0x31));
-  _mm256_storeu_ps(b + 6 * ldb, _mm256_permute2f128_ps(r2, r6, 0x31));
-  _mm256_storeu_ps(b + 7 * ldb, _mm256_permute2f128_ps(r3, r7, 0x31));
+  store8(b, _mm256_permute2f128_ps(r0, r4, 0x20));
+  store8(b + ldb, _mm256_permute2f128_ps(r1, r5, 0x20));
+  store8(b + 2 * ldb, _mm256_permute2f128_ps(r2, r6, 0x20));
+  store8(b + 3 * ldb, _mm256_permute2f128_ps(r3, r7, 0x20));
+  store8(b + 4 * ldb, _mm256_permute2f128_ps(r0, r4, 0x31));
+  store8(b + 5 * ldb, _mm256_permute2f128_ps(r1, r5, 0x31));
+  store8(b + 6 * ldb, _mm256_permute2f128_ps(r2, r6, 0x31));
+  store8(b + 7 * ldb, _mm256_permute2f128_ps(r3, r7, 0x31));
 }
 
-// b[j * ldb + i] = a[i * lda + j] for i < rows, j < cols (bf16 converted element by element).
+// b[j * ldb + i] = a[i * lda + j] for i < rows, j < cols (float or bfloat16 on either side:
+// the NCHW pixels route of bfloat16 tensors widens into and rounds out of float buffers here).
 // PF: prefetch the rows of a two 8-row groups ahead (a source in memory: the transposes read 8
 // rows at once, short streams the hardware prefetchers pick up late; cold NCHW 14x14 layers spent
 // about half their time waiting in these loads).
 template <class S, class D, bool PF = false>
 void transpose(const S* a, int64_t lda, int64_t rows, int64_t cols, D* b, int64_t ldb) {
   int64_t i = 0;
-  if constexpr (sizeof(S) == 4 && sizeof(D) == 4) {
-    for (; i + 8 <= rows; i += 8) {
-      if constexpr (PF)
-        for (int64_t k = i + 16; k < imin(rows, i + 24); ++k) prefetch_bytes(a + k * lda, cols * 4);
-      int64_t j = 0;
-      for (; j + 8 <= cols; j += 8) transpose8x8(a + i * lda + j, lda, b + j * ldb + i, ldb);
-      for (; j < cols; ++j)
-        for (int64_t k = 0; k < 8; ++k) b[j * ldb + i + k] = a[(i + k) * lda + j];
-    }
+  for (; i + 8 <= rows; i += 8) {
+    if constexpr (PF)
+      for (int64_t k = i + 16; k < imin(rows, i + 24); ++k)
+        prefetch_bytes(a + k * lda, cols * static_cast<int64_t>(sizeof(S)));
+    int64_t j = 0;
+    for (; j + 8 <= cols; j += 8) transpose8x8(a + i * lda + j, lda, b + j * ldb + i, ldb);
+    for (; j < cols; ++j)
+      for (int64_t k = 0; k < 8; ++k) store_scalar(b + j * ldb + i + k, to_f32(a[(i + k) * lda + j]));
   }
   for (; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j) store_scalar(b + j * ldb + i, to_f32(a[i * lda + j]));
@@ -3137,7 +3147,8 @@ bool gi_nchw_pixels(const DwParams& p, const T* gout, const T* w, T* gin) {
 // Grad weight + bias (NCHW, M == 1, float): per (image, chunk) the pixels kernels' sums over the
 // chunk's transposed input and grad_output, then the images' partial sums added in image order
 // (a fixed order: the same bits for any thread count).
-bool gw_nchw_pixels(const DwParams& p, const float* gout, const float* in, float* gw, float* gb) {
+template <class T>
+bool gw_nchw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
   const int64_t C = p.C, taps = p.taps();
   const int64_t cc = nchw_pix_chunk(C, p.H * p.W, p.OH * p.OW), nchunks = cdiv(C, cc);
   Buf partw(p.N * C * taps * 4 + 64), partb(p.N * C * 4 + 64);
@@ -3172,12 +3183,12 @@ bool gw_nchw_pixels(const DwParams& p, const float* gout, const float* in, float
         for (int64_t t = 0; t < taps; ++t) {
           float s = 0.f;
           for (int64_t n = 0; n < p.N; ++n) s += pw[(n * C + c) * taps + t];
-          gw[c * taps + t] = s;
+          store_scalar(gw + c * taps + t, s);
         }
       if (gb) {
         float s = 0.f;
         for (int64_t n = 0; n < p.N; ++n) s += pb[n * C + c];
-        gb[c] = s;
+        store_scalar(gb + c, s);
       }
     }
   });
@@ -3199,17 +3210,16 @@ inline bool gi_nchw_takes_pixels(const DwParams& p) {
   // 3x3 stride 1 on 14-wide rows: the direct tiles of bwd_input_planes, as in the forward (cold
   // 32x512x14x14 0.60-0.65 ms against 0.80-0.96 through the pixels route, 32x480x14x14 0.68-0.71
   // against 0.89-0.94).
-  const bool direct14 = L == 16 && p.W > L / 2 && p.KH == 3 && p.KW == 3 && p.stride_h == 1 && p.stride_w == 1 &&
-                        p.dil_h == 1 && p.dil_w == 1 && p.out_sw == 1 && nchw_direct_enabled() &&
+  const bool direct14 = sizeof(T) == 4 && L == 16 && p.W > L / 2 && p.KH == 3 && p.KW == 3 && p.stride_h == 1 &&
+                        p.stride_w == 1 && p.dil_h == 1 && p.dil_w == 1 && p.out_sw == 1 && nchw_direct_enabled() &&
                         direct_geom_ok(p.KW - 1 - p.pad_l, p.OW, 1, 3);
-  return sizeof(T) == 4 && p.M == 1 && p.C > 1 && p.W <= nchw_pix_max_width() && !cl_use_planes(p.taps(), p.H, p.W) &&
-         !direct14;
+  return p.M == 1 && p.C > 1 && p.W <= nchw_pix_max_width() && !cl_use_planes(p.taps(), p.H, p.W) && !direct14;
 }
 template <class T>
 inline bool gw_nchw_takes_pixels(const DwParams& p) {
   // (per-image partial sums: N * C * taps floats, bounded here)
-  return sizeof(T) == 4 && p.M == 1 && p.C > 1 && nchw_pix_gw_width(p.OW, p.stride_w) &&
-         p.N * p.C * p.taps() <= (16ll << 20) && !cl_use_planes(p.taps(), p.OH, p.OW, kClPlanesMinPixelsGw);
+  return p.M == 1 && p.C > 1 && nchw_pix_gw_width(p.OW, p.stride_w) && p.N * p.C * p.taps() <= (16ll << 20) &&
+         !cl_use_planes(p.taps(), p.OH, p.OW, kClPlanesMinPixelsGw);
 }
 
 #include "dw_simd_bwd_one_pass.h"
@@ -3268,9 +3278,9 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
   // 3x3 stride 1 on rows of more than half a vector (14x14 maps) stays on the direct planes tiles:
   // cold 32x512x14x14 0.72-0.76 ms there against 0.85-0.90 through the pixels route, 32x480x14x14
   // 0.64-0.75 against 0.76-0.81 (7x7 maps: the pixels route is 2x faster).
-  const bool direct14 = L == 16 && p.OW > L / 2 && direct_fwd_ok(p, 1);
-  if (sizeof(T) == 4 && p.M == 1 && OC > 1 && nchw_pix_fwd_width(p.OW, p.stride_w) && !cl_use_planes(taps, p.OH, p.OW) &&
-      !direct14)
+  // (the direct tiles are float32 only; bfloat16 takes the pixels route on 14-wide rows as well)
+  const bool direct14 = sizeof(T) == 4 && L == 16 && p.OW > L / 2 && direct_fwd_ok(p, 1);
+  if (p.M == 1 && OC > 1 && nchw_pix_fwd_width(p.OW, p.stride_w) && !cl_use_planes(taps, p.OH, p.OW) && !direct14)
     return fwd_nchw_pixels<T>(p, in, w, b, out);
   Buf w32(OC * taps * 4), b32(OC * 4);
   for (int64_t i = 0; i < OC * taps; ++i) w32.as<float>()[i] = to_f32(w[i]);
@@ -3333,9 +3343,7 @@ bool backward_weight_bias_t(const DwParams& p, const T* gout, const T* in, T* gw
     return gw_pixels<T>(p, gout, in, gw, gb);
   }
   if (p.out_sw != 1) return false;
-  if constexpr (sizeof(T) == 4) {
-    if (gw_nchw_takes_pixels<T>(p)) return gw_nchw_pixels(p, gout, in, gw, gb);
-  }
+  if (gw_nchw_takes_pixels<T>(p)) return gw_nchw_pixels<T>(p, gout, in, gw, gb);
   return gw_planes<T>(p, gout, in, gw, gb);
 }
 

@@ -11,6 +11,18 @@
 
 namespace {
 
+// 8 floats -> 8 bfloat16 bits (round to nearest even, NaN -> 0x7FC0), AVX2 (both ISA files).
+inline __m128i round8_bf16(__m256 v) {
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF))), 16);
+  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7FC0), nan);
+  // 0 <= r <= 0xFFFF: unsigned saturation keeps every value; fix the lane order after packing.
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+  return _mm256_castsi256_si128(packed);
+}
+
 #if defined(DSCONV_VEC512)
 struct Vec {
   using V = __m512;
@@ -138,16 +150,7 @@ struct Vec {
   static inline void store(float* p, V v) { _mm256_storeu_ps(p, v); }
   static inline void store(float* p, V v, Mask m) { _mm256_maskstore_ps(p, m, v); }
   static inline void stream(float* p, V v) { _mm256_stream_ps(p, v); }
-  static inline __m128i round_bf16(V v) {
-    const __m256i u = _mm256_castps_si256(v);
-    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF))), 16);
-    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-    r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7FC0), nan);
-    // 0 <= r <= 0xFFFF: unsigned saturation keeps every value; fix the lane order after packing.
-    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
-    return _mm256_castsi256_si128(packed);
-  }
+  static inline __m128i round_bf16(V v) { return round8_bf16(v); }
   static inline void store(uint16_t* p, V v) {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p), round_bf16(v));
   }
