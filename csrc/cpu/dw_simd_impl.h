@@ -3278,9 +3278,12 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
   // 3x3 stride 1 on rows of more than half a vector (14x14 maps) stays on the direct planes tiles:
   // cold 32x512x14x14 0.72-0.76 ms there against 0.85-0.90 through the pixels route, 32x480x14x14
   // 0.64-0.75 against 0.76-0.81 (7x7 maps: the pixels route is 2x faster).
-  // (the direct tiles are float32 only; bfloat16 takes the pixels route on 14-wide rows as well)
+  // (the direct tiles are float32 only; bfloat16 takes the pixels route on 14-wide rows as well,
+  // and at stride 2 on outputs as wide as at stride 1: its planes path has no in-place stride-2
+  // tiles either; 32x192x28x28 3x3 stride 2, 2 threads: 0.91 ms on planes, 0.59-0.77 here)
   const bool direct14 = sizeof(T) == 4 && L == 16 && p.OW > L / 2 && direct_fwd_ok(p, 1);
-  if (p.M == 1 && OC > 1 && nchw_pix_fwd_width(p.OW, p.stride_w) && !cl_use_planes(taps, p.OH, p.OW) && !direct14)
+  const int64_t width_sw = sizeof(T) == 4 ? p.stride_w : 1;
+  if (p.M == 1 && OC > 1 && nchw_pix_fwd_width(p.OW, width_sw) && !cl_use_planes(taps, p.OH, p.OW) && !direct14)
     return fwd_nchw_pixels<T>(p, in, w, b, out);
   Buf w32(OC * taps * 4), b32(OC * 4);
   for (int64_t i = 0; i < OC * taps; ++i) w32.as<float>()[i] = to_f32(w[i]);
