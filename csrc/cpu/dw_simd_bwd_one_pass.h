@@ -38,19 +38,8 @@ bool bwd_cl_fused(const DwParams& pi, const DwParams& pw, const T* gout, const T
   const GwPixPlan q = gw_pix_plan<T>(pw, 64);
   const int64_t C = pi.C, taps = pi.taps();
   // grad input: the forward engine on grad_output with the flipped weights (as backward_input_t)
-  PixGeom g;
-  g.KH = pi.KH;
-  g.KW = pi.KW;
-  g.sw = 1;
-  g.dw = pi.dil_w;
-  g.C = C;
-  g.CB = cdiv(C, L);
-  g.taps = taps;
-  g.osw = pi.in_sw;
-  g.ctail = static_cast<int>(C - (g.CB - 1) * L);
+  PixGeom g = gi_pix_geom<T>(pi, gin);
   g.ncols = (pi.W - 1) + (pi.KW - 1) * pi.dil_w + 1;
-  g.nt = C % L == 0 && pi.in_sw % L == 0 && reinterpret_cast<uintptr_t>(gin) % 64 == 0 &&
-         pi.N * C * pi.H * pi.W * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
   const int kind = pix_kind(pi.KW, 1, pi.dil_w);
   const AxisMap rows{(pi.KH - 1) * pi.dil_h - pi.pad_t, pi.stride_h, pi.OH};
   const AxisMap cols{(pi.KW - 1) * pi.dil_w - pi.pad_l, pi.stride_w, pi.OW};

@@ -1231,6 +1231,26 @@ struct PixGeom {
   bool nt;                 // non-temporal stores (large, vector-aligned output)
 };
 
+// The engine's geometry for C channels under a KH x KW kernel (column stride sw, dilation dw),
+// output pixels osw elements apart; non-temporal stores where the output (out_bytes in all,
+// at out) is large and every pixel's channel vectors are vector-aligned.
+inline PixGeom pix_geom(int64_t KH, int64_t KW, int64_t sw, int64_t dw, int64_t C, int64_t osw, const void* out,
+                        int64_t out_bytes) {
+  PixGeom g;
+  g.KH = KH;
+  g.KW = KW;
+  g.sw = sw;
+  g.dw = dw;
+  g.C = C;
+  g.CB = cdiv(C, L);
+  g.taps = KH * KW;
+  g.osw = osw;
+  g.ctail = static_cast<int>(C - (g.CB - 1) * L);
+  g.ncols = 0;  // set per problem (pix_engine)
+  g.nt = C % L == 0 && osw % L == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0 && out_bytes >= kStreamBytes;
+  return g;
+}
+
 // P pixels x VC channel vectors, any kernel width. ptrs: [nkh][ncols] column pointers of the
 // tile (already including nothing of the channel offset), khs: the valid kernel rows.
 template <class T, int P, int VC, bool MSK>
@@ -3195,6 +3215,13 @@ bool gw_nchw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb)
   return true;
 }
 
+// Grad input through the pixels engine: grad_output correlated with the flipped weights at
+// virtual column stride 1, written to gin (channels_last).
+template <class T>
+PixGeom gi_pix_geom(const DwParams& p, const T* gin) {
+  return pix_geom(p.KH, p.KW, 1, p.dil_w, p.C, p.in_sw, gin, p.N * p.C * p.H * p.W * static_cast<int64_t>(sizeof(T)));
+}
+
 // wf[oc][t] = w[oc][taps - 1 - t] in float: the kernels correlating grad_output for grad input
 template <class T>
 void flip_weights(const T* w, int64_t OC, int64_t taps, float* wf) {
@@ -3241,19 +3268,9 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
         for (int64_t i = 0; i < OC; ++i) b32.as<float>()[i] = to_f32(b[i]);
       return cl_planes<T, false>(p, in, w32.as<float>(), b ? b32.as<float>() : nullptr, out);
     }
-    PixGeom g;
-    g.KH = p.KH;
-    g.KW = p.KW;
-    g.sw = p.stride_w;
-    g.dw = p.dil_w;
-    g.C = OC;
-    g.CB = cdiv(OC, L);
-    g.taps = taps;
-    g.osw = p.out_sw;
-    g.ctail = static_cast<int>(OC - (g.CB - 1) * L);
+    const PixGeom g = pix_geom(p.KH, p.KW, p.stride_w, p.dil_w, OC, p.out_sw, out,
+                               p.N * OC * p.OH * p.OW * static_cast<int64_t>(sizeof(T)));
     const int kind = pix_kind(p.KW, p.stride_w, p.dil_w);
-    g.nt = OC % L == 0 && p.out_sw % L == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0 &&
-           p.N * OC * p.OH * p.OW * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
     Buf wpk(g.CB * taps * L * 4), bb(g.CB * L * 4), zb((OC + 2 * L) * sizeof(T));
     pack_weights_cl(w, OC, taps, false, wpk.as<float>());
     float* bias = nullptr;
@@ -3304,19 +3321,8 @@ bool backward_input_t(const DwParams& p, const T* gout, const T* w, T* gin) {
       flip_weights(w, OC, taps, wf.as<float>());
       return cl_planes<T, true>(p, gout, wf.as<float>(), nullptr, gin);
     }
-    PixGeom g;
-    g.KH = p.KH;
-    g.KW = p.KW;
-    g.sw = 1;
-    g.dw = p.dil_w;
-    g.C = p.C;
-    g.CB = cdiv(p.C, L);
-    g.taps = taps;
-    g.osw = p.in_sw;
-    g.ctail = static_cast<int>(p.C - (g.CB - 1) * L);
+    const PixGeom g = gi_pix_geom<T>(p, gin);
     const int kind = pix_kind(p.KW, 1, p.dil_w);
-    g.nt = p.C % L == 0 && p.in_sw % L == 0 && reinterpret_cast<uintptr_t>(gin) % 64 == 0 &&
-           p.N * p.C * p.H * p.W * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
     Buf wpk(g.CB * taps * L * 4), zb((OC + 2 * L) * sizeof(T));
     pack_weights_cl(w, OC, taps, true, wpk.as<float>());
     std::memset(zb.p, 0, (OC + 2 * L) * sizeof(T));
