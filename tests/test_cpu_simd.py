@@ -557,3 +557,33 @@ def test_env_var_selects_isa():
     for isa_name in ISAS:
         assert f"ISA {isa_name}" in _run_with_env(isa_name)
     assert "ERROR" in (r := _run_with_env("avx1024")) and "unknown CPU ISA" in r
+
+
+_ONE_PASS_SCRIPT = """
+import sys, torch, dsconv_ext
+torch.manual_seed(0)
+op = torch.ops.dsconv.depthwise_conv2d_backward
+outs = []
+for fmt in (torch.channels_last, torch.contiguous_format):
+    x = torch.randn(2, 24, 30, 30).contiguous(memory_format=fmt)
+    w = torch.randn(24, 1, 3, 3)
+    go = torch.randn(2, 24, 30, 30).contiguous(memory_format=fmt)
+    outs += list(op(go, x, w, [1, 1], [1, 1, 1, 1], [1, 1], [True, True, True]))
+torch.save(outs, sys.argv[1])
+"""
+
+
+def test_one_pass_switch_changes_no_bits(tmp_path):
+    # DSCONV_BWD_ONE_PASS=0 (A/B measurements) runs the two passes: the same results, bit for bit
+    root = os.path.dirname(os.path.dirname(dsconv_ext.__file__))
+    results = []
+    for value in ("1", "0"):
+        env = dict(os.environ, DSCONV_BWD_ONE_PASS=value)
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        path = tmp_path / f"out{value}.pt"
+        out = subprocess.run([sys.executable, "-c", _ONE_PASS_SCRIPT, str(path)], env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        results.append(torch.load(path))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
