@@ -195,7 +195,7 @@ bool backward_weight_bias(const DwParams& p, const T* grad_out, const T* in, T* 
 }
 
 // DSCONV_BWD_ONE_PASS=0 runs grad input and grad weight as two passes everywhere (A/B
-// measurements of the one-pass channels_last backward; read once).
+// measurements of the one-pass backward, dw_simd_bwd_one_pass.h; read once).
 static bool one_pass_backward_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("DSCONV_BWD_ONE_PASS");
