@@ -62,34 +62,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_impl(
   if (mask[1]) gw = at::empty(weight.sizes(), opts);
   if (mask[2]) gb = at::empty({p.OC()}, opts);
   const at::Tensor w = weight.contiguous();
+  // qi: grad input's strides (in_*) and grad_output's; qw: the input's and grad_output's
+  DwParams qi = p, qw = p;
+  if (mask[0]) {
+    fill_in_strides(qi, gi);
+    fill_out_strides(qi, grad_output);
+  }
+  if (mask[1] || mask[2]) {
+    fill_in_strides(qw, input);
+    fill_out_strides(qw, grad_output);
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, input.scalar_type(), "dsconv::depthwise_conv2d_backward", [&] {
     const scalar_t* go = grad_output.const_data_ptr<scalar_t>();
-    if (mask[0] && (mask[1] || mask[2])) {  // both in one pass over grad_output where a kernel can
-      DwParams qi = p, qw = p;
-      fill_in_strides(qi, gi);
-      fill_out_strides(qi, grad_output);
-      fill_in_strides(qw, input);
-      fill_out_strides(qw, grad_output);
-      if (K::template backward_all<scalar_t>(qi, qw, go, input.const_data_ptr<scalar_t>(), w.const_data_ptr<scalar_t>(),
-                                             gi.mutable_data_ptr<scalar_t>(),
-                                             mask[1] ? gw.mutable_data_ptr<scalar_t>() : nullptr,
-                                             mask[2] ? gb.mutable_data_ptr<scalar_t>() : nullptr))
-        return;
-    }
-    if (mask[0]) {
-      DwParams q = p;
-      fill_in_strides(q, gi);
-      fill_out_strides(q, grad_output);
-      K::template backward_input<scalar_t>(q, go, w.const_data_ptr<scalar_t>(), gi.mutable_data_ptr<scalar_t>());
-    }
-    if (mask[1] || mask[2]) {
-      DwParams q = p;
-      fill_in_strides(q, input);
-      fill_out_strides(q, grad_output);
-      K::template backward_weight_bias<scalar_t>(q, go, input.const_data_ptr<scalar_t>(),
-                                                 mask[1] ? gw.mutable_data_ptr<scalar_t>() : nullptr,
-                                                 mask[2] ? gb.mutable_data_ptr<scalar_t>() : nullptr);
-    }
+    const scalar_t* in = input.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w.const_data_ptr<scalar_t>();
+    scalar_t* gwp = mask[1] ? gw.mutable_data_ptr<scalar_t>() : nullptr;
+    scalar_t* gbp = mask[2] ? gb.mutable_data_ptr<scalar_t>() : nullptr;
+    // both in one pass over grad_output where the backend has a kernel for it
+    if (mask[0] && (mask[1] || mask[2]) &&
+        K::template backward_all<scalar_t>(qi, qw, go, in, wp, gi.mutable_data_ptr<scalar_t>(), gwp, gbp))
+      return;
+    if (mask[0]) K::template backward_input<scalar_t>(qi, go, wp, gi.mutable_data_ptr<scalar_t>());
+    if (mask[1] || mask[2]) K::template backward_weight_bias<scalar_t>(qw, go, in, gwp, gbp);
   });
   return {gi, gw, gb};
 }
