@@ -211,8 +211,30 @@ inline void prefetch_src_rows(const T* plane, const T* next, int64_t Ya, int64_t
   if (Yb > Y1) part(next, nY0 + imax(0, Ya - Y1), nY0 + (Yb - Y1));
 }
 
-// Outputs larger than this are written with non-temporal stores (they can't stay in the L3).
-constexpr int64_t kStreamBytes = 16ll << 20;
+// Prefetch of the pixels engine's next source rows: 1 into L1 (prefetcht0, the default), 2 into
+// L2 (prefetcht1), 0 none. DSCONV_PIX_PF overrides (A/B measurements). In-process A/B on the
+// Intel Xeon VM (2 threads, batch 32, channels_last forward, 2026-11-26): none is 16-39% slower
+// on 3x3 / 5x5 / 7x7 layers; L2 instead of L1 within noise (-6% to +9%).
+inline int pix_prefetch_mode() {
+  static const int m = [] {
+    const char* e = std::getenv("DSCONV_PIX_PF");
+    return (e && *e) ? std::atoi(e) : 1;
+  }();
+  return m;
+}
+
+// Outputs of at least this many bytes are written with non-temporal stores (they can't stay in
+// the L3). DSCONV_STREAM_MB overrides the 16 MiB (A/B measurements). Measured on an Intel Xeon VM
+// whose L3 ran no faster than its memory (2026-11-26, in-process A/B): 2 MiB made channels_last
+// 32x576x14x14 3x3 forward (14.4 MiB out) 23-34% faster but NCHW 32x576x14x14 (transposed
+// chunks) 22-25% slower and outputs of 6-13 MiB 0-9% slower, so the default stays.
+inline int64_t stream_bytes_threshold() {
+  static const int64_t v = [] {
+    const char* e = std::getenv("DSCONV_STREAM_MB");
+    return (e && *e) ? static_cast<int64_t>(std::atoll(e)) << 20 : int64_t(16) << 20;
+  }();
+  return v;
+}
 
 // d[x] = s[(x - pad) * ss] for the x in [0, len) with 0 <= x - pad < n; other x untouched.
 template <class T>
@@ -1069,7 +1091,7 @@ bool fwd_planes(const DwParams& p, const T* in, const float* w32, const float* b
   const int64_t taps = p.KH * p.KW, C = p.C, M = p.M;
   const int64_t sh = g.sh;
   // Large outputs with contiguous planes: compute a band into a staging buffer, stream it out.
-  const bool nt = p.N * p.OC() * p.OH * p.OW * static_cast<int64_t>(sizeof(T)) >= kStreamBytes &&
+  const bool nt = p.N * p.OC() * p.OH * p.OW * static_cast<int64_t>(sizeof(T)) >= stream_bytes_threshold() &&
                   p.out_sh == p.OW && p.out_sw == 1;
   // Rows are prepared (kPrepLead rows) before the row group that first needs them, so reads
   // interleave with compute; source rows are prefetched about kPrefetchBytes ahead, into the
@@ -1247,7 +1269,8 @@ inline PixGeom pix_geom(int64_t KH, int64_t KW, int64_t sw, int64_t dw, int64_t 
   g.osw = osw;
   g.ctail = static_cast<int>(C - (g.CB - 1) * L);
   g.ncols = 0;  // set per problem (pix_engine)
-  g.nt = C % L == 0 && osw % L == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0 && out_bytes >= kStreamBytes;
+  g.nt = C % L == 0 && osw % L == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0 &&
+         out_bytes >= stream_bytes_threshold();
   return g;
 }
 
@@ -1539,15 +1562,32 @@ void pix_engine(PixGeom g, int kind, int64_t N, int64_t OHe, int64_t OWe, int64_
         *nk = nkhs[r];
         *orow = out + n * o_sn + (o0 + r) * o_sh;
       };
+      // The source rows first needed by output row o0 + r + 1, looked up at the row's first tile;
+      // each tile then prefetches its share (whole cache lines, no divisions per tile).
+      const char* pf_rows[4];
+      int pf_n = 0;
+      int64_t pf_step = 0;
+      const int pf_mode = pix_prefetch_mode();
       auto prefetch_next = [&](int64_t r, int64_t k, int64_t nk) {
-        if (row_bytes <= 0) return;
-        // share [k, k + 1) of nk of the source rows first needed by output row o0 + r + 1
-        const int64_t o = o0 + r + 1;
-        if (o >= OHe) return;
-        const int64_t b0 = row_bytes * k / nk, b1 = row_bytes * (k + 1) / nk;
-        for (int64_t Y = (o - 1) * sh + (g.KH - 1) * dh + 1; Y <= o * sh + (g.KH - 1) * dh; ++Y) {
-          const int64_t si = rows(Y);
-          if (si >= 0) prefetch_bytes(reinterpret_cast<const char*>(sp + si * s_sh) + b0, b1 - b0);
+        if (row_bytes <= 0 || pf_mode == 0) return;
+        if (k == 0) {
+          pf_n = 0;
+          const int64_t o = o0 + r + 1;
+          if (o < OHe)
+            for (int64_t Y = (o - 1) * sh + (g.KH - 1) * dh + 1; Y <= o * sh + (g.KH - 1) * dh && pf_n < 4; ++Y) {
+              const int64_t si = rows(Y);
+              if (si >= 0) pf_rows[pf_n++] = reinterpret_cast<const char*>(sp + si * s_sh);
+            }
+          pf_step = rup(cdiv(row_bytes, nk), 64);
+        }
+        const int64_t b0 = k * pf_step;
+        if (b0 >= row_bytes) return;
+        const int64_t nb = imin(pf_step, row_bytes - b0);
+        for (int i = 0; i < pf_n; ++i) {
+          if (pf_mode == 2)
+            prefetch_bytes_l2(pf_rows[i] + b0, nb);
+          else
+            prefetch_bytes(pf_rows[i] + b0, nb);
         }
       };
       pix_band_dispatch<T>(kind, g, o1 - o0, OWe, wpk, bias, rows_tab, prefetch_next);
@@ -1633,7 +1673,7 @@ bool bwd_input_planes_run(const DwParams& p, const T* gout, const float* wflip, 
   const int64_t nbands = cdiv(p.H, B);
   const int64_t rows_max = B - 1 + win;
   const int64_t src_stride = rows_max * g.RS;
-  const bool nt = p.N * C * p.H * p.W * static_cast<int64_t>(sizeof(T)) >= kStreamBytes && p.in_sh == p.W &&
+  const bool nt = p.N * C * p.H * p.W * static_cast<int64_t>(sizeof(T)) >= stream_bytes_threshold() && p.in_sh == p.W &&
                   p.in_sw == 1;
   // float32 3x3 stride 1, multiplier 1: the forward's in-place tiles (direct3_tile) on grad_output,
   // read from row -(KH-1-pad_t) and column -(KW-1-pad_l), with the flipped weights; no scratch.
@@ -3078,7 +3118,7 @@ void nchw_chunk_tasks(int64_t N, int64_t C, int64_t cc, const T* src, int64_t s_
   // transposes wrote 32 bytes at a time). Together with the prefetch below: cold 32x672x14x14 5x5
   // forward 2.06 -> 1.87 ms (3 alternating pairs, 2 threads, 2026-11-26).
   const bool nt = std::is_same<T, float>::value && d_sh == DW && d_sc == DH * DW &&
-                  N * C * DH * DW * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
+                  N * C * DH * DW * static_cast<int64_t>(sizeof(T)) >= stream_bytes_threshold();
   at::parallel_for(0, N * nchunks, 1, [&](int64_t begin, int64_t end) {
     Buf xb(SH * SW * cc * 4), yb(DH * DW * cc * 4), zb(nt ? DH * DW * cc * 4 : 64);
     float* x = xb.as<float>();
