@@ -52,11 +52,11 @@ def _bandwidth_lines(d: Dict[str, Any]) -> List[str]:
     """The forward layers of k <= 7 larger than 32 MiB (issue 3's 85%-of-copy set: "too big for
     the 32 MB L3"; a fixed size, so runs on machines with other caches compare the same layers):
     how many reach 85% of the run's copy reference, and of the copy timed beside them."""
-    llc = 32 << 20
+    issue_l3_bytes = 32 << 20
     seen, big = set(), []
     for r in d["layers"]:
         key = (r["layer"], r["layout"])
-        if r["dtype"] == "float32" and r["pass"] == "fwd" and r["k"] <= 7 and r["bytes"] > llc and key not in seen:
+        if r["dtype"] == "float32" and r["pass"] == "fwd" and r["k"] <= 7 and r["bytes"] > issue_l3_bytes and key not in seen:
             seen.add(key)
             big.append(r)
     if not big:
