@@ -383,6 +383,38 @@ def test_bf16_rounding_matches_torch(isa, width):
         )
 
 
+def _same_bits(a, b):
+    """Equal bfloat16 bits, any NaN equal to any NaN (PyTorch's rounding keeps NaN payloads)."""
+    return bool(((a.view(torch.int16) == b.view(torch.int16)) | (a.isnan() & b.isnan())).all())
+
+
+def test_bf16_channels_last_equals_float32_rounded(isa):
+    # bfloat16 channels_last widens to float32 and runs the float32 kernels' sums (AVX-512: channel
+    # vector pairs loaded as even / odd channels, dw_simd_impl.h pix_eo): forward, grad input and
+    # the one-pass backward must give the float32 results rounded, bit for bit. Channel counts:
+    # one pair, pair + tail, pair + single block, pairs + single + tail, across channel chunks;
+    # inf / NaN / subnormal inputs in even and odd channels.
+    op, bwd = torch.ops.dsconv.depthwise_conv2d, torch.ops.dsconv.depthwise_conv2d_backward
+    fails = []
+    for C in (32, 33, 48, 64, 80, 150):
+        for k, s in ((3, 1), (3, 2), (5, 1), (7, 2), (4, 1)):
+            x = torch.randn(2, C, 9, 13).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+            x[0, 1, 2, 3], x[1, 2, 3, 4], x[0, 3, 1, 1], x[1, 30, 4, 5] = float("inf"), float("nan"), 1e-39, -3e-39
+            w = torch.randn(C, 1, k, k).to(torch.bfloat16)
+            b = torch.randn(C).to(torch.bfloat16)
+            args = ([s, s], [k // 2] * 4, [1, 1])
+            y = op(x, w, b, *args)
+            go = torch.randn(y.shape).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+            want_y = op(x.float(), w.float(), b.float(), *args).to(torch.bfloat16)
+            want_gi = bwd(go.float(), x.float(), w.float(), *args, [True, False, False])[0].to(torch.bfloat16)
+            got_gi = bwd(go, x, w, *args, [True, False, False])[0]
+            one_gi = bwd(go, x, w, *args, [True, True, True])[0]
+            for name, got, want in (("forward", y, want_y), ("grad_input", got_gi, want_gi), ("one-pass", one_gi, got_gi)):
+                if not _same_bits(got, want):
+                    fails.append(f"C{C} k{k} s{s}: {name} differs from float32 rounded")
+    assert_ok(fails)
+
+
 # --- backward in one pass (grad input + grad weight/bias) -------------------------------------
 
 # (N, C, H, W, (kh, kw), (sh, sw), (top, bottom, left, right), (dh, dw)); channels_last: all through

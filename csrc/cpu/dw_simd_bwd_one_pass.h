@@ -44,7 +44,7 @@ bool bwd_cl_fused(const DwParams& pi, const DwParams& pw, const T* gout, const T
   const AxisMap rows{(pi.KH - 1) * pi.dil_h - pi.pad_t, pi.stride_h, pi.OH};
   const AxisMap cols{(pi.KW - 1) * pi.dil_w - pi.pad_l, pi.stride_w, pi.OW};
   Buf wpk(g.CB * taps * L * 4), colb(g.ncols * 8 + 64);
-  pack_weights_cl(w, C, taps, true, wpk.as<float>());
+  pack_weights_cl(w, C, taps, true, wpk.as<float>(), pix_eo<T>());
   int64_t* coloff = colb.as<int64_t>();
   for (int64_t j = 0; j < g.ncols; ++j) {
     const int64_t ci = cols(j);

@@ -73,6 +73,19 @@ struct Vec {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(round_bf16(v)));
   }
   static inline void store(uint16_t* p, V v, Mask m) { _mm512_mask_cvtepi32_storeu_epi16(p, m, round_bf16(v)); }
+  // 2L bfloat16 at p as two vectors: elements 0, 2, 4, ... (even) and 1, 3, 5, ... (odd), widened
+  // with one shift / one mask of the 32-bit lanes that hold them: no vpmovzxwd, a shuffle that on
+  // Intel cores takes the port of the second FMA unit. store_eo is its inverse (rounded as store).
+  static inline void load_eo(const uint16_t* p, V* even, V* odd) {
+    const __m512i r = _mm512_loadu_si512(p);
+    *even = _mm512_castsi512_ps(_mm512_slli_epi32(r, 16));
+    // (a zero-masked 16-bit move, not an AND with a constant: no vector register held for it; the
+    // 7x7 tiles use 30 of the 32)
+    *odd = _mm512_castsi512_ps(_mm512_maskz_mov_epi16(static_cast<__mmask32>(0xAAAAAAAAu), r));
+  }
+  static inline void store_eo(uint16_t* p, V even, V odd) {
+    _mm512_storeu_si512(p, _mm512_or_si512(round_bf16(even), _mm512_slli_epi32(round_bf16(odd), 16)));
+  }
 
   // Even and odd elements of the 2L floats a:b.
   static inline void deinterleave2(V a, V b, V* even, V* odd) {
@@ -159,6 +172,21 @@ struct Vec {
     _mm_store_si128(reinterpret_cast<__m128i*>(t), round_bf16(v));
     const int n = mask_count(m);
     for (int i = 0; i < n; ++i) p[i] = t[i];
+  }
+  // As the AVX-512 ones (the kernels use them only with 16-lane vectors; kept for the shared API).
+  static inline void load_eo(const uint16_t* p, V* even, V* odd) {
+    const __m256i r = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    *even = _mm256_castsi256_ps(_mm256_slli_epi32(r, 16));
+    *odd = _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
+  }
+  static inline void store_eo(uint16_t* p, V even, V odd) {
+    alignas(16) uint16_t e[8], o[8];
+    _mm_store_si128(reinterpret_cast<__m128i*>(e), round_bf16(even));
+    _mm_store_si128(reinterpret_cast<__m128i*>(o), round_bf16(odd));
+    for (int i = 0; i < 8; ++i) {
+      p[2 * i] = e[i];
+      p[2 * i + 1] = o[i];
+    }
   }
 
   static inline void deinterleave2(V a, V b, V* even, V* odd) {
