@@ -51,6 +51,12 @@ def _layout(t, layout):
         v = base[:, ::2, ::2, 1 : W + 1]
         v.copy_(t)
         return v
+    if layout == "cl_slice":  # channels_last channel slice: pixel stride 2C, channels contiguous
+        N, C, H, W = t.shape
+        base = torch.zeros(N, 2 * C, H, W, dtype=t.dtype).contiguous(memory_format=torch.channels_last)
+        v = base[:, C:]
+        v.copy_(t)
+        return v
     if layout == "transposed":  # H has unit stride
         return t.transpose(2, 3).contiguous().transpose(2, 3)
     raise ValueError(layout)
@@ -93,7 +99,7 @@ def check(problems, layouts=("nchw", "cl"), dtypes=(torch.float32, torch.bfloat1
                 if not backward:
                     continue
                 go = go64.to(dtype)
-                if layout == "cl":
+                if layout in ("cl", "cl_slice"):
                     go = go.contiguous(memory_format=torch.channels_last)
                 y.backward(go)
                 for name, got, want, tol in (
@@ -179,6 +185,33 @@ def test_large_kernels_channels_last_both_engines(isa):
         (1, 18, 12, 12, 11, 2, 5, 1, 1),
     ]
     assert_ok(check(problems, layouts=("cl",)))
+
+
+def test_runtime_kernels_edge_rows(isa):
+    # The runtime-size planes kernels handle the first and last rows of a tile's window, and the
+    # row-shared grad weight tiles the first and last rows of a band, with compile-time row ranges
+    # when the kernel is at least as tall as the tile minus one (forward / grad input: tiles of 4
+    # rows, or 8 on planes of 17-32 columns with kernels >= 16 tall) and the band at least as tall
+    # as the weight tile (4 kernel rows); shorter ones take the runtime-test path. Kernel heights
+    # and output heights on both sides of those limits, both layouts (channels_last through the
+    # transposed planes: full and partial channel blocks, runs of 8 pixels and odd tails, stride 2
+    # splitting columns into phases, and a channel slice whose pixel stride exceeds C).
+    problems = []
+    for kh in (2, 3, 4, 5, 6, 9):
+        problems.append((1, 3, 11, 21, (kh, 9), 1, (kh // 2, 4), 1, 1))
+    for kh in (6, 7, 8, 9, 15, 16, 17):
+        problems.append((1, 2, 19, 27, (kh, 11), 1, (kh // 2, 5), 1, 1))
+    for oh in (1, 2, 3, 4, 5):  # grad weight bands shorter / taller than the weight tile
+        problems.append((1, 2, oh, 19, (3, 5), 1, (1, 2), 1, 1))
+        problems.append((1, 2, oh + 8, 13, 9, 1, 0, 1, 1))
+    assert_ok(check(problems, layouts=("nchw",)))
+    problems = [
+        (1, 20, 21, 21, 9, 1, 4, 1, 1),
+        (2, 16, 18, 27, (17, 9), 1, (8, 4), 1, 1),
+        (1, 33, 24, 19, 11, 2, 5, 1, 1),
+        (1, 17, 17, 17, (9, 11), 1, (4, 5), 1, 1),
+    ]
+    assert_ok(check(problems, layouts=("cl", "cl_slice")))
 
 
 def test_nchw_narrow_planes_through_pixel_kernels(isa):

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <new>
 #include <type_traits>
+#include <utility>
 
 #pragma GCC push_options
 // GCC 12 reports its own _mm512_undefined_* helpers as maybe-uninitialized: a false positive.

@@ -300,6 +300,12 @@ struct PlaneGeom {
   const int64_t* koff;
 };
 
+// f(integral_constant<int, I>()) for each I of the sequence, in order (compile-time row indices).
+template <class F, int... I>
+__attribute__((always_inline)) inline void for_each_ic(const F& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>()), ...);
+}
+
 // Stores an R x NV_T register tile at o (rows osh apart); the last vector masked by tm if partial.
 template <class T, int R, int NV_T>
 __attribute__((always_inline)) inline void store_tile(const V (&acc)[R][NV_T], T* o, int64_t osh, bool partial,
@@ -368,42 +374,62 @@ __attribute__((always_inline)) inline void plane_tile(const PlaneGeom& g, const 
           }
         }
       } else {
-        for (int64_t j = 0; j < J; ++j) {
+        // Input row j with the tile rows [RLO, RHI) that take it (compile-time), kh = j - r * SH_.
+        // Weights transposed (plane_rows_k): the R taps of column kw at wk[r * SH_].
+        auto row_taps = [&](int64_t j, auto rlo, auto rhi) __attribute__((always_inline)) {
+          constexpr int RLO = decltype(rlo)::value, RHI = decltype(rhi)::value;
           const float* row = ss + j * RS;
-          if (j >= (R - 1) * SH_ && j < KH) {  // every row of the tile takes this input row
-            // weights transposed (plane_rows_k): the R taps of column kw at wk[r * SH_]
-            const float* wj = w + (KH - 1 - j);
+          const float* wj = w + (KH - 1 - j);
 #pragma GCC unroll 4
-            for (int64_t kw = 0; kw < KW; ++kw) {
-              V x[NV_T];
-              const float* rp = row + koff[kw];
-              const float* wk = wj + kw * KH;
+          for (int64_t kw = 0; kw < KW; ++kw) {
+            V x[NV_T];
+            const float* rp = row + koff[kw];
+            const float* wk = wj + kw * KH;
 #pragma GCC unroll 8
-              for (int v = 0; v < NV_T; ++v) x[v] = Vec::load(rp + v * L);
+            for (int v = 0; v < NV_T; ++v) x[v] = Vec::load(rp + v * L);
 #pragma GCC unroll 8
-              for (int r = 0; r < R; ++r) {
-                const V wv = Vec::set1(wk[r * SH_]);
+            for (int r = RLO; r < RHI; ++r) {
+              const V wv = Vec::set1(wk[r * SH_]);
 #pragma GCC unroll 8
-                for (int v = 0; v < NV_T; ++v) acc[r][v] = Vec::fmadd(wv, x[v], acc[r][v]);
-              }
+              for (int v = 0; v < NV_T; ++v) acc[r][v] = Vec::fmadd(wv, x[v], acc[r][v]);
             }
-          } else {
-            // Edge rows of the window: only some tile rows take row j (branches on loop-invariant
-            // flags: measured faster than predicated FMAs; zero weights are not an option, 0 * inf
-            // would turn finite outputs into NaN).
-            bool ok[R];
+          }
+        };
+        using R0 = std::integral_constant<int, 0>;
+        using RR = std::integral_constant<int, R>;
+        if (SH_ == 1 && KH >= R - 1) {
+          // Edge rows at compile time (zero weights are not an option: 0 * inf would turn finite
+          // outputs into NaN): head row i feeds tile rows [0, i], tail row KH + i rows [i+1, R).
+          // They carried runtime tests per row before, ~a third of the time at 31x31.
+          for_each_ic([&](auto I) __attribute__((always_inline)) {
+            row_taps(decltype(I)::value, R0(), std::integral_constant<int, decltype(I)::value + 1>());
+          }, std::make_integer_sequence<int, R - 1>());
+          for (int64_t j = R - 1; j < KH; ++j) row_taps(j, R0(), RR());
+          for_each_ic([&](auto I) __attribute__((always_inline)) {
+            row_taps(KH + decltype(I)::value, std::integral_constant<int, decltype(I)::value + 1>(), RR());
+          }, std::make_integer_sequence<int, R - 1>());
+        } else {
+          for (int64_t j = 0; j < J; ++j) {
+            const float* row = ss + j * RS;
+            if (j >= (R - 1) * SH_ && j < KH) {  // every row of the tile takes this input row
+              row_taps(j, R0(), RR());
+            } else {
+              // Edge rows when the kernel is shorter than the tile: only some tile rows take row j
+              // (branches on loop-invariant flags: measured faster than predicated FMAs).
+              bool ok[R];
 #pragma GCC unroll 8
-            for (int r = 0; r < R; ++r) ok[r] = j - r * SH_ >= 0 && j - r * SH_ < KH;
-            for (int64_t kw = 0; kw < KW; ++kw) {
-              V x[NV_T];
+              for (int r = 0; r < R; ++r) ok[r] = j - r * SH_ >= 0 && j - r * SH_ < KH;
+              for (int64_t kw = 0; kw < KW; ++kw) {
+                V x[NV_T];
 #pragma GCC unroll 8
-              for (int v = 0; v < NV_T; ++v) x[v] = Vec::load(row + koff[kw] + v * L);
+                for (int v = 0; v < NV_T; ++v) x[v] = Vec::load(row + koff[kw] + v * L);
 #pragma GCC unroll 8
-              for (int r = 0; r < R; ++r) {
-                if (ok[r]) {
-                  const V wv = Vec::set1(w[kw * KH + (KH - 1 - j) + r * SH_]);
+                for (int r = 0; r < R; ++r) {
+                  if (ok[r]) {
+                    const V wv = Vec::set1(w[kw * KH + (KH - 1 - j) + r * SH_]);
 #pragma GCC unroll 8
-                  for (int v = 0; v < NV_T; ++v) acc[r][v] = Vec::fmadd(wv, x[v], acc[r][v]);
+                    for (int v = 0; v < NV_T; ++v) acc[r][v] = Vec::fmadd(wv, x[v], acc[r][v]);
+                  }
                 }
               }
             }
@@ -1955,55 +1981,88 @@ void gw_plane_shared(const float* sc, int64_t RS, int64_t Y0, const int64_t* kof
   int64_t xo[KWB];
 #pragma GCC unroll 8
   for (int k = 0; k < KWB; ++k) xo[k] = koff[k];
-  // compile-time flags: masked (last, partial vector), every (all kernel rows of the block valid)
-  auto step = [&](const float* srow, const T* const* grow, const bool* ok, int64_t v, auto masked,
-                  auto every) __attribute__((always_inline)) {
+  // Compile-time flags: masked (last, partial vector); every (no runtime row test); block rows
+  // [blo, bhi) take part (the others' grad_output row lies outside [o0, o1)).
+  auto step = [&](const float* srow, const T* const* grow, const bool* ok, int64_t v, auto masked, auto every,
+                  auto blo, auto bhi) __attribute__((always_inline)) {
+    constexpr int BLO = decltype(blo)::value, BHI = decltype(bhi)::value;
     V gv[KHB];
 #pragma GCC unroll 8
     for (int b = 0; b < KHB; ++b)
-      gv[b] = decltype(masked)::value ? Vec::load(grow[b] + v * L, tm) : Vec::load(grow[b] + v * L);
+      if (b >= BLO && b < BHI)
+        gv[b] = decltype(masked)::value ? Vec::load(grow[b] + v * L, tm) : Vec::load(grow[b] + v * L);
 #pragma GCC unroll 8
     for (int k = 0; k < KWB; ++k) {
       // masked: lanes past the row read no input either (0 * Inf there would make the sum NaN)
       const V x = decltype(masked)::value ? Vec::load(srow + xo[k] + v * L, tm) : Vec::load(srow + xo[k] + v * L);
 #pragma GCC unroll 8
       for (int b = 0; b < KHB; ++b)
-        if (decltype(every)::value || ok[b]) acc[b][k] = Vec::fmadd(gv[b], x, acc[b][k]);
+        if (b >= BLO && b < BHI && (decltype(every)::value || ok[b])) acc[b][k] = Vec::fmadd(gv[b], x, acc[b][k]);
     }
   };
   using F = std::false_type;
   using Tr = std::true_type;
+  using B0 = std::integral_constant<int, 0>;
+  using BK = std::integral_constant<int, KHB>;
   // rows j whose block rows are not all inside [o0, o1): the first and last KHB-1
   const int64_t jb = o0 + kh0, je = o1 + kh0 + KHB - 1;  // j range
   const int64_t fb = imin(je, jb + KHB - 1), fe = imax(fb, o1 + kh0);  // full rows [fb, fe)
   // Vectors outermost, rows innermost: the long loop runs over rows (narrow planes have only a
   // vector or two per row). Per tap the sum runs over vectors, then output rows, in order.
+  // Bands of at least KHB rows (all but tiny planes) know which block rows take part in the
+  // first and last KHB-1 rows at compile time: head row i pairs with block rows [0, i], tail row i
+  // with [i+1, KHB). Runtime tests per FMA there cost a third of the time at 31x31 (perf annotate).
+  const bool fixed_edges = o1 - o0 >= KHB;
   auto column = [&](int64_t v, auto masked) __attribute__((always_inline)) {
+    const bool ok[KHB] = {};
     auto partial_row = [&](int64_t j) {
       const float* srow = sc + (j - Y0) * RS;
-      bool ok[KHB];
+      bool rok[KHB];
       const T* grow[KHB];
 #pragma GCC unroll 8
       for (int b = 0; b < KHB; ++b) {
         const int64_t o = j - kh0 - b;
-        ok[b] = o >= o0 && o < o1;
+        rok[b] = o >= o0 && o < o1;
         grow[b] = g0 + (clampi(o, o0, o1 - 1) - o0) * gsh;
       }
-      step(srow, grow, ok, v, masked, F());
+      step(srow, grow, rok, v, masked, F(), B0(), BK());
     };
-    for (int64_t j = jb; j < fb; ++j) partial_row(j);
+    // head row I (j = jb + I): grad_output rows o0 + I - b for b <= I
+    auto head_row = [&](auto I) __attribute__((always_inline)) {
+      constexpr int i = decltype(I)::value;
+      const T* grow[KHB];
+#pragma GCC unroll 8
+      for (int b = 0; b < KHB; ++b) grow[b] = g0 + (b <= i ? i - b : 0) * gsh;
+      step(sc + (jb + i - Y0) * RS, grow, ok, v, masked, Tr(), B0(), std::integral_constant<int, i + 1>());
+    };
+    // tail row I (j = o1 + kh0 + I): grad_output rows o1 + I - b for b > I
+    auto tail_row = [&](auto I) __attribute__((always_inline)) {
+      constexpr int i = decltype(I)::value;
+      const T* grow[KHB];
+#pragma GCC unroll 8
+      for (int b = 0; b < KHB; ++b) grow[b] = g0 + (b > i ? o1 - o0 + i - b : 0) * gsh;
+      step(sc + (o1 + kh0 + i - Y0) * RS, grow, ok, v, masked, Tr(), std::integral_constant<int, i + 1>(), BK());
+    };
+    if (fixed_edges) {
+      for_each_ic(head_row, std::make_integer_sequence<int, KHB - 1>());
+    } else {
+      for (int64_t j = jb; j < fb; ++j) partial_row(j);
+    }
     const float* srow = sc + (fb - Y0) * RS;
     const T* grow[KHB];
-    const bool ok[KHB] = {};
 #pragma GCC unroll 8
     for (int b = 0; b < KHB; ++b) grow[b] = g0 + (fb - kh0 - b - o0) * gsh;
     for (int64_t j = fb; j < fe; ++j) {
-      step(srow, grow, ok, v, masked, Tr());
+      step(srow, grow, ok, v, masked, Tr(), B0(), BK());
       srow += RS;
 #pragma GCC unroll 8
       for (int b = 0; b < KHB; ++b) grow[b] += gsh;
     }
-    for (int64_t j = fe; j < je; ++j) partial_row(j);
+    if (fixed_edges) {
+      for_each_ic(tail_row, std::make_integer_sequence<int, KHB - 1>());
+    } else {
+      for (int64_t j = fe; j < je; ++j) partial_row(j);
+    }
   };
   for (int64_t v = 0; v < NVf; ++v) column(v, F());
   if (NVf < NV) column(NVf, Tr());
@@ -2567,6 +2626,41 @@ inline bool cl_use_planes(int64_t taps, int64_t plane_h, int64_t plane_w, int64_
   return taps >= kClPlanesTaps && plane_h * plane_w >= min_pixels;
 }
 
+// 8 consecutive elements as floats, and back (bfloat16 widened / rounded as Vec does).
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const bf16_t* p) {
+  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+inline void store8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+inline void store8(bf16_t* p, __m256 v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), round8_bf16(v)); }
+
+// 8x8 block transpose: b[j * ldb + i] = a[i * lda + j] (float or bfloat16 on either side).
+template <class S, class D>
+inline void transpose8x8(const S* a, int64_t lda, D* b, int64_t ldb) {
+  __m256 r0 = load8(a), r1 = load8(a + lda), r2 = load8(a + 2 * lda), r3 = load8(a + 3 * lda), r4 = load8(a + 4 * lda),
+         r5 = load8(a + 5 * lda), r6 = load8(a + 6 * lda), r7 = load8(a + 7 * lda);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+         t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  r0 = _mm256_shuffle_ps(t0, t2, 0x44);
+  r1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  r2 = _mm256_shuffle_ps(t1, t3, 0x44);
+  r3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  r4 = _mm256_shuffle_ps(t4, t6, 0x44);
+  r5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  r6 = _mm256_shuffle_ps(t5, t7, 0x44);
+  r7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  store8(b, _mm256_permute2f128_ps(r0, r4, 0x20));
+  store8(b + ldb, _mm256_permute2f128_ps(r1, r5, 0x20));
+  store8(b + 2 * ldb, _mm256_permute2f128_ps(r2, r6, 0x20));
+  store8(b + 3 * ldb, _mm256_permute2f128_ps(r3, r7, 0x20));
+  store8(b + 4 * ldb, _mm256_permute2f128_ps(r0, r4, 0x31));
+  store8(b + 5 * ldb, _mm256_permute2f128_ps(r1, r5, 0x31));
+  store8(b + 6 * ldb, _mm256_permute2f128_ps(r2, r6, 0x31));
+  store8(b + 7 * ldb, _mm256_permute2f128_ps(r3, r7, 0x31));
+}
+
 // Scatters one source pixel's channel vector into L planes at element offset `off`.
 template <class T>
 inline void scatter_channels(const T* px, bool msk, Mask cm, float* const* rows, int64_t off) {
@@ -2574,6 +2668,38 @@ inline void scatter_channels(const T* px, bool msk, Mask cm, float* const* rows,
   Vec::store(tv, msk ? Vec::load(px, cm) : Vec::load(px));
 #pragma GCC unroll 16
   for (int c = 0; c < L; ++c) rows[c][off] = tv[c];
+}
+
+// scatter_channels for n source pixels s_sw apart going to consecutive scratch columns from off:
+// with a full channel block, groups of 8 pixels move as 8x8 register transposes (planes rowp[c] =
+// rowp[0] + c * pstride); the rest pixel by pixel. The per-pixel copy (a vector store and L scalar
+// moves) took ~19% of a channels_last 31x31 grad weight (perf, Intel Xeon VM).
+template <class T>
+inline void scatter_run(const T* src, int64_t s_sw, int64_t n, bool msk, Mask cm, float* const* rowp,
+                        int64_t pstride, int64_t off) {
+  int64_t s = 0;
+  if (!msk)
+    for (; s + 8 <= n; s += 8)
+#pragma GCC unroll 2
+      for (int j = 0; j < L; j += 8) transpose8x8(src + s * s_sw + j, s_sw, rowp[0] + j * pstride + off + s, pstride);
+  for (; s < n; ++s) scatter_channels(src + s * s_sw, msk, cm, rowp, off + s);
+}
+
+// The same for the source pixels [0, SW) of a row, pixel s to scratch column coff[s] (-1: none).
+template <class T>
+inline void scatter_row(const T* srow, int64_t s_sw, const int64_t* coff, int64_t SW, bool msk, Mask cm,
+                        float* const* rowp, int64_t pstride) {
+  int64_t s = 0;
+  while (s < SW) {
+    if (coff[s] < 0) {
+      ++s;
+      continue;
+    }
+    int64_t e = s + 1;  // [s, e): consecutive destination columns
+    while (e < SW && coff[e] == coff[e - 1] + 1) ++e;
+    scatter_run(srow + s * s_sw, s_sw, e - s, msk, cm, rowp, pstride, coff[s]);
+    s = e;
+  }
 }
 
 // Forward (GI = false) or grad input (GI = true) of a channels_last problem with M == 1.
@@ -2644,9 +2770,7 @@ bool cl_planes(const DwParams& p, const T* src, const float* w32, const float* b
           continue;
         }
         for (int c = 0; c < L; ++c) *scratch.dirty(c * rows_max + r) = 1;
-        const T* srow = src + n * s_sn + si * s_sh + c0;
-        for (int64_t s = 0; s < SW; ++s)
-          if (coff[s] >= 0) scatter_channels(srow + s * s_sw, msk, cm, rowp, coff[s]);
+        scatter_row(src + n * s_sn + si * s_sh + c0, s_sw, coff, SW, msk, cm, rowp, pstride);
       }
       for (int64_t c = 0; c < nc; ++c) {
         const float* wp = w32 + (c0 + c) * taps;
@@ -2656,7 +2780,12 @@ bool cl_planes(const DwParams& p, const T* src, const float* w32, const float* b
       for (int64_t o = o0; o < o1; ++o) {
         T* drow = dst + n * d_sn + o * d_sh + c0;
         const float* srow = st + (o - o0) * OWe;
-        for (int64_t q = 0; q < OWe; ++q) {
+        int64_t q = 0;
+        if (!msk)  // 8 pixels x 8 channels per register transpose
+          for (; q + 8 <= OWe; q += 8)
+#pragma GCC unroll 2
+            for (int j = 0; j < L; j += 8) transpose8x8(srow + j * B * OWe + q, B * OWe, drow + q * d_sw + j, d_sw);
+        for (; q < OWe; ++q) {
           alignas(64) float tv[L];
           for (int c = 0; c < L; ++c) tv[c] = srow[c * B * OWe + q];
           if (msk)
@@ -2734,14 +2863,11 @@ bool gw_cl_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
               continue;
             }
             for (int c = 0; c < L; ++c) *scratch.dirty(c * rows_max + r) = 1;
-            const T* srow = in + n * p.in_sn + si * p.in_sh + c0;
-            for (int64_t s = 0; s < p.W; ++s)
-              if (coff[s] >= 0) scatter_channels(srow + s * p.in_sw, msk, cm, rowp, coff[s]);
+            scatter_row(in + n * p.in_sn + si * p.in_sh + c0, p.in_sw, coff, p.W, msk, cm, rowp, pstride);
           }
           for (int64_t o = o0; o < o1; ++o) {
             for (int c = 0; c < L; ++c) rowp[c] = gpl + (c * B + (o - o0)) * GS;
-            const T* grow = gout + n * p.out_sn + o * p.out_sh + c0;
-            for (int64_t q = 0; q < p.OW; ++q) scatter_channels(grow + q * p.out_sw, msk, cm, rowp, q);
+            scatter_run(gout + n * p.out_sn + o * p.out_sh + c0, p.out_sw, p.OW, msk, cm, rowp, B * GS, 0);
           }
           for (int64_t c = 0; c < nc; ++c) {
             V* tc = tot + c * (taps + 1);
@@ -3083,41 +3209,6 @@ inline bool nchw_pix_fwd_width(int64_t OW, int64_t sw) {
 // partial sums cost more than they save there).
 inline bool nchw_pix_gw_width(int64_t OW, int64_t sw) {
   return OW <= nchw_pix_max_width() && (sw >= 2 || 2 * OW <= nchw_pix_max_width());
-}
-
-// 8 consecutive elements as floats, and back (bfloat16 widened / rounded as Vec does).
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load8(const bf16_t* p) {
-  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
-}
-inline void store8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
-inline void store8(bf16_t* p, __m256 v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), round8_bf16(v)); }
-
-// 8x8 block transpose: b[j * ldb + i] = a[i * lda + j] (float or bfloat16 on either side).
-template <class S, class D>
-inline void transpose8x8(const S* a, int64_t lda, D* b, int64_t ldb) {
-  __m256 r0 = load8(a), r1 = load8(a + lda), r2 = load8(a + 2 * lda), r3 = load8(a + 3 * lda), r4 = load8(a + 4 * lda),
-         r5 = load8(a + 5 * lda), r6 = load8(a + 6 * lda), r7 = load8(a + 7 * lda);
-  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
-         t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-  r0 = _mm256_shuffle_ps(t0, t2, 0x44);
-  r1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  r2 = _mm256_shuffle_ps(t1, t3, 0x44);
-  r3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  r4 = _mm256_shuffle_ps(t4, t6, 0x44);
-  r5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-  r6 = _mm256_shuffle_ps(t5, t7, 0x44);
-  r7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  store8(b, _mm256_permute2f128_ps(r0, r4, 0x20));
-  store8(b + ldb, _mm256_permute2f128_ps(r1, r5, 0x20));
-  store8(b + 2 * ldb, _mm256_permute2f128_ps(r2, r6, 0x20));
-  store8(b + 3 * ldb, _mm256_permute2f128_ps(r3, r7, 0x20));
-  store8(b + 4 * ldb, _mm256_permute2f128_ps(r0, r4, 0x31));
-  store8(b + 5 * ldb, _mm256_permute2f128_ps(r1, r5, 0x31));
-  store8(b + 6 * ldb, _mm256_permute2f128_ps(r2, r6, 0x31));
-  store8(b + 7 * ldb, _mm256_permute2f128_ps(r3, r7, 0x31));
 }
 
 // b[j * ldb + i] = a[i * lda + j] for i < rows, j < cols (float or bfloat16 on either side:
