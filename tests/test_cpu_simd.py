@@ -195,7 +195,8 @@ def test_runtime_kernels_edge_rows(isa):
     # as the weight tile (4 kernel rows); shorter ones take the runtime-test path. Kernel heights
     # and output heights on both sides of those limits, both layouts (channels_last through the
     # transposed planes: full and partial channel blocks, runs of 8 pixels and odd tails, stride 2
-    # splitting columns into phases, and a channel slice whose pixel stride exceeds C).
+    # splitting columns into phases, and a channel slice whose pixel stride exceeds C; grad weight
+    # on pixel vectors with row stride 1 and at least 4 output rows, the planes otherwise).
     problems = []
     for kh in (2, 3, 4, 5, 6, 9):
         problems.append((1, 3, 11, 21, (kh, 9), 1, (kh // 2, 4), 1, 1))
@@ -210,6 +211,8 @@ def test_runtime_kernels_edge_rows(isa):
         (2, 16, 18, 27, (17, 9), 1, (8, 4), 1, 1),
         (1, 33, 24, 19, 11, 2, 5, 1, 1),
         (1, 17, 17, 17, (9, 11), 1, (4, 5), 1, 1),
+        (1, 20, 16, 23, 9, (1, 2), 4, (1, 2), 1),  # grad weight on pixel vectors: column stride / dilation
+        (2, 20, 10, 60, (9, 13), 1, (0, 6), 1, 1),  # 2 output rows: the transposed planes
     ]
     assert_ok(check(problems, layouts=("cl", "cl_slice")))
 
