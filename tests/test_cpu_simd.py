@@ -206,6 +206,10 @@ def test_runtime_kernels_edge_rows(isa):
         problems.append((1, 2, oh, 19, (3, 5), 1, (1, 2), 1, 1))
         problems.append((1, 2, oh + 8, 13, 9, 1, 0, 1, 1))
     assert_ok(check(problems, layouts=("nchw",)))
+    # NCHW grad weight of >= 9x9 kernels on pixel vectors (rows transposed): a full channel block
+    # and a tail, views with unit column stride (step) and without (transposed: the planes)
+    problems = [(2, 20, 15, 17, 9, 1, 4, 1, 1), (1, 19, 12, 22, (11, 9), 1, (5, 4), (1, 2), 1)]
+    assert_ok(check(problems, layouts=("nchw", "step", "transposed")))
     problems = [
         (1, 20, 21, 21, 9, 1, 4, 1, 1),
         (2, 16, 18, 27, (17, 9), 1, (8, 4), 1, 1),

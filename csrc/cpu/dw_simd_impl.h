@@ -23,6 +23,8 @@
 //     padded by (K-1)*dil - pad, correlated with the flipped weights (summing the M outputs of
 //     each input channel). float32 3x3 stride 1, multiplier 1: the in-place tiles on grad_output,
 //     with software prefetch of the rows ahead.
+//   - grad weight + bias of kernels >= 9x9 (row stride and dilation 1): gw_cl_pixels_shared on
+//     rows transposed into pixel vectors (see the channels_last paths). Others below.
 //   - grad weight + bias: task = (output channel, fixed batch chunk); the forward scratch rows,
 //     row-shared tap tiles (KHB x KWB accumulators, rows innermost) where the row stride and
 //     dilation are 1, tap blocks otherwise; the bias is summed in the same pass. With grad input
@@ -2801,8 +2803,29 @@ bool cl_planes(const DwParams& p, const T* src, const float* w32, const float* b
   return true;
 }
 
-// Grad weight / bias of a channels_last problem with M == 1, row stride and dilation 1, on pixel
-// vectors: the row-shared tap tiles of gw_plane_shared, but with each vector the L channels of one
+// b[j * ldb + i] = a[i * lda + j] for i < rows, j < cols (float or bfloat16 on either side:
+// the NCHW pixels route of bfloat16 tensors widens into and rounds out of float buffers here).
+// PF: prefetch the rows of a two 8-row groups ahead (a source in memory: the transposes read 8
+// rows at once, short streams the hardware prefetchers pick up late; cold NCHW 14x14 layers spent
+// about half their time waiting in these loads).
+template <class S, class D, bool PF = false>
+void transpose(const S* a, int64_t lda, int64_t rows, int64_t cols, D* b, int64_t ldb) {
+  int64_t i = 0;
+  for (; i + 8 <= rows; i += 8) {
+    if constexpr (PF)
+      for (int64_t k = i + 16; k < imin(rows, i + 24); ++k)
+        prefetch_bytes(a + k * lda, cols * static_cast<int64_t>(sizeof(S)));
+    int64_t j = 0;
+    for (; j + 8 <= cols; j += 8) transpose8x8(a + i * lda + j, lda, b + j * ldb + i, ldb);
+    for (; j < cols; ++j)
+      for (int64_t k = 0; k < 8; ++k) store_scalar(b + j * ldb + i + k, to_f32(a[(i + k) * lda + j]));
+  }
+  for (; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) store_scalar(b + j * ldb + i, to_f32(a[i * lda + j]));
+}
+
+// Grad weight / bias with M == 1, row stride and dilation 1, on pixel vectors (channels_last, and
+// NCHW through 8x8 row transposes): the row-shared tap tiles of gw_plane_shared, but with each vector the L channels of one
 // pixel of a zero-padded pixel-major copy of the image's channel block. Against the transposed
 // planes (gw_cl_planes): no transposes, whole-line loads, no horizontal sums (a lane is a
 // channel). In-process A/B, Intel Xeon VM, 2 threads: 16x256x32x32 31x31 1.33x (99 -> 132
@@ -2886,7 +2909,9 @@ void gw_cls_tile_kw(int kwb, const float* xs, int64_t PW, const float* gs, int64
 }
 
 // Whether gw_cl_pixels_shared takes a problem (gw_cl_planes otherwise).
+// NCHW-like sources need unit column strides (row transposes); channels_last unit channel strides.
 inline bool gw_cls_ok(const DwParams& p) {
+  if (!(p.in_sc == 1 && p.out_sc == 1) && !(p.in_sw == 1 && p.out_sw == 1)) return false;
   // the padded copy (per thread) up to 1 MiB: the column strips of a tile stay in L2
   const int64_t PH = p.OH + p.KH - 1, PW = (p.OW - 1) * p.stride_w + (p.KW - 1) * p.dil_w + 1;
   return p.M == 1 && p.stride_h == 1 && p.dil_h == 1 && p.KH >= 3 && p.KW >= 3 && p.OH >= kGwKHB &&
@@ -2908,6 +2933,9 @@ bool gw_cl_pixels_shared(const DwParams& p, const T* gout, const T* in, T* gw, T
   Buf part(CB * nchunk * L * (taps + 1) * 4 + 64);
   float* pt = part.as<float>();
   const int64_t nhb = cdiv(KH, kGwKHB), nwb = cdiv(KW, kGwKWB);  // balanced tap blocks
+  // NCHW (planes with unit column stride): rows are transposed into pixel vectors; channels_last:
+  // pixels copied as vectors
+  const bool planar = !(p.in_sc == 1 && p.out_sc == 1);
   at::parallel_for(0, CB * nchunk, 1, [&](int64_t begin, int64_t end) {
     Buf xsb(PH * PW * L * 4 + 64), gsb(OH * OW * L * 4 + 64), totb((taps + 1) * L * 4 + 64);
     float* xs = xsb.as<float>();
@@ -2916,28 +2944,43 @@ bool gw_cl_pixels_shared(const DwParams& p, const T* gout, const T* in, T* gw, T
     // The padding stays zero: every task writes the same interior pixels.
     std::memset(xs, 0, static_cast<size_t>(PH * PW * L * 4));
     alignas(64) float lanes[L];
+    bool zeroed_tail = false;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t cb = task / nchunk, chunk = task % nchunk;
       const int64_t c0 = cb * L, nc = imin(L, C - c0);
-      const bool msk = nc < L;  // masked loads: lanes past C read as zeros
+      const bool msk = nc < L;  // channels_last: masked loads, lanes past C read as zeros
       for (int64_t t = 0; t <= taps; ++t) tot[t] = Vec::zero();
+      if (planar && msk && !zeroed_tail) {  // lanes past C stay zero from here on (full blocks come first)
+        for (int64_t Y = y0; Y < y1; ++Y) zero_floats(xs + (Y * PW + x0) * L, (x1 - x0) * L);
+        zero_floats(gs, OH * OW * L);
+        zeroed_tail = true;
+      }
       for (int64_t n = chunk * nper; n < imin(p.N, (chunk + 1) * nper); ++n) {
         for (int64_t Y = y0; Y < y1; ++Y) {
-          const T* srow = in + n * p.in_sn + (Y - p.pad_t) * p.in_sh + c0;
+          const T* srow = in + n * p.in_sn + (Y - p.pad_t) * p.in_sh + c0 * p.in_sc;
           float* drow = xs + Y * PW * L;
+          if (planar) {  // NCHW rows: 8x8 register transposes into pixel vectors
+            transpose(srow + (x0 - p.pad_l), p.in_sc, nc, x1 - x0, drow + x0 * L, L);
+            continue;
+          }
           for (int64_t X = x0; X < x1; ++X) {
             const T* px = srow + (X - p.pad_l) * p.in_sw;
             Vec::store(drow + X * L, msk ? Vec::load(px, cm) : Vec::load(px));
           }
         }
-        V bsum = Vec::zero();
-        for (int64_t o = 0; o < OH; ++o)
-          for (int64_t q = 0; q < OW; ++q) {
-            const T* px = gout + n * p.out_sn + o * p.out_sh + q * p.out_sw + c0;
-            const V v = msk ? Vec::load(px, cm) : Vec::load(px);
-            Vec::store(gs + (o * OW + q) * L, v);
-            bsum = Vec::add(bsum, v);
+        for (int64_t o = 0; o < OH; ++o) {
+          const T* grow = gout + n * p.out_sn + o * p.out_sh + c0 * p.out_sc;
+          if (planar) {
+            transpose(grow, p.out_sc, nc, OW, gs + o * OW * L, L);
+            continue;
           }
+          for (int64_t q = 0; q < OW; ++q) {
+            const T* px = grow + q * p.out_sw;
+            Vec::store(gs + (o * OW + q) * L, msk ? Vec::load(px, cm) : Vec::load(px));
+          }
+        }
+        V bsum = Vec::zero();
+        for (int64_t i = 0; i < OH * OW; ++i) bsum = Vec::add(bsum, Vec::load(gs + i * L));
         tot[taps] = Vec::add(tot[taps], bsum);
         for (int64_t bh = 0; bh < nhb; ++bh) {
           const int64_t kh0 = bh * KH / nhb;
@@ -3387,27 +3430,6 @@ inline bool nchw_pix_gw_width(int64_t OW, int64_t sw) {
   return OW <= nchw_pix_max_width() && (sw >= 2 || 2 * OW <= nchw_pix_max_width());
 }
 
-// b[j * ldb + i] = a[i * lda + j] for i < rows, j < cols (float or bfloat16 on either side:
-// the NCHW pixels route of bfloat16 tensors widens into and rounds out of float buffers here).
-// PF: prefetch the rows of a two 8-row groups ahead (a source in memory: the transposes read 8
-// rows at once, short streams the hardware prefetchers pick up late; cold NCHW 14x14 layers spent
-// about half their time waiting in these loads).
-template <class S, class D, bool PF = false>
-void transpose(const S* a, int64_t lda, int64_t rows, int64_t cols, D* b, int64_t ldb) {
-  int64_t i = 0;
-  for (; i + 8 <= rows; i += 8) {
-    if constexpr (PF)
-      for (int64_t k = i + 16; k < imin(rows, i + 24); ++k)
-        prefetch_bytes(a + k * lda, cols * static_cast<int64_t>(sizeof(S)));
-    int64_t j = 0;
-    for (; j + 8 <= cols; j += 8) transpose8x8(a + i * lda + j, lda, b + j * ldb + i, ldb);
-    for (; j < cols; ++j)
-      for (int64_t k = 0; k < 8; ++k) store_scalar(b + j * ldb + i + k, to_f32(a[(i + k) * lda + j]));
-  }
-  for (; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) store_scalar(b + j * ldb + i, to_f32(a[i * lda + j]));
-}
-
 // Channels per task: a multiple of L whose source and result buffers fit kNchwPixBytes.
 inline int64_t nchw_pix_chunk(int64_t C, int64_t src_pixels, int64_t dst_pixels) {
   return imin(rup(C, L), imax(L, kNchwPixBytes / ((src_pixels + dst_pixels) * 4) / L * L));
@@ -3746,6 +3768,10 @@ bool backward_weight_bias_t(const DwParams& p, const T* gout, const T* in, T* gw
   }
   if (p.out_sw != 1) return false;
   if (gw_nchw_takes_pixels<T>(p)) return gw_nchw_pixels<T>(p, gout, in, gw, gb);
+  // large kernels: the pixel-vector tiles on transposed rows (31x31 1.37x, 13x13 on 14x14 1.21x,
+  // 9x9 / 11x11 on 21-28 wide maps 1.04-1.11x against gw_planes; in-process A/B, Intel Xeon VM)
+  if (cl_use_planes(p.taps(), p.OH, p.OW, kClPlanesMinPixelsGw) && gw_cls_ok(p))
+    return gw_cl_pixels_shared<T>(p, gout, in, gw, gb);
   return gw_planes<T>(p, gout, in, gw, gb);
 }
 
