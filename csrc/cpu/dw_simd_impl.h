@@ -2091,30 +2091,43 @@ void gw_plane_shared_kw(int kwb, const float* sc, int64_t RS, int64_t Y0, const 
   }
 }
 
-// All taps of one band with row-shared tiles, plus the bias sum.
-template <class T>
-void gw_plane_shared_all(const float* sc, int64_t RS, int64_t Y0, const int64_t* koff, int64_t KH, int64_t KW,
-                         const T* g0, int64_t gsh, int64_t o0, int64_t o1, int64_t NV, int tail, V* tot, V* btot) {
-  // balanced blocks (31 columns: 6+5+5+5+5+5, not 6*5+1)
+// Row-shared tap blocks of a KH x KW kernel, balanced (31 columns: 6+5+5+5+5+5, not 6*5+1):
+// f(kh0, khb, kw0, kwb) per block, rows outer.
+template <class F>
+inline void for_gw_tap_blocks(int64_t KH, int64_t KW, const F& f) {
   const int64_t nhb = cdiv(KH, kGwKHB), nwb = cdiv(KW, kGwKWB);
   for (int64_t bh = 0; bh < nhb; ++bh) {
     const int64_t kh0 = bh * KH / nhb;
     const int khb = static_cast<int>((bh + 1) * KH / nhb - kh0);
     for (int64_t bw = 0; bw < nwb; ++bw) {
       const int64_t kw0 = bw * KW / nwb;
-      const int kwb = static_cast<int>((bw + 1) * KW / nwb - kw0);
-      V* tt = tot + kh0 * KW + kw0;
-      switch (khb) {
-        case 1: gw_plane_shared_kw<T, 1>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
-        case 2: gw_plane_shared_kw<T, 2>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
-        case 3: if constexpr (kGwKHB >= 3) gw_plane_shared_kw<T, 3>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
-        case 4: if constexpr (kGwKHB >= 4) gw_plane_shared_kw<T, 4>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
-        case 5: if constexpr (kGwKHB >= 5) gw_plane_shared_kw<T, 5>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
-        case 6: if constexpr (kGwKHB >= 6) gw_plane_shared_kw<T, 6>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail, tt, KW); break;
-        default: break;
-      }
+      f(kh0, khb, kw0, static_cast<int>((bw + 1) * KW / nwb - kw0));
     }
   }
+}
+
+// f(integral_constant<int, khb>()) for a block height 1..kGwKHB.
+template <class F>
+inline void with_gw_khb(int khb, const F& f) {
+  switch (khb) {
+    case 1: f(std::integral_constant<int, 1>()); break;
+    case 2: f(std::integral_constant<int, 2>()); break;
+    case 3: if constexpr (kGwKHB >= 3) f(std::integral_constant<int, 3>()); break;
+    case 4: if constexpr (kGwKHB >= 4) f(std::integral_constant<int, 4>()); break;
+    default: break;
+  }
+}
+
+// All taps of one band with row-shared tiles, plus the bias sum.
+template <class T>
+void gw_plane_shared_all(const float* sc, int64_t RS, int64_t Y0, const int64_t* koff, int64_t KH, int64_t KW,
+                         const T* g0, int64_t gsh, int64_t o0, int64_t o1, int64_t NV, int tail, V* tot, V* btot) {
+  for_gw_tap_blocks(KH, KW, [&](int64_t kh0, int khb, int64_t kw0, int kwb) {
+    with_gw_khb(khb, [&](auto B) {
+      gw_plane_shared_kw<T, decltype(B)::value>(kwb, sc, RS, Y0, koff + kw0, kh0, g0, gsh, o0, o1, NV, tail,
+                                                tot + kh0 * KW + kw0, KW);
+    });
+  });
   if (btot) {
     const Mask tm = Vec::mask(tail);
     V b = Vec::zero();
@@ -2824,6 +2837,36 @@ void transpose(const S* a, int64_t lda, int64_t rows, int64_t cols, D* b, int64_
     for (int64_t j = 0; j < cols; ++j) store_scalar(b + j * ldb + i, to_f32(a[i * lda + j]));
 }
 
+// Channel blocks and fixed batch chunks of a channels_last weight gradient (M == 1), with the
+// buffer of per-chunk partials that reduce_cl_partials sums.
+struct ClGwPlan {
+  int64_t CB, nchunk, nper;
+  Mask cm;  // lanes of the last channel block
+  Buf part;
+  ClGwPlan(const DwParams& p, int64_t taps)
+      : CB(cdiv(p.C, L)),
+        nchunk(reduction_chunks(CB, p.N)),
+        nper(cdiv(p.N, nchunk)),
+        cm(Vec::mask(static_cast<int>(p.C - (CB - 1) * L))),
+        part(CB * nchunk * L * (taps + 1) * 4 + 64) {}
+  float* pt() const { return part.as<float>(); }
+};
+
+// gw[oc][t] (t < taps) and gb[oc] (t == taps) = the sum over batch chunks, in chunk order, of the
+// channels_last partials pt[((cb * nchunk + chunk) * L + c) * (taps + 1) + t], oc = cb * L + c.
+template <class T>
+void reduce_cl_partials(const float* pt, int64_t C, int64_t nchunk, int64_t taps, T* gw, T* gb) {
+  for (int64_t oc = 0; oc < C; ++oc) {
+    const int64_t cb = oc / L, c = oc % L;
+    for (int64_t t = 0; t <= taps; ++t) {
+      float s = 0.f;
+      for (int64_t ch = 0; ch < nchunk; ++ch) s += pt[((cb * nchunk + ch) * L + c) * (taps + 1) + t];
+      if (t < taps && gw) store_scalar(gw + oc * taps + t, s);
+      if (t == taps && gb) store_scalar(gb + oc, s);
+    }
+  }
+}
+
 // Grad weight / bias with M == 1, row stride and dilation 1, on pixel vectors (channels_last, and
 // NCHW through 8x8 row transposes): the row-shared tap tiles of gw_plane_shared, but with each vector the L channels of one
 // pixel of a zero-padded pixel-major copy of the image's channel block. Against the transposed
@@ -2926,13 +2969,10 @@ bool gw_cl_pixels_shared(const DwParams& p, const T* gout, const T* in, T* gw, T
   // input rows / columns inside the image: virtual Y <-> input row Y - pad_t
   const int64_t y0 = imax(0, p.pad_t), y1 = imin(PH, p.H + p.pad_t);
   const int64_t x0 = imax(0, p.pad_l), x1 = imin(PW, p.W + p.pad_l);
-  const int64_t CB = cdiv(C, L);
-  const int ctail = static_cast<int>(C - (CB - 1) * L);
-  const Mask cm = Vec::mask(ctail);
-  const int64_t nchunk = reduction_chunks(CB, p.N), nper = cdiv(p.N, nchunk);
-  Buf part(CB * nchunk * L * (taps + 1) * 4 + 64);
-  float* pt = part.as<float>();
-  const int64_t nhb = cdiv(KH, kGwKHB), nwb = cdiv(KW, kGwKWB);  // balanced tap blocks
+  const ClGwPlan plan(p, taps);
+  const int64_t CB = plan.CB, nchunk = plan.nchunk, nper = plan.nper;
+  const Mask cm = plan.cm;
+  float* pt = plan.pt();
   // NCHW (planes with unit column stride): rows are transposed into pixel vectors; channels_last:
   // pixels copied as vectors
   const bool planar = !(p.in_sc == 1 && p.out_sc == 1);
@@ -2982,21 +3022,11 @@ bool gw_cl_pixels_shared(const DwParams& p, const T* gout, const T* in, T* gw, T
         V bsum = Vec::zero();
         for (int64_t i = 0; i < OH * OW; ++i) bsum = Vec::add(bsum, Vec::load(gs + i * L));
         tot[taps] = Vec::add(tot[taps], bsum);
-        for (int64_t bh = 0; bh < nhb; ++bh) {
-          const int64_t kh0 = bh * KH / nhb;
-          const int khb = static_cast<int>((bh + 1) * KH / nhb - kh0);
-          for (int64_t bw = 0; bw < nwb; ++bw) {
-            const int64_t kw0 = bw * KW / nwb;
-            const int kwb = static_cast<int>((bw + 1) * KW / nwb - kw0);
-            switch (khb) {
-              case 1: gw_cls_tile_kw<1>(kwb, xs, PW, gs, OH, OW, sw, dw, kh0, kw0, tot, KW); break;
-              case 2: gw_cls_tile_kw<2>(kwb, xs, PW, gs, OH, OW, sw, dw, kh0, kw0, tot, KW); break;
-              case 3: if constexpr (kGwKHB >= 3) gw_cls_tile_kw<3>(kwb, xs, PW, gs, OH, OW, sw, dw, kh0, kw0, tot, KW); break;
-              case 4: if constexpr (kGwKHB >= 4) gw_cls_tile_kw<4>(kwb, xs, PW, gs, OH, OW, sw, dw, kh0, kw0, tot, KW); break;
-              default: break;
-            }
-          }
-        }
+        for_gw_tap_blocks(KH, KW, [&](int64_t kh0, int khb, int64_t kw0, int kwb) {
+          with_gw_khb(khb, [&](auto B) {
+            gw_cls_tile_kw<decltype(B)::value>(kwb, xs, PW, gs, OH, OW, sw, dw, kh0, kw0, tot, KW);
+          });
+        });
       }
       float* d = pt + (cb * nchunk + chunk) * L * (taps + 1);
       for (int64_t t = 0; t <= taps; ++t) {
@@ -3005,15 +3035,7 @@ bool gw_cl_pixels_shared(const DwParams& p, const T* gout, const T* in, T* gw, T
       }
     }
   });
-  for (int64_t oc = 0; oc < C; ++oc) {
-    const int64_t cb = oc / L, c = oc % L;
-    for (int64_t t = 0; t <= taps; ++t) {
-      float s = 0.f;
-      for (int64_t ch = 0; ch < nchunk; ++ch) s += pt[((cb * nchunk + ch) * L + c) * (taps + 1) + t];
-      if (t < taps && gw) store_scalar(gw + oc * taps + t, s);
-      if (t == taps && gb) store_scalar(gb + oc, s);
-    }
-  }
+  reduce_cl_partials(pt, C, nchunk, taps, gw, gb);
   return true;
 }
 
@@ -3047,12 +3069,10 @@ bool gw_cl_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
   const int64_t nbands = cdiv(p.OH, B);
   const int64_t rows_max = (B - 1) * sh + win;
   const int64_t pstride = rows_max * RS;
-  const int64_t CB = cdiv(C, L);
-  const int ctail = static_cast<int>(C - (CB - 1) * L);
-  const Mask cm = Vec::mask(ctail);
-  const int64_t nchunk = reduction_chunks(CB, p.N), nper = cdiv(p.N, nchunk);
-  Buf part(CB * nchunk * L * (taps + 1) * 4 + 64);
-  float* pt = part.as<float>();
+  const ClGwPlan plan(p, taps);
+  const int64_t CB = plan.CB, nchunk = plan.nchunk, nper = plan.nper;
+  const Mask cm = plan.cm;
+  float* pt = plan.pt();
   const AxisMap rows{p.pad_t, 1, p.H};
   at::parallel_for(0, CB * nchunk, 1, [&](int64_t begin, int64_t end) {
     Scratch scratch(L * pstride, L * rows_max);
@@ -3111,15 +3131,7 @@ bool gw_cl_planes(const DwParams& p, const T* gout, const T* in, T* gw, T* gb) {
       }
     }
   });
-  for (int64_t oc = 0; oc < C; ++oc) {
-    const int64_t cb = oc / L, c = oc % L;
-    for (int64_t t = 0; t <= taps; ++t) {
-      float s = 0.f;
-      for (int64_t ch = 0; ch < nchunk; ++ch) s += pt[((cb * nchunk + ch) * L + c) * (taps + 1) + t];
-      if (t < taps && gw) store_scalar(gw + oc * taps + t, s);
-      if (t == taps && gb) store_scalar(gb + oc, s);
-    }
-  }
+  reduce_cl_partials(pt, C, nchunk, taps, gw, gb);
   return true;
 }
 
