@@ -1,7 +1,7 @@
 // Op schemas of the `dsconv` namespace and the Python module entry point.
 // Backends register implementations with TORCH_LIBRARY_IMPL (cpu/register_cpu.cpp,
-// cuda/register_cuda.cpp); fake kernels and autograd are registered from Python
-// (dsconv_ext/_fake.py, dsconv_ext/_autograd.py).
+// cuda/register_cuda.cpp); the forward op's autograd in C++ (autograd.cpp); fake kernels and the
+// backward op's autograd from Python (dsconv_ext/_fake.py, dsconv_ext/_autograd.py).
 #include <Python.h>
 #include <torch/library.h>
 

@@ -203,6 +203,23 @@ def test_requires_grad_subset(which):
     assert log.masks == [("x" in which, "w" in which, "b" in which)]
 
 
+@pytest.mark.parametrize("asked", [("x",), ("w",), ("b",), ("w", "b"), ("x", "b")], ids=lambda t: "_".join(t))
+def test_asked_grad_subset(asked):
+    """All three require grad, autograd.grad asks for some: the C++ autograd kernel (its
+    needs_input_grad follows the graph task) asks the backward op for those only."""
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 6, 4, 4, dtype=torch.float64)
+    inputs = [t for name, t in zip("xwb", (x, w, b)) if name in asked]
+    ref = torch.autograd.grad(reference(x, w, b, 2, 1), inputs, g)
+    with _OpLog() as log:
+        got = torch.autograd.grad(dsconv_ext.depthwise_conv2d(x, w, b, 2, 1), inputs, g)
+    for a, r in zip(got, ref):
+        torch.testing.assert_close(a, r, **F64_TOL)
+    assert log.masks == [("x" in asked, "w" in asked, "b" in asked)]
+
+
 def test_no_grad_needed_builds_no_graph():
     x = torch.randn(1, 2, 5, 5, dtype=torch.float64)
     w = torch.randn(2, 1, 3, 3, dtype=torch.float64)
