@@ -184,6 +184,17 @@ class _OpLog(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def _checked_grad_masks(x, w, b, inputs, g, stride):
+    """autograd.grad of dsconv's op w.r.t. inputs (checked against F.conv2d's, padding 1); returns
+    the output_masks autograd passed to the backward op."""
+    ref = torch.autograd.grad(reference(x, w, b, stride, 1), inputs, g)
+    with _OpLog() as log:
+        got = torch.autograd.grad(dsconv_ext.depthwise_conv2d(x, w, b, stride, 1), inputs, g)
+    for a, r in zip(got, ref):
+        torch.testing.assert_close(a, r, **F64_TOL)
+    return log.masks
+
+
 @pytest.mark.parametrize(
     "which",
     [("x",), ("w",), ("b",), ("x", "w"), ("w", "b"), ("x", "b")],
@@ -195,12 +206,7 @@ def test_requires_grad_subset(which):
     b = torch.randn(6, dtype=torch.float64, requires_grad="b" in which)
     g = torch.randn(2, 6, 8, 8, dtype=torch.float64)
     inputs = [t for t in (x, w, b) if t.requires_grad]
-    ref = torch.autograd.grad(reference(x, w, b, 1, 1), inputs, g)
-    with _OpLog() as log:
-        got = torch.autograd.grad(dsconv_ext.depthwise_conv2d(x, w, b, 1, 1), inputs, g)
-    for a, r in zip(got, ref):
-        torch.testing.assert_close(a, r, **F64_TOL)
-    assert log.masks == [("x" in which, "w" in which, "b" in which)]
+    assert _checked_grad_masks(x, w, b, inputs, g, 1) == [("x" in which, "w" in which, "b" in which)]
 
 
 @pytest.mark.parametrize("asked", [("x",), ("w",), ("b",), ("w", "b"), ("x", "b")], ids=lambda t: "_".join(t))
@@ -212,12 +218,7 @@ def test_asked_grad_subset(asked):
     b = torch.randn(6, dtype=torch.float64, requires_grad=True)
     g = torch.randn(2, 6, 4, 4, dtype=torch.float64)
     inputs = [t for name, t in zip("xwb", (x, w, b)) if name in asked]
-    ref = torch.autograd.grad(reference(x, w, b, 2, 1), inputs, g)
-    with _OpLog() as log:
-        got = torch.autograd.grad(dsconv_ext.depthwise_conv2d(x, w, b, 2, 1), inputs, g)
-    for a, r in zip(got, ref):
-        torch.testing.assert_close(a, r, **F64_TOL)
-    assert log.masks == [("x" in asked, "w" in asked, "b" in asked)]
+    assert _checked_grad_masks(x, w, b, inputs, g, 2) == [("x" in asked, "w" in asked, "b" in asked)]
 
 
 def test_no_grad_needed_builds_no_graph():
