@@ -408,6 +408,29 @@ def test_large_outputs_stream_path(isa):
     assert _rel_err(gi, ref) <= TOL[torch.float32]
 
 
+def test_channels_last_stream_path(isa):
+    # channels_last outputs >= 8 MiB (pixels engine, dw_simd_impl.h pix_stream_bytes_threshold) are
+    # written with non-temporal stores: forward, grad input alone and the one-pass backward, on an
+    # output just over the threshold (64 channels: whole, aligned channel vectors), stride 1 and 2
+    x = torch.randn(2, 64, 128, 130).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(64, 1, 3, 3)
+    b = torch.randn(64)
+    x64, w64, b64 = x.double(), w.double(), b.double()
+    bwd = torch.ops.dsconv.depthwise_conv2d_backward
+    for s in (1, 2):
+        y = dsconv_ext.depthwise_conv2d(x, w, b, s, 1)
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        assert _rel_err(y, F.conv2d(x64, w64, b64, s, 1, 1, 64)) <= TOL[torch.float32]
+        go = torch.randn_like(y)
+        ref = torch.nn.grad.conv2d_input(x.shape, w64, go.double(), s, 1, 1, 64)
+        gi = bwd(go, x, w, [s, s], [1, 1, 1, 1], [1, 1], [True, False, False])[0]
+        gi1, gw1, _ = bwd(go, x, w, [s, s], [1, 1, 1, 1], [1, 1], [True, True, True])
+        assert _rel_err(gi, ref) <= TOL[torch.float32]
+        assert torch.equal(gi1, gi)
+        ref_w = torch.nn.grad.conv2d_weight(x64, w.shape, go.double(), s, 1, 1, 64)
+        assert _rel_err(gw1, ref_w) <= TOL_GRADW[torch.float32]
+
+
 @pytest.mark.parametrize("width", [21, 7])  # 7: NCHW through the pixels route's bfloat16 transposes
 def test_bf16_rounding_matches_torch(isa, width):
     # 1x1 kernel with weight 1: the output is the input widened and rounded back, exactly.

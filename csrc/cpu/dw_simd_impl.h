@@ -244,16 +244,31 @@ inline int pix_prefetch_mode() {
 }
 
 // Outputs of at least this many bytes are written with non-temporal stores (they can't stay in
-// the L3). DSCONV_STREAM_MB overrides the 16 MiB (A/B measurements). Measured on an Intel Xeon VM
-// whose L3 ran no faster than its memory (2026-11-26, in-process A/B): 2 MiB made channels_last
-// 32x576x14x14 3x3 forward (14.4 MiB out) 23-34% faster but NCHW 32x576x14x14 (transposed
-// chunks) 22-25% slower and outputs of 6-13 MiB 0-9% slower, so the default stays.
-inline int64_t stream_bytes_threshold() {
+// the L3). DSCONV_STREAM_MB overrides the 16 MiB, and the pixels engine's 8 MiB below (A/B
+// measurements). Measured on an Intel Xeon VM whose L3 ran no faster than its memory (2026-11-26,
+// in-process A/B): 2 MiB made channels_last 32x576x14x14 3x3 forward (14.4 MiB out) 23-34% faster
+// but NCHW 32x576x14x14 (transposed chunks) 22-25% slower and outputs of 6-13 MiB 0-9% slower,
+// so the default stays for the NCHW paths.
+inline int64_t stream_mb_override() {
   static const int64_t v = [] {
     const char* e = std::getenv("DSCONV_STREAM_MB");
-    return (e && *e) ? static_cast<int64_t>(std::atoll(e)) << 20 : int64_t(16) << 20;
+    return (e && *e) ? static_cast<int64_t>(std::atoll(e)) << 20 : int64_t(-1);
   }();
   return v;
+}
+inline int64_t stream_bytes_threshold() {
+  const int64_t v = stream_mb_override();
+  return v >= 0 ? v : int64_t(16) << 20;
+}
+// The pixels engine (channels_last forward and grad input): 8 MiB. In-process A/B on the same VM
+// (2026-11-27, 2 threads, batch 32, 9 alternating rounds, 17 channels_last layers of
+// MobileNetV1/V2 and EfficientNet-B0, 3x3 / 5x5): forward+backward geomean 1.07-1.08x over two
+// runs against 16 MiB (the 9.6-14.5 MiB outputs of the 14x14 layers: 32x576x14x14 stride 2 1.27x,
+// 384x14x14 1.19x, 576x14x14 1.14x; 6-7 MiB 7x7 layers 0.97-1.07x), forward alone 1.04-1.08x
+// (14x14 layers 1.19-1.22x). 4 MiB: forward+backward 1.07x, but 7x7 forward 0.90-0.94x.
+inline int64_t pix_stream_bytes_threshold() {
+  const int64_t v = stream_mb_override();
+  return v >= 0 ? v : int64_t(8) << 20;
 }
 
 // d[x] = s[(x - pad) * ss] for the x in [0, len) with 0 <= x - pad < n; other x untouched.
@@ -1372,7 +1387,7 @@ inline PixGeom pix_geom(int64_t KH, int64_t KW, int64_t sw, int64_t dw, int64_t 
   g.ctail = static_cast<int>(C - (g.CB - 1) * L);
   g.ncols = 0;  // set per problem (pix_engine)
   g.nt = C % L == 0 && osw % L == 0 && reinterpret_cast<uintptr_t>(out) % 64 == 0 &&
-         out_bytes >= stream_bytes_threshold();
+         out_bytes >= pix_stream_bytes_threshold();
   return g;
 }
 
@@ -2350,9 +2365,56 @@ __attribute__((always_inline)) inline void gw_pix_border_px(const T* const* cons
     }
 }
 
+// P consecutive interior pixels of one row (from gp, input rows at xb) into the block's
+// accumulators, walking the block's input columns j = 0 .. (P-1)*SW_+KW_-1 once: column j of
+// kernel row b is loaded once and multiplied into every tap (b, kw) whose pixel q = (j-kw)/SW_
+// falls in the block. Each grad_output pixel is loaded at its first column and dies KW_ columns
+// later (at most ~KW_ of them live), so a run loads P + KHB*((P-1)*SW_+KW_) vectors for its
+// P*KHB*KW_ products instead of one per product. Per accumulator the pixels still come in
+// ascending order, the bias too: the sums are the same bits as the per-pixel loop's.
+// Measured (Intel Xeon VM, 2026-11-27, in-process A/B, batch 32, channels_last grad weight):
+// 5x5 / 7x7 1.02-1.08x (240x28x28 k5, 96x56x56 k7 1.05-1.07x); 3x3 0.96-1.00x, so 3x3 keeps the
+// per-pixel loop. The 5x5 weight gradient still runs at ~25-35% of the FMA peak with everything
+// in L2 (batch 1, one thread): loads were not what limits it.
+template <class T, int P, int KHB, int KW_, int SW_, bool MSK>
+__attribute__((always_inline)) inline void gw_pix_run(const T* (&xb)[KHB], const T*& gp, int64_t in_sw, int64_t gsw,
+                                                      Mask cm, V (&acc)[KHB][KW_], V& bacc, bool bias) {
+  constexpr int NC = (P - 1) * SW_ + KW_;
+  V gv[P];
+#pragma GCC unroll 64
+  for (int j = 0; j < NC; ++j) {
+    if (j % SW_ == 0 && j / SW_ < P) {
+      constexpr int64_t ahead = kGwPixAhead;
+      const int q = j / SW_;
+      // the lines of pixels a few steps ahead (each pixel's channel vector is its own line)
+      _mm_prefetch(reinterpret_cast<const char*>(gp + (q + ahead) * gsw), _MM_HINT_T0);
+#pragma GCC unroll 8
+      for (int b = 0; b < KHB; ++b)
+        _mm_prefetch(reinterpret_cast<const char*>(xb[b] + ((q + ahead) * SW_ + KW_ - 1) * in_sw), _MM_HINT_T0);
+      gv[q] = MSK ? Vec::load(gp + q * gsw, cm) : Vec::load(gp + q * gsw);
+      if (bias) bacc = Vec::add(bacc, gv[q]);
+    }
+#pragma GCC unroll 8
+    for (int b = 0; b < KHB; ++b) {
+      const T* x = xb[b] + j * in_sw;
+      const V xv = MSK ? Vec::load(x, cm) : Vec::load(x);
+#pragma GCC unroll 8
+      for (int kw = 0; kw < KW_; ++kw) {
+        const int d = j - kw;
+        if (d >= 0 && d % SW_ == 0 && d / SW_ < P) acc[b][kw] = Vec::fmadd(gv[d / SW_], xv, acc[b][kw]);
+      }
+    }
+  }
+  gp += P * gsw;
+#pragma GCC unroll 8
+  for (int b = 0; b < KHB; ++b) xb[b] += P * SW_ * in_sw;
+}
+
 // One row, kernel rows [kh0, kh0 + KHB) all inside the input: pixels [0, owlo) and [owhi, OW)
 // through the tap pointer table tp (columns in the padding read the zero buffer), the interior
-// [owlo, owhi) by direct addressing; the block's accumulators stay in registers for the row.
+// [owlo, owhi) by direct addressing (5x5 / 7x7: in runs of kGwRun, then 4, then 1 pixels); the
+// block's accumulators stay in registers for the row.
+constexpr int kGwRun = 8;
 template <class T, int KHB, int KW_, int SW_, bool MSK>
 void gw_pix_fixed(const T* const* rb, const T* const* const* tp, int64_t in_sw, int64_t pad_l, const T* g,
                   int64_t gsw, int64_t owlo, int64_t owhi, int64_t OW, int64_t c0, Mask cm, float* accp, float* bp) {
@@ -2368,25 +2430,17 @@ void gw_pix_fixed(const T* const* rb, const T* const* const* tp, int64_t in_sw, 
 #pragma GCC unroll 8
   for (int b = 0; b < KHB; ++b) xb[b] = rb[b] + (owlo * SW_ - pad_l) * in_sw + c0;
   const T* gp = g + owlo * gsw + c0;
-  for (int64_t ow = owlo; ow < owhi; ++ow) {
-    // the lines of pixels a few steps ahead (each pixel's channel vector is its own line)
-    _mm_prefetch(reinterpret_cast<const char*>(gp + kGwPixAhead * gsw), _MM_HINT_T0);
-#pragma GCC unroll 8
-    for (int b = 0; b < KHB; ++b)
-      _mm_prefetch(reinterpret_cast<const char*>(xb[b] + (kGwPixAhead * SW_ + KW_ - 1) * in_sw), _MM_HINT_T0);
-    const V gv = MSK ? Vec::load(gp, cm) : Vec::load(gp);
-    if (bp) bacc = Vec::add(bacc, gv);
-#pragma GCC unroll 8
-    for (int b = 0; b < KHB; ++b)
-#pragma GCC unroll 8
-      for (int k = 0; k < KW_; ++k) {
-        const T* x = xb[b] + k * in_sw;
-        acc[b][k] = Vec::fmadd(gv, MSK ? Vec::load(x, cm) : Vec::load(x), acc[b][k]);
-      }
-    gp += gsw;
-#pragma GCC unroll 8
-    for (int b = 0; b < KHB; ++b) xb[b] += SW_ * in_sw;
+  int64_t ow = owlo;
+  if constexpr (KW_ >= 5) {
+    for (; ow + kGwRun <= owhi; ow += kGwRun)
+      gw_pix_run<T, kGwRun, KHB, KW_, SW_, MSK>(xb, gp, in_sw, gsw, cm, acc, bacc, bp != nullptr);
+    if (ow + 4 <= owhi) {
+      gw_pix_run<T, 4, KHB, KW_, SW_, MSK>(xb, gp, in_sw, gsw, cm, acc, bacc, bp != nullptr);
+      ow += 4;
+    }
   }
+  for (; ow < owhi; ++ow)
+    gw_pix_run<T, 1, KHB, KW_, SW_, MSK>(xb, gp, in_sw, gsw, cm, acc, bacc, bp != nullptr);
   for (int64_t ow = owhi; ow < OW; ++ow)
     gw_pix_border_px<T, KHB, KW_, SW_, MSK>(tp, SW_, g + ow * gsw + c0, ow, c0, cm, acc, bacc, bp != nullptr);
 #pragma GCC unroll 8
