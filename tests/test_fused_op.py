@@ -177,6 +177,26 @@ def test_float32_planes_one_band_per_image(isa):
         torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5, msg=lambda m: f"{N}x{C}x{H}x{W}: {m}")
 
 
+def test_float32_weight_packing_and_workspace_reuse(isa):
+    # The packed pointwise weight (fused_simd_body.h pack_pw_blocks / pack_pw_rows: L x L register
+    # transposes) lives in a per-thread workspace kept between calls: shapes that shrink and grow
+    # again, channel counts on both sides of the vector length and of the GEMM blocks (6 rows in
+    # NCHW, 1-4 vectors in channels_last), both layouts; stale packed values must never be read.
+    shapes = [(2, 960, 160, 7), (1, 17, 5, 9), (2, 96, 70, 8), (1, 33, 7, 5), (2, 576, 96, 6), (1, 16, 1, 4),
+              (2, 200, 49, 5), (1, 7, 33, 6)]
+    for (N, C, Cout, H) in shapes + shapes[::-1]:
+        for cl in (False, True):
+            x = torch.randn(N, C, H, H + 1)
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            dw, pw = torch.randn(C, 1, 3, 3), torch.randn(Cout, C, 1, 1) / C**0.5
+            db, pb = torch.randn(C), torch.randn(Cout)
+            out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, 1, 1, "relu", None)
+            ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), 1, 1, 1, "relu", None)
+            torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5,
+                                       msg=lambda m: f"{N}x{C}x{H}->{Cout} cl={cl}: {m}")
+
+
 @pytest.mark.parametrize("tile_kb", [None, "2"])
 def test_float32_planes_narrow_tail_columns(isa, tile_kb, monkeypatch):
     # NCHW bands ending in a partial vector of a few columns run the transposed tail kernel

@@ -202,23 +202,58 @@ inline void ukernel_out(int64_t K, const float* __restrict A, int64_t lda, const
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
-  int64_t pf_count = pf_every;
-  for (int64_t k = 0; k < K; ++k) {
-    if (--pf_count == 0) {
-      pf_count = pf_every;
-      pf.step(1);
-    }
-    vec b[NV];
+  if constexpr (PACKED) {
+    int64_t pf_count = pf_every;
+    for (int64_t k = 0; k < K; ++k) {
+      if (--pf_count == 0) {
+        pf_count = pf_every;
+        pf.step(1);
+      }
+      vec b[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) b[v] = V::load(B + v * L);
+      for (int v = 0; v < NV; ++v) b[v] = V::load(B + v * L);
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) {
-      const vec a = V::set1(PACKED ? A[r] : A[r * lda]);
+      for (int r = 0; r < MR; ++r) {
+        const vec a = V::set1(A[r]);
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(a, b[v], acc[r][v]);
+        for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(a, b[v], acc[r][v]);
+      }
+      B += ldb;
+      A += MR;
     }
-    B += ldb;
-    A += PACKED ? MR : 1;
+  } else {
+    // Rows of A addressed as base + {0, 1, 2, 3, 4} rows from one base every 5 rows, with two
+    // index registers (1 and 3 rows): a pointer per row (14 of them) does not fit the general
+    // registers, and the compiler spilled them (one extra stack load per broadcast).
+    constexpr int NB = (MR + 4) / 5;
+    const char* base[NB];
+#pragma GCC unroll 4
+    for (int i = 0; i < NB; ++i) base[i] = reinterpret_cast<const char*>(A + 5 * i * lda);
+    const int64_t s1 = lda * int64_t(sizeof(float)), s3 = 3 * s1;
+    const int64_t every = pf_every > 0 ? pf_every : K;
+    for (int64_t k0 = 0; k0 < K; k0 += every) {
+      const int64_t k1 = imin(K, k0 + every);
+      for (int64_t k = k0; k < k1; ++k) {
+#pragma GCC unroll 4
+        for (int i = 0; i < NB; ++i) asm("" : "+r"(base[i]));  // opaque: no per-row induction variables
+        vec b[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) b[v] = V::load(B + v * L);
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r) {
+          const char* bp = base[r / 5];
+          const int j = r % 5;
+          const char* ap = j == 0 ? bp : j == 1 ? bp + s1 : j == 2 ? bp + 2 * s1 : j == 3 ? bp + s3 : bp + 4 * s1;
+          const vec a = V::set1(*reinterpret_cast<const float*>(ap));
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(a, b[v], acc[r][v]);
+        }
+        B += ldb;
+#pragma GCC unroll 4
+        for (int i = 0; i < NB; ++i) base[i] += sizeof(float);
+      }
+      if (pf_every > 0 && k1 - k0 == every) pf.step(1);
+    }
   }
   vec bc[NV];
   if (!ROWBIAS) {
@@ -1342,24 +1377,77 @@ int64_t workspace_size(const Problem& P) {
   return round_up(Cout, NR) * C + round_up(Cout, NR) + P.p.KH * P.p.KW * Cp + Cp + Cp + 2 * L;
 }
 
-// The pointwise weight (Cout, C) in blocks of B output channels: dst[blk][c][j] =
-// pw_w[blk*B + j][c], zeros past Cout (B = MR: the planes GEMM's rows; B = vectors: pw_w^T panels).
+// In-register transpose of an L x L block: rows[r] lane c becomes rows[c] lane r. log2(L) rounds
+// of de-interleaving row pairs: each round rotates the (row, lane) index bits right by one, so
+// after log2(L) rounds row and lane bits have traded places.
+inline void transpose_block(vec* rows) {
+  vec t[L];
+  for (int s = 1; s < L; s *= 2) {
+#pragma GCC unroll 8
+    for (int i = 0; i < L / 2; ++i) {
+      t[i] = V::even(rows[2 * i], rows[2 * i + 1]);
+      t[i + L / 2] = V::odd(rows[2 * i], rows[2 * i + 1]);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < L; ++i) rows[i] = t[i];
+  }
+}
+
+// The pointwise weight (Cout, C) in blocks of B output channels, B a multiple of L (pixels GEMM
+// panels, the planes tail's pw_w^T): dst[blk][c][j] = pw_w[blk*B + j][c], zeros past Cout.
+// L x L tiles transposed in registers: the element loop this replaces (a strided read per
+// element) took ~80 us for 96 x 576 weights, most of the per-call cost of a batch-1 call.
 inline void pack_pw_blocks(float* dst, const float* pw_w, int64_t Cout, int64_t C, int64_t B) {
-  for (int64_t blk = 0; blk < ceil_div(Cout, B); ++blk)
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t j = 0; j < B; ++j) {
-        const int64_t co = blk * B + j;
-        dst[(blk * C + c) * B + j] = co < Cout ? pw_w[co * C + c] : 0.f;
+  const int64_t Coutp = round_up(Cout, B);
+  // co0 outermost: each of the L rows of pw_w is read front to back (prefetcher-friendly); reading
+  // down the columns instead (c0 outermost) took ~2x longer for 160 x 960 weights.
+  for (int64_t co0 = 0; co0 < Coutp; co0 += L) {
+    float* d = dst + (co0 / B) * C * B + co0 % B;  // the L channels lie in one block (B % L == 0)
+    for (int64_t c0 = 0; c0 < C; c0 += L) {
+      const int64_t nc = imin(L, C - c0);
+      vec rows[L];
+      for (int r = 0; r < L; ++r) {
+        const int64_t co = co0 + r;
+        rows[r] = co >= Cout ? V::zero() : nc == L ? V::load(pw_w + co * C + c0) : V::load_n(pw_w + co * C + c0, nc);
       }
+      transpose_block(rows);  // rows[c] lane r: pw_w[co0 + r][c0 + c]
+      for (int64_t c = 0; c < nc; ++c) V::store(d + (c0 + c) * B, rows[c]);
+    }
+  }
+}
+
+// The pointwise weight in blocks of MR < L output channels (the planes GEMM's rows): dst[blk][c][j] =
+// pw_w[blk*MR + j][c], zeros past Cout. Each block's MR rows are loaded a vector of channels at a
+// time and interleaved through a small buffer (the element loop this replaces, with a strided read
+// and index arithmetic per element, took ~200 us for 160 x 960 weights; masked stores of
+// transposed tiles ~10 cycles per store).
+template <int MR>
+void pack_pw_rows(float* dst, const float* pw_w, int64_t Cout, int64_t C) {
+  alignas(64) float t[MR][L];
+  for (int64_t blk = 0; blk < ceil_div(Cout, MR); ++blk) {
+    for (int64_t c0 = 0; c0 < C; c0 += L) {
+      const int64_t nc = imin(L, C - c0);
+#pragma GCC unroll 8
+      for (int j = 0; j < MR; ++j) {
+        const int64_t co = blk * MR + j;
+        V::store(t[j], co >= Cout ? V::zero() : nc == L ? V::load(pw_w + co * C + c0) : V::load_n(pw_w + co * C + c0, nc));
+      }
+      float* d = dst + (blk * C + c0) * MR;
+      for (int64_t c = 0; c < nc; ++c)
+#pragma GCC unroll 8
+        for (int j = 0; j < MR; ++j) d[c * MR + j] = t[j][c];
+    }
+  }
 }
 
 void prepare(Problem& P, float* ws) {
   const int64_t C = P.p.C, Cout = P.Cout;
   if (!P.pixels) {
-    pack_pw_blocks(ws, P.pw_w, Cout, C, kPlanesMR);  // row blocks of MR output channels
+    pack_pw_rows<kPlanesMR>(ws, P.pw_w, Cout, C);  // row blocks of MR output channels
     P.packed_pw = ws;
+    ws += round_up(Cout, kPlanesMR) * C;
     if (planes_has_tail(P)) {  // the tail kernel's pw_w^T in blocks of 2L output channels
-      float* wt = ws + round_up(Cout, kPlanesMR) * C;
+      float* wt = ws;
       pack_pw_blocks(wt, P.pw_w, Cout, C, 2 * L);
       P.packed_pw_t = wt;
     }
