@@ -14,6 +14,9 @@
 3. training: activation memory saved for the backward (bytes of tensors autograd keeps) by the
    fused op (which recomputes the depthwise output in its backward) vs the unfused composition,
    and the forward+backward time of both.
+4. batch-1 latency (inference): the fused op against stock PyTorch on single images of MobileNetV2
+   blocks, where the op's fixed per-call costs (weight packing, dispatch) weigh most. No target:
+   shows whether dsconv_ext.fuse() helps or costs at batch 1.
 
 Times are medians over `repeat` runs, with the contenders interleaved run by run in one process,
 so that load from other processes hits them alike. On a machine shared with other jobs,
@@ -148,12 +151,31 @@ def section_training(args):
         print(f"      forward+backward: fused (recompute) {fmt_ms(tf)} | unfused {fmt_ms(tu)}")
 
 
+def section_batch1(args):
+    print("\n== 4. batch-1 latency: fused vs stock PyTorch (dw 3x3 + ReLU6 -> 1x1 projection), float32 ==")
+    blocks = [("32->16 @112x112", 32, 16, 112), ("144->24 @56x56", 144, 24, 56), ("192->32 @28x28", 192, 32, 28),
+              ("576->96 @14x14", 576, 96, 14), ("576->160 @7x7", 576, 160, 7), ("960->160 @7x7", 960, 160, 7)]
+    ratios = []
+    for name, C, Cout, H in blocks:
+        dw, db = torch.randn(C, 1, 3, 3), torch.randn(C)
+        pw, pb = torch.randn(Cout, C, 1, 1) / C**0.5, torch.randn(Cout)
+        for lname, x in layouts(torch.randn(1, C, H, H)):
+            fused = lambda: dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, 1, 1, "relu6", None)  # noqa: E731
+            torch_ = lambda: F.conv2d(F.relu6(F.conv2d(x, dw, db, 1, 1, groups=C)), pw, pb)  # noqa: E731
+            tf, tt = interleaved([fused, torch_], max(5, args.repeat * 5))
+            ratios.append(tt[0] / tf[0])
+            print(f"  N=1 {name:16s} {lname:13s} fused {tf[0] * 1e6:8.1f} us (min {tf[1] * 1e6:7.1f}) | torch"
+                  f" {tt[0] * 1e6:8.1f} us (min {tt[1] * 1e6:7.1f}) | {tt[0] / tf[0]:5.2f}x")
+    print(f"  fused vs torch at batch 1: min {min(ratios):.2f}x, geomean "
+          f"{statistics.geometric_mean(ratios):.2f}x")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--repeat", type=int, default=21)
     ap.add_argument("--quick", action="store_true", help="batch 4, 7 repeats")
-    ap.add_argument("--sections", default="123")
+    ap.add_argument("--sections", default="1234")
     ap.add_argument("--clock", choices=["wall", "thread"], default="wall",
                     help="wall: time.perf_counter; thread: time.thread_time, single thread (for busy machines)")
     args = ap.parse_args()
@@ -177,6 +199,8 @@ def main():
             section_fused_vs_unfused(args)
         if "2" in args.sections:
             section_vs_standard(args)
+        if "4" in args.sections:
+            section_batch1(args)
     if "3" in args.sections:
         section_training(args)
 

@@ -197,6 +197,32 @@ def test_float32_weight_packing_and_workspace_reuse(isa):
                                        msg=lambda m: f"{N}x{C}x{H}->{Cout} cl={cl}: {m}")
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_float32_output_channel_split(isa, threads):
+    # Fewer (image, band) tasks than threads, Cout >= 64: fused_cpu.cpp splits the output channels
+    # across the threads (Band::co_lo / co_hi; each part recomputes the band's depthwise). Split
+    # points on the GEMM blocks (6 rows NCHW, 16-64 channels channels_last), Cout not a multiple of
+    # them, narrow NCHW images (the transposed tail kernel is off in a split), bias, activations.
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for (N, C, Cout, H, W) in [(1, 960, 160, 7, 7), (1, 40, 70, 5, 6), (1, 24, 97, 3, 11), (2, 16, 64, 4, 4),
+                                   (1, 33, 130, 7, 7)]:
+            for cl in (False, True):
+                x = torch.randn(N, C, H, W)
+                if cl:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                dw, pw = torch.randn(C, 1, 3, 3), torch.randn(Cout, C, 1, 1) / C**0.5
+                db, pb = torch.randn(C), torch.randn(Cout)
+                out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, 1, 1, "relu6", "silu")
+                ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), 1, 1, 1, "relu6",
+                                "silu")
+                torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5,
+                                           msg=lambda m: f"{N}x{C}x{H}x{W}->{Cout} cl={cl}: {m}")
+    finally:
+        torch.set_num_threads(old)
+
+
 @pytest.mark.parametrize("tile_kb", [None, "2"])
 def test_float32_planes_narrow_tail_columns(isa, tile_kb, monkeypatch):
     # NCHW bands ending in a partial vector of a few columns run the transposed tail kernel

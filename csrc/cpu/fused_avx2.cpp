@@ -161,7 +161,7 @@ const Kernels* avx2_kernels() {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   }();
   static const Kernels k{"avx2", &avx2::workspace_size, &avx2::prepare, &avx2::scratch_size, &avx2::run_band,
-                         avx2::kPlanesNV * avx2::V::L};
+                         avx2::kPlanesNV * avx2::V::L, &avx2::co_unit};
   return ok ? &k : nullptr;
 #else
   return nullptr;

@@ -141,7 +141,8 @@ const Kernels* avx512_kernels() {
            __builtin_cpu_supports("fma");
   }();
   static const Kernels k{"avx512", &avx512::workspace_size, &avx512::prepare, &avx512::scratch_size,
-                         &avx512::run_band, avx512::kPlanesNV * avx512::V::L};
+                         &avx512::run_band, avx512::kPlanesNV * avx512::V::L,
+                         &avx512::co_unit};
   return ok ? &k : nullptr;
 #else
   return nullptr;

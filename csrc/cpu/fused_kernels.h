@@ -70,9 +70,11 @@ struct Problem {
   int64_t band = 0;      // pixels per band (the last band of an image may be shorter)
 };
 
-// Output pixels [q0, q1) of image n (q = oh*OW + ow); empty when q1 <= q0.
+// Output pixels [q0, q1) of image n (q = oh*OW + ow); empty when q1 <= q0. Output channels
+// [co_lo, co_hi) only (co_hi < 0: all of them; co_lo a multiple of Kernels::co_unit).
 struct Band {
   int64_t n, q0, q1;
+  int64_t co_lo = 0, co_hi = -1;
 };
 
 // One ISA's implementation. All sizes are in floats.
@@ -88,6 +90,8 @@ struct Kernels {
   void (*run_band)(const Problem& prob, const Band& band, const Band& next, float* scratch);
   // Preferred band granularity (pixels) for the planes path: the GEMM's column block.
   int64_t planes_col_block;
+  // Granularity (output channels) of a split of the output channels across tasks.
+  int64_t (*co_unit)(const Problem& prob);
 };
 
 // nullptr when the running CPU lacks the ISA (checked at run time) or it wasn't compiled in.

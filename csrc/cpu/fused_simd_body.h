@@ -854,15 +854,19 @@ void planes_tail(const Problem& P, int64_t nq, const float* tile, int64_t ldt, f
 // slices): 2-5% slower; a 14 x 2-vector register block (the pixels kernel's shape): up to 20%
 // slower. The 6 x 4 block here runs at ~87-90% of the FMA peak on those layers.
 template <int ACT, class T>
-void planes_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, PfRuns& pf) {
+void planes_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, PfRuns& pf,
+                   int64_t co_lo, int64_t co_hi) {
   const DwParams& p = P.p;
   constexpr int NR = kPlanesNV * L, MR = kPlanesMR;
   T* out = static_cast<T*>(P.out) + n * p.out_sn + q0;
-  const int64_t nblk = ceil_div(P.Cout, MR);
+  // Row blocks of output channels [co_lo, co_hi) (co_lo a multiple of MR; all of them unless the
+  // caller split the output channels across threads).
+  const int64_t blk_lo = co_lo / MR, blk_hi = ceil_div(co_hi, MR), nblk = blk_hi - blk_lo;
   // The next band's input fetched over the GEMM's second half: spread over all of it, the
   // depthwise of 16x256x28x28 -> 256 still waited on memory (lines fetched early were evicted
   // again) and the whole op ran ~4% slower.
-  const int64_t tail = std::is_same<T, float>::value && P.packed_pw_t ? planes_tail_cols(band) : 0;
+  const bool all_co = co_lo == 0 && co_hi == P.Cout;  // the tail kernel covers all output channels
+  const int64_t tail = std::is_same<T, float>::value && P.packed_pw_t && all_co ? planes_tail_cols(band) : 0;
   const int64_t main_cols = band - tail;
   const int64_t pf_every = pf.plan(nblk * ceil_div(main_cols, NR), p.C, 0.5);
   // Streaming stores when every output row segment starts on a vector boundary.
@@ -874,7 +878,7 @@ void planes_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const 
     const int64_t nc = imin(NR, main_cols - j);
     // the last column block only as wide as needed (whole vectors)
     const int nv = static_cast<int>(ceil_div(nc, L));
-    for (int64_t blk = 0; blk < nblk; ++blk) {
+    for (int64_t blk = blk_lo; blk < blk_hi; ++blk) {
       const int64_t co0 = blk * MR, mr = imin(MR, P.Cout - co0);
       const float* A = P.packed_pw + blk * p.C * MR;
       const float* bias = P.pw_b ? P.pw_b + co0 : nullptr;
@@ -898,6 +902,7 @@ template <class T>
 void run_band_planes(const Problem& P, const Band& bnd, const Band& next, float* scratch) {
   const DwParams& p = P.p;
   const int64_t n = bnd.n, q0 = bnd.q0, q1 = bnd.q1;
+  const int64_t co_lo = bnd.co_lo, co_hi = bnd.co_hi < 0 ? P.Cout : bnd.co_hi;
   constexpr int NR = kPlanesNV * L;
   const int64_t ldt = round_up(P.band, NR);
   float* tile = scratch;
@@ -908,12 +913,12 @@ void run_band_planes(const Problem& P, const Band& bnd, const Band& next, float*
   if (!dw_band_planes_direct<T>(P, n, q0, q1, tile, ldt, rowbuf)) dw_band_planes<T>(P, n, q0, q1, tile, ldt, rowbuf, tmp);
   PfRuns pf = band_input_runs<T>(P, next);
   switch (P.pw_act) {
-    case kActRelu: planes_gemm_t<kActRelu, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
-    case kActRelu6: planes_gemm_t<kActRelu6, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
-    case kActSilu: planes_gemm_t<kActSilu, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
-    case kActHardswish: planes_gemm_t<kActHardswish, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
-    case kActGelu: planes_gemm_t<kActGelu, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
-    default: planes_gemm_t<kActNone, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    case kActRelu: planes_gemm_t<kActRelu, T>(P, n, q0, q1 - q0, tile, ldt, pf, co_lo, co_hi); break;
+    case kActRelu6: planes_gemm_t<kActRelu6, T>(P, n, q0, q1 - q0, tile, ldt, pf, co_lo, co_hi); break;
+    case kActSilu: planes_gemm_t<kActSilu, T>(P, n, q0, q1 - q0, tile, ldt, pf, co_lo, co_hi); break;
+    case kActHardswish: planes_gemm_t<kActHardswish, T>(P, n, q0, q1 - q0, tile, ldt, pf, co_lo, co_hi); break;
+    case kActGelu: planes_gemm_t<kActGelu, T>(P, n, q0, q1 - q0, tile, ldt, pf, co_lo, co_hi); break;
+    default: planes_gemm_t<kActNone, T>(P, n, q0, q1 - q0, tile, ldt, pf, co_lo, co_hi); break;
   }
   pf.step(pf.lines());
   if (P.nt_out) V::fence();
@@ -1306,12 +1311,14 @@ void dw_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
 constexpr int64_t kPixelsPanelL1Bytes = 32 * 1024;  // panel + row block, of a 48 KiB L1D (Zen 4/5; 32-48 KiB on Intel)
 
 template <int NV, int ACT, class T>
-void pixels_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, PfRuns& pf) {
+void pixels_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, PfRuns& pf,
+                   int64_t co_lo, int64_t co_hi) {
   const DwParams& p = P.p;
   constexpr int NR = NV * L;
   constexpr int MR = pixels_mr(NV);
   T* out = static_cast<T*>(P.out) + n * p.out_sn + q0 * P.Cout;
-  const int64_t nblk = ceil_div(P.Cout, NR);
+  // Column blocks of output channels [co_lo, co_hi) (co_lo a multiple of NR).
+  const int64_t blk_lo = co_lo / NR, blk_hi = ceil_div(co_hi, NR), nblk = blk_hi - blk_lo;
   const int64_t calls = nblk * ceil_div(band, MR);
   const int64_t pf_every = pf.plan(calls, p.C, 1.0);  // the second half only measured no faster here
   // Streaming stores for full, 64-byte aligned float rows (the output is written once, never read
@@ -1329,47 +1336,52 @@ void pixels_gemm_t(const Problem& P, int64_t n, int64_t q0, int64_t band, const 
   // channels_last, 2 threads, 3 alternating pairs, 2026-11-26).
   if ((p.C * NR + MR * p.C) * int64_t(sizeof(float)) <= kPixelsPanelL1Bytes) {
     // Weight panel (C x NR) stays in L1 over the band's row blocks.
-    for (int64_t blk = 0; blk < nblk; ++blk)
+    for (int64_t blk = blk_lo; blk < blk_hi; ++blk)
       for (int64_t i = 0; i < band; i += MR) block(blk, i);
   } else {
     // Large C (e.g. 576 -> 96: a 74 KiB panel): the panel would leave L1 between row blocks
     // anyway; keep the row block (MR x C of the tile) in L1 across the column blocks instead.
     // (A row block larger than L1, C > ~800, leaves it too; then both orders stream from L2.)
     for (int64_t i = 0; i < band; i += MR)
-      for (int64_t blk = 0; blk < nblk; ++blk) block(blk, i);
+      for (int64_t blk = blk_lo; blk < blk_hi; ++blk) block(blk, i);
   }
 }
 
 template <int NV, class T>
-void pixels_gemm(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, PfRuns& pf) {
+void pixels_gemm(const Problem& P, int64_t n, int64_t q0, int64_t band, const float* tile, int64_t ldt, PfRuns& pf,
+                 int64_t co_lo, int64_t co_hi) {
   switch (P.pw_act) {
-    case kActRelu: pixels_gemm_t<NV, kActRelu, T>(P, n, q0, band, tile, ldt, pf); break;
-    case kActRelu6: pixels_gemm_t<NV, kActRelu6, T>(P, n, q0, band, tile, ldt, pf); break;
-    case kActSilu: pixels_gemm_t<NV, kActSilu, T>(P, n, q0, band, tile, ldt, pf); break;
-    case kActHardswish: pixels_gemm_t<NV, kActHardswish, T>(P, n, q0, band, tile, ldt, pf); break;
-    case kActGelu: pixels_gemm_t<NV, kActGelu, T>(P, n, q0, band, tile, ldt, pf); break;
-    default: pixels_gemm_t<NV, kActNone, T>(P, n, q0, band, tile, ldt, pf); break;
+    case kActRelu: pixels_gemm_t<NV, kActRelu, T>(P, n, q0, band, tile, ldt, pf, co_lo, co_hi); break;
+    case kActRelu6: pixels_gemm_t<NV, kActRelu6, T>(P, n, q0, band, tile, ldt, pf, co_lo, co_hi); break;
+    case kActSilu: pixels_gemm_t<NV, kActSilu, T>(P, n, q0, band, tile, ldt, pf, co_lo, co_hi); break;
+    case kActHardswish: pixels_gemm_t<NV, kActHardswish, T>(P, n, q0, band, tile, ldt, pf, co_lo, co_hi); break;
+    case kActGelu: pixels_gemm_t<NV, kActGelu, T>(P, n, q0, band, tile, ldt, pf, co_lo, co_hi); break;
+    default: pixels_gemm_t<NV, kActNone, T>(P, n, q0, band, tile, ldt, pf, co_lo, co_hi); break;
   }
 }
 
 template <class T>
 void run_band_pixels(const Problem& P, const Band& bnd, const Band& next, float* scratch) {
   const int64_t n = bnd.n, q0 = bnd.q0, q1 = bnd.q1;
+  const int64_t co_lo = bnd.co_lo, co_hi = bnd.co_hi < 0 ? P.Cout : bnd.co_hi;
   const int64_t ldt = round_up(P.p.C, L);
   float* tile = scratch;
   dw_band_pixels<T>(P, n, q0, q1, tile, ldt);
   PfRuns pf = band_input_runs<T>(P, next);
   switch (pixels_nv(P.Cout)) {
-    case 1: pixels_gemm<1, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
-    case 2: pixels_gemm<2, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
-    case 3: pixels_gemm<3, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
-    default: pixels_gemm<kPixelsMaxNV, T>(P, n, q0, q1 - q0, tile, ldt, pf); break;
+    case 1: pixels_gemm<1, T>(P, n, q0, q1 - q0, tile, ldt, pf, co_lo, co_hi); break;
+    case 2: pixels_gemm<2, T>(P, n, q0, q1 - q0, tile, ldt, pf, co_lo, co_hi); break;
+    case 3: pixels_gemm<3, T>(P, n, q0, q1 - q0, tile, ldt, pf, co_lo, co_hi); break;
+    default: pixels_gemm<kPixelsMaxNV, T>(P, n, q0, q1 - q0, tile, ldt, pf, co_lo, co_hi); break;
   }
   pf.step(pf.lines());
   if (P.nt_out) V::fence();
 }
 
 // --- Kernels table entries ---------------------------------------------------------------------------
+// Granularity of an output-channel split (Band::co_lo): the GEMM's block of output channels.
+int64_t co_unit(const Problem& P) { return P.pixels ? pixels_nv(P.Cout) * L : kPlanesMR; }
+
 int64_t workspace_size(const Problem& P) {
   const int64_t C = P.p.C, Cout = P.Cout;
   if (!P.pixels) return round_up(Cout, kPlanesMR) * C + (planes_has_tail(P) ? round_up(Cout, 2 * L) * C : 0);
