@@ -100,6 +100,20 @@ def ref_of(cfg, x, dw, pw, db, pb):
     return reference(x, dw, pw, db, pb, cfg["stride"], cfg["padding"], cfg["dilation"], cfg["act"], cfg["pw_act"])
 
 
+def check_block(N, C, Cout, H, W, cl, stride=1, act="relu6", pw_act=None):
+    """float32 fused block (3x3, padding 1, biases) on random data against the float64 reference."""
+    x = torch.randn(N, C, H, W)
+    if cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    dw, pw = torch.randn(C, 1, 3, 3), torch.randn(Cout, C, 1, 1) / C**0.5
+    db, pb = torch.randn(C), torch.randn(Cout)
+    out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, stride, 1, 1, act, pw_act)
+    ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), stride, 1, 1, act, pw_act)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5,
+                               msg=lambda m: f"{N}x{C}x{H}x{W}->{Cout} stride {stride} cl={cl}: {m}")
+    return out
+
+
 # --- float64: exact semantics (generic path) -----------------------------------------------------
 @pytest.mark.parametrize("seed", range(6))
 def test_float64_random_configs(seed):
@@ -153,14 +167,7 @@ def test_float32_mobilenet_shapes(isa):
     # Real block shapes (both layouts, stride 1 and 2), several bands per image.
     for (N, C, Cout, H, s) in [(2, 144, 24, 56, 1), (1, 96, 24, 112, 2), (2, 576, 96, 14, 1), (1, 32, 16, 112, 1)]:
         for cl in (False, True):
-            x = torch.randn(N, C, H, H)
-            if cl:
-                x = x.contiguous(memory_format=torch.channels_last)
-            dw, pw = torch.randn(C, 1, 3, 3), torch.randn(Cout, C, 1, 1) / C**0.5
-            db, pb = torch.randn(C), torch.randn(Cout)
-            out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, s, 1, 1, "relu6", None)
-            ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), s, 1, 1, "relu6", None)
-            torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+            out = check_block(N, C, Cout, H, H, cl, stride=s)
             assert out.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
 
 
@@ -186,15 +193,7 @@ def test_float32_weight_packing_and_workspace_reuse(isa):
               (2, 200, 49, 5), (1, 7, 33, 6)]
     for (N, C, Cout, H) in shapes + shapes[::-1]:
         for cl in (False, True):
-            x = torch.randn(N, C, H, H + 1)
-            if cl:
-                x = x.contiguous(memory_format=torch.channels_last)
-            dw, pw = torch.randn(C, 1, 3, 3), torch.randn(Cout, C, 1, 1) / C**0.5
-            db, pb = torch.randn(C), torch.randn(Cout)
-            out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, 1, 1, "relu", None)
-            ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), 1, 1, 1, "relu", None)
-            torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5,
-                                       msg=lambda m: f"{N}x{C}x{H}->{Cout} cl={cl}: {m}")
+            check_block(N, C, Cout, H, H + 1, cl, act="relu")
 
 
 @pytest.mark.parametrize("threads", [2, 3])
@@ -209,16 +208,7 @@ def test_float32_output_channel_split(isa, threads):
         for (N, C, Cout, H, W) in [(1, 960, 160, 7, 7), (1, 40, 70, 5, 6), (1, 24, 97, 3, 11), (2, 16, 64, 4, 4),
                                    (1, 33, 130, 7, 7)]:
             for cl in (False, True):
-                x = torch.randn(N, C, H, W)
-                if cl:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                dw, pw = torch.randn(C, 1, 3, 3), torch.randn(Cout, C, 1, 1) / C**0.5
-                db, pb = torch.randn(C), torch.randn(Cout)
-                out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, 1, 1, "relu6", "silu")
-                ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), 1, 1, 1, "relu6",
-                                "silu")
-                torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5,
-                                           msg=lambda m: f"{N}x{C}x{H}x{W}->{Cout} cl={cl}: {m}")
+                check_block(N, C, Cout, H, W, cl, pw_act="silu")
     finally:
         torch.set_num_threads(old)
 
