@@ -1389,6 +1389,12 @@ int64_t workspace_size(const Problem& P) {
   return round_up(Cout, NR) * C + round_up(Cout, NR) + P.p.KH * P.p.KW * Cp + Cp + Cp + 2 * L;
 }
 
+// Channels [c0, c0 + nc) of pointwise weight row co (nc <= L; zeros past nc and for co >= Cout).
+inline vec load_pw(const float* pw_w, int64_t co, int64_t Cout, int64_t C, int64_t c0, int64_t nc) {
+  if (co >= Cout) return V::zero();
+  return nc == L ? V::load(pw_w + co * C + c0) : V::load_n(pw_w + co * C + c0, nc);
+}
+
 // In-register transpose of an L x L block: rows[r] lane c becomes rows[c] lane r. log2(L) rounds
 // of de-interleaving row pairs: each round rotates the (row, lane) index bits right by one, so
 // after log2(L) rounds row and lane bits have traded places.
@@ -1420,7 +1426,7 @@ inline void pack_pw_blocks(float* dst, const float* pw_w, int64_t Cout, int64_t 
       vec rows[L];
       for (int r = 0; r < L; ++r) {
         const int64_t co = co0 + r;
-        rows[r] = co >= Cout ? V::zero() : nc == L ? V::load(pw_w + co * C + c0) : V::load_n(pw_w + co * C + c0, nc);
+        rows[r] = load_pw(pw_w, co, Cout, C, c0, nc);
       }
       transpose_block(rows);  // rows[c] lane r: pw_w[co0 + r][c0 + c]
       for (int64_t c = 0; c < nc; ++c) V::store(d + (c0 + c) * B, rows[c]);
@@ -1442,7 +1448,7 @@ void pack_pw_rows(float* dst, const float* pw_w, int64_t Cout, int64_t C) {
 #pragma GCC unroll 8
       for (int j = 0; j < MR; ++j) {
         const int64_t co = blk * MR + j;
-        V::store(t[j], co >= Cout ? V::zero() : nc == L ? V::load(pw_w + co * C + c0) : V::load_n(pw_w + co * C + c0, nc));
+        V::store(t[j], load_pw(pw_w, co, Cout, C, c0, nc));
       }
       float* d = dst + (blk * C + c0) * MR;
       for (int64_t c = 0; c < nc; ++c)
@@ -1459,9 +1465,8 @@ void prepare(Problem& P, float* ws) {
     P.packed_pw = ws;
     ws += round_up(Cout, kPlanesMR) * C;
     if (planes_has_tail(P)) {  // the tail kernel's pw_w^T in blocks of 2L output channels
-      float* wt = ws;
-      pack_pw_blocks(wt, P.pw_w, Cout, C, 2 * L);
-      P.packed_pw_t = wt;
+      pack_pw_blocks(ws, P.pw_w, Cout, C, 2 * L);
+      P.packed_pw_t = ws;
     }
     P.packed_pw_b = P.pw_b;
     P.packed_dw = P.dw_w;
