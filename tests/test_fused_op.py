@@ -275,23 +275,30 @@ def test_planes_direct_depthwise_edges(isa, dtype, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_pixels_3x3_blocks_edges(isa, dtype, monkeypatch):
-    # channels_last 3x3 stride 1: 4x4 / 2 / 1 pixel blocks and 4 / 2 / 1 row blocks, windows over the
-    # padding (masked), channel counts around the vector length (partial last vector), bands
-    # starting and ending mid-row, padding 0 / 1 / 2.
+    # channels_last 3x3 stride 1 (the sliding window on AVX-512): row groups of 4 / 3 / 2 / 1 rows,
+    # window rows over the padding (the zero row) and columns over it (no load), channel counts
+    # around the vector length (partial last vector), bands starting and ending mid-row, padding
+    # 0 / 1 / 2, rows shorter than the kernel, every activation (those applied on the registers and
+    # those applied in a pass), and pixels further apart than C (a column-strided view).
     monkeypatch.setenv("DSCONV_FUSED_TILE_KB", "2")
     monkeypatch.setenv("DSCONV_FUSED_MIN_BAND", "1")
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    acts = iter(ACTS * 100)
     for C in (3, 16, 17, 40):
-        for H, W in ((1, 1), (2, 7), (5, 4), (9, 11)):
+        for H, W in ((1, 1), (2, 7), (5, 4), (9, 11), (7, 20)):
             for pad in (0, 1, 2):
                 if H + 2 * pad < 3 or W + 2 * pad < 3:
                     continue
+                act = next(acts)
                 x = torch.randn(2, C, H, W).to(dtype).contiguous(memory_format=torch.channels_last)
+                if pad == 1 and W > 5:
+                    x = torch.randn(2, C, H, 2 * W).to(dtype).contiguous(memory_format=torch.channels_last)[..., ::2]
                 dw, pw = torch.randn(C, 1, 3, 3).to(dtype), (torch.randn(6, C, 1, 1) / C**0.5).to(dtype)
                 db, pb = torch.randn(C).to(dtype), torch.randn(6).to(dtype)
-                out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, pad, 1, "relu6", "silu")
-                ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), 1, pad, 1, "relu6", "silu")
-                torch.testing.assert_close(out.double(), ref, **tol, msg=lambda m: f"C={C} H={H} W={W} pad={pad}: {m}")
+                out = dsconv_ext.separable_conv2d(x, dw, pw, db, pb, 1, pad, 1, act, "silu")
+                ref = reference(x.double(), dw.double(), pw.double(), db.double(), pb.double(), 1, pad, 1, act, "silu")
+                torch.testing.assert_close(out.double(), ref, **tol,
+                                           msg=lambda m: f"C={C} H={H} W={W} pad={pad} act={act}: {m}")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

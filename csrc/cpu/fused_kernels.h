@@ -21,8 +21,9 @@
 //     channel the band's input rows are copied (zero-padded, split into stride phases) into a
 //     small row buffer, then register chunks of up to 4 rows x 4 vectors run the taps over it.
 //     The input of channel c + 3 is prefetched meanwhile;
-//   - pixels: 3x3 stride 1 (AVX-512): blocks of 4 rows x 4 pixels x one channel vector, each input
-//     vector loaded once for all outputs reading it, the window prefetched 4 vectors ahead; other
+//   - pixels: 3x3 stride 1 (AVX-512): per channel vector, a window of up to 4 output rows slides
+//     along the row, each input vector loaded once for the 3 output columns that read it (one
+//     pointer per input row plus a shared column offset: no per-tap address registers); other
 //     kernels: groups of 8 (then 4, 1) output pixels x 32 channels, each input vector loaded once
 //     and used by every (pixel, tap) that reads it, the row's tap weights in registers; channel
 //     blocks of 64 outermost so a block's input rows stay in L1 across the band's rows.

@@ -19,7 +19,7 @@
 //   constexpr int kDwU;                    // depthwise planes: vectors per register chunk
 //   constexpr int kDwPixelBlock; constexpr bool kDwPixelWide;  // depthwise pixels: pixels per
 //                                          // group, two channel vectors (k <= 5) or one
-//   constexpr bool kDwPixels33;            // 4x4-pixel register blocks for 3x3 stride 1 (needs 32 registers)
+//   constexpr bool kDwPixels33;            // sliding 3x3 stride-1 window (dws33_band; needs 32 registers)
 //
 // Everything here works on float; bf16 input/output are converted at the loads and stores.
 // Reads past the valid range happen only inside the scratch buffers (padded for that), never in
@@ -1095,133 +1095,112 @@ void dw_row_groups(const Problem& P, const T* in, int64_t oh, int64_t s0, int64_
     dw_group_all_channels<KW, SW, 1, T>(P, in, oh, ow, kh_lo, kh_hi, trow + (ow - s0) * ldt, ldt, cb, ce);
 }
 
-// --- pixels depthwise, 3x3 at stride 1 and unit dilation: R rows x PB pixels x one channel vector --------
-// Each input vector of the (R + 2) x (PB + 2) window is loaded once and feeds all (up to 9) outputs
-// that read it; the 9 tap vectors stay in registers (about a fifth of a load per FMA).
-// ld(i, j): the channel vector of window row i, column j (zeros where the window leaves the image).
-template <int R, int PB, class LD>
-__attribute__((always_inline)) inline void dwp33_core(LD ld, const float* wt, int64_t Cp, const float* bias, float* dst,
-                                                      int64_t dst_row, int64_t ldt) {
-  vec acc[R][PB], w[9];
-  const vec b = V::load(bias);
+// The pixels path's 3x3 stride-1 depthwise (dws33_band), which reads window rows outside the image
+// from a zero row.
+inline bool pixels_k33(const DwParams& p) {
+  return kDwPixels33 && p.KH == 3 && p.KW == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 &&
+         p.dil_w == 1;
+}
+
+// Zero floats at P.zeros (pixels path): a window position outside the image reads C channels
+// there (dw_pixel_group); dws33_band reads a whole input row's extent there.
+inline int64_t pixels_zeros_size(const DwParams& p) {
+  const int64_t Cp = round_up(p.C, L);
+  return (pixels_k33(p) ? (p.W - 1) * p.in_sw : 0) + Cp + 2 * L;
+}
+
+// --- pixels depthwise, 3x3 at stride 1 and unit dilation: a window sliding along the rows ---------
+// One channel vector, R output rows: the input columns are visited left to right, each column of
+// R + 2 input vectors loaded once and used by the 3 output columns that read it (3 sets of R
+// accumulators in flight; the oldest is complete after its third column and is stored, activation
+// applied on the registers). Window rows outside the image read a zero row (P.zeros), columns
+// outside it are zero vectors (no load). Addressing is R + 2 row pointers plus one column offset
+// shared by all of them: square register blocks of pixels need a run-time offset per window
+// position (36 for 4 x 4), which the compiler spilled (about 13 cycles per output vector instead
+// of the ~5 the FMAs take).
+//
+// Step j (input column x = x0 + j) adds tap column kw = 0 to output column j (acc set j % 3, new),
+// kw = 1 to column j - 1 and kw = 2 to column j - 2 (then stored). PH = j % 3 at compile time, so
+// the sets stay in registers. FULL: every part present and the column inside the image.
+template <int R, int PH, bool FULL, int ACT, class T>
+__attribute__((always_inline)) inline void dws33_step(vec (&a)[3][R], const T* const (&rows)[R + 2], int64_t xoff,
+                                                      bool inside, bool has_new, bool has_mid, bool has_old,
+                                                      typename V::M m, const vec (&w)[9], vec b, float* dst_old,
+                                                      int64_t dst_row) {
+  constexpr int N = PH, M = (PH + 2) % 3, O = (PH + 1) % 3;
+  vec v[R + 2];
+#pragma GCC unroll 6
+  for (int i = 0; i < R + 2; ++i) v[i] = (FULL || inside) ? ld_m(rows[i] + xoff, m) : V::zero();
+  if (FULL || has_new) {
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r)
+    for (int r = 0; r < R; ++r) {
+      a[N][r] = V::fma(w[0], v[r], b);
+      a[N][r] = V::fma(w[3], v[r + 1], a[N][r]);
+      a[N][r] = V::fma(w[6], v[r + 2], a[N][r]);
+    }
+  }
+  if (FULL || has_mid) {
 #pragma GCC unroll 4
-    for (int q = 0; q < PB; ++q) acc[r][q] = b;
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 3
+      for (int kh = 0; kh < 3; ++kh) a[M][r] = V::fma(w[kh * 3 + 1], v[r + kh], a[M][r]);
+  }
+  if (FULL || has_old) {
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 3
+      for (int kh = 0; kh < 3; ++kh) a[O][r] = V::fma(w[kh * 3 + 2], v[r + kh], a[O][r]);
+      V::store(dst_old + r * dst_row, act_v<ACT>(a[O][r]));
+    }
+  }
+}
+
+// R output rows x output columns [0, ncols) of channels [c0, c0 + n): input column of output
+// column 0's tap kw = 0 is x0; rows[i] points at window row i's column 0, channel c0 (the zero row
+// where the row is outside the image); dst at output (row 0, column 0, channel c0) of the tile.
+template <int R, int ACT, class T>
+inline void dws33_rows(const T* const (&rows)[R + 2], int64_t in_sw, int64_t W, int64_t x0, int64_t ncols,
+                       typename V::M m, const float* wt, int64_t Cp, const float* bias, float* dst, int64_t dst_row,
+                       int64_t ldt) {
+  vec w[9];
 #pragma GCC unroll 9
   for (int t = 0; t < 9; ++t) w[t] = V::load(wt + t * Cp);
-#pragma GCC unroll 6
-  for (int i = 0; i < R + 2; ++i) {
-#pragma GCC unroll 6
-    for (int j = 0; j < PB + 2; ++j) {
-      const vec x = ld(i, j);
-#pragma GCC unroll 3
-      for (int kh = 0; kh < 3; ++kh) {
-        const int r = i - kh;
-        if (r < 0 || r >= R) continue;
-#pragma GCC unroll 3
-        for (int kw = 0; kw < 3; ++kw) {
-          const int q = j - kw;
-          if (q < 0 || q >= PB) continue;
-          acc[r][q] = V::fma(w[kh * 3 + kw], x, acc[r][q]);
-        }
-      }
+  const vec b = V::load(bias);
+  vec a[3][R];
+  // Any step: the parts that exist for this j, the column loaded only inside the image.
+  auto any_step = [&](int64_t j) __attribute__((always_inline)) {
+    const int64_t x = x0 + j;
+    const bool inside = x >= 0 && x < W, hn = j < ncols, hm = j >= 1 && j - 1 < ncols, ho = j >= 2;
+    float* d = dst + (j - 2) * ldt;
+    switch (j % 3) {
+      case 0: dws33_step<R, 0, false, ACT, T>(a, rows, x * in_sw, inside, hn, hm, ho, m, w, b, d, dst_row); break;
+      case 1: dws33_step<R, 1, false, ACT, T>(a, rows, x * in_sw, inside, hn, hm, ho, m, w, b, d, dst_row); break;
+      default: dws33_step<R, 2, false, ACT, T>(a, rows, x * in_sw, inside, hn, hm, ho, m, w, b, d, dst_row); break;
     }
-  }
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int q = 0; q < PB; ++q) V::store(dst + r * dst_row + q * ldt, acc[r][q]);
-}
-
-// in: input at (row oh - pad_t, column ow - pad_l, channel c0) of the block's first output pixel.
-// EDGE: window rows i / columns j with bit i of imask / bit j of jmask clear are zeros (never
-// read), and only n < L channel lanes may be valid; without EDGE all are inside and n == L.
-template <int R, int PB, bool EDGE, class T>
-inline void dwp33_block(const T* in, int64_t in_sh, int64_t in_sw, uint32_t imask, uint32_t jmask, const float* wt,
-                        int64_t Cp, const float* bias, float* dst, int64_t dst_row, int64_t ldt, int64_t n) {
-  dwp33_core<R, PB>(
-      [&](int i, int j) {
-        const T* row = in + i * in_sh;
-        return EDGE ? ld_if(row + j * in_sw, ((imask >> i) & (jmask >> j) & 1u) != 0, n) : ld(row + j * in_sw);
-      },
-      wt, Cp, bias, dst, dst_row, ldt);
-}
-
-// Full channel vectors of a block that touches the image's edge: window position (i, j) reads
-// tab[i * (PB + 2) + j] + c0, the input pixel or a zero buffer, with plain loads. (Masked loads
-// with masks rebuilt from imask / jmask per load made such blocks ~6x slower than inner ones:
-// the 14x14 maps of MobileNetV2's 576-channel blocks are mostly edge blocks.)
-template <int R, int PB, class T>
-inline void dwp33_block_tab(const T* const* tab, int64_t c0, const float* wt, int64_t Cp, const float* bias, float* dst,
-                            int64_t dst_row, int64_t ldt) {
-  dwp33_core<R, PB>([&](int i, int j) { return ld(tab[i * (PB + 2) + j] + c0); }, wt, Cp, bias, dst, dst_row, ldt);
-}
-
-// All channels of the R x PB block at (oh, ow): channel vectors innermost, so the window's pixels
-// (C contiguous floats each) are read front to back, and the next block shares two of its columns.
-template <int R, int PB, class T>
-inline void dwp33_blocks(const Problem& P, const T* in, int64_t oh, int64_t ow, float* dst, int64_t ldt, int64_t Cp,
-                         const T* zeros) {
-  const DwParams& p = P.p;
-  const int64_t ih0 = oh - p.pad_t, iw0 = ow - p.pad_l;
-  uint32_t imask = 0, jmask = 0;
-  for (int i = 0; i < R + 2; ++i)
-    if (ih0 + i >= 0 && ih0 + i < p.H) imask |= 1u << i;
-  for (int j = 0; j < PB + 2; ++j)
-    if (iw0 + j >= 0 && iw0 + j < p.W) jmask |= 1u << j;
-  const T* base = in + ih0 * p.in_sh + iw0 * p.in_sw;
-  const int64_t dst_row = p.OW * ldt;
-  const bool inside = imask == (1u << (R + 2)) - 1u && jmask == (1u << (PB + 2)) - 1u;
-  // The window's pixels are (R + 2) x (PB + 2) streams of channels, too many for the hardware
-  // prefetchers: fetch kPfAhead vectors ahead in each (running into the next pixel's first
-  // channels, i.e. the next block's window, near the end).
-  constexpr int64_t kPfAhead = 4;
-  auto prefetch = [&](int64_t c0) {
-    const T* a = base + c0 + kPfAhead * L;
-#pragma GCC unroll 6
-    for (int i = 0; i < R + 2; ++i)
-#pragma GCC unroll 6
-      for (int j = 0; j < PB + 2; ++j) prefetch_l1(a + i * p.in_sh + j * p.in_sw);
   };
-  int64_t c0 = 0;
-  if (inside) {
-    for (; c0 + L <= p.C; c0 += L) {
-      prefetch(c0);
-      dwp33_block<R, PB, false, T>(base + c0, p.in_sh, p.in_sw, imask, jmask, P.packed_dw + c0, Cp,
-                                   P.packed_dw_b + c0, dst + c0, dst_row, ldt, L);
-    }
-  } else if (p.C >= L) {
-    const T* tab[(R + 2) * (PB + 2)];
-    for (int i = 0; i < R + 2; ++i)
-      for (int j = 0; j < PB + 2; ++j)
-        tab[i * (PB + 2) + j] = ((imask >> i) & (jmask >> j) & 1u) ? base + i * p.in_sh + j * p.in_sw : zeros;
-    for (; c0 + L <= p.C; c0 += L) {
-      prefetch(c0);
-      dwp33_block_tab<R, PB, T>(tab, c0, P.packed_dw + c0, Cp, P.packed_dw_b + c0, dst + c0, dst_row, ldt);
-    }
+  // Steps with every part present and the column inside: j in [2, ncols) with x0 + j in [0, W).
+  const int64_t jf0 = imax(2, -x0), jf1 = imin(ncols, W - x0);
+  int64_t j = 0;
+  // generic steps up to the first multiple of 3 from which full steps run
+  const int64_t jm = jf0 + (3 - jf0 % 3) % 3;
+  for (; j < jm && j < ncols + 2; ++j) any_step(j);
+  for (; j + 3 <= jf1; j += 3) {
+    const int64_t xo = (x0 + j) * in_sw;
+    float* d = dst + (j - 2) * ldt;
+    dws33_step<R, 0, true, ACT, T>(a, rows, xo, true, true, true, true, m, w, b, d, dst_row);
+    dws33_step<R, 1, true, ACT, T>(a, rows, xo + in_sw, true, true, true, true, m, w, b, d + ldt, dst_row);
+    dws33_step<R, 2, true, ACT, T>(a, rows, xo + 2 * in_sw, true, true, true, true, m, w, b, d + 2 * ldt, dst_row);
   }
-  for (; c0 < p.C; c0 += L) {
-    prefetch(c0);
-    dwp33_block<R, PB, true, T>(base + c0, p.in_sh, p.in_sw, imask, jmask, P.packed_dw + c0, Cp, P.packed_dw_b + c0,
-                                dst + c0, dst_row, ldt, imin(L, p.C - c0));
-  }
+  for (; j < ncols + 2; ++j) any_step(j);
 }
 
-template <int R, class T>
-inline void dwp33_rows(const Problem& P, const T* in, int64_t oh, int64_t s0, int64_t s1, float* dst, int64_t ldt,
-                       int64_t Cp, const T* zeros) {
-  int64_t ow = s0;
-  for (; ow + 4 <= s1; ow += 4) dwp33_blocks<R, 4, T>(P, in, oh, ow, dst + (ow - s0) * ldt, ldt, Cp, zeros);
-  for (; ow + 2 <= s1; ow += 2) dwp33_blocks<R, 2, T>(P, in, oh, ow, dst + (ow - s0) * ldt, ldt, Cp, zeros);
-  for (; ow < s1; ++ow) dwp33_blocks<R, 1, T>(P, in, oh, ow, dst + (ow - s0) * ldt, ldt, Cp, zeros);
-}
-
-// tile[q - q0][c] for the band.
-template <class T>
-void dwp33_band(const Problem& P, const T* in, int64_t q0, int64_t q1, float* tile, int64_t ldt, const T* zeros) {
+// tile[q - q0][c] for the band, ACT applied.
+template <int ACT, class T>
+void dws33_band(const Problem& P, const T* in, int64_t q0, int64_t q1, float* tile, int64_t ldt, const T* zero_row) {
   const DwParams& p = P.p;
   const int64_t OW = p.OW, oha = q0 / OW, ohb = (q1 - 1) / OW;
+  const int64_t Cp = round_up(p.C, L);
+  // Row segments of the band: [oh0, oh0 + nrows) x output columns [s0, s1).
   struct Seg { int64_t oh0, nrows, s0, s1; } segs[3];
   int nseg = 0;
   auto add = [&](int64_t oh0, int64_t nrows, int64_t s0, int64_t s1) {
@@ -1239,22 +1218,48 @@ void dwp33_band(const Problem& P, const T* in, int64_t q0, int64_t q1, float* ti
     add(oha + 1, ohb - oha - 1, 0, OW);
     add(ohb, 1, 0, q1 - ohb * OW);
   }
-  const int64_t Cp = round_up(p.C, L);
   for (int sgi = 0; sgi < nseg; ++sgi) {
     const Seg& sg = segs[sgi];
+    const int64_t x0 = sg.s0 - p.pad_l, ncols = sg.s1 - sg.s0;
     for (int64_t r0 = 0; r0 < sg.nrows;) {
       const int64_t oh = sg.oh0 + r0, rem = sg.nrows - r0;
+      const int R = rem >= 4 ? 4 : rem == 3 ? 3 : rem == 2 ? 2 : 1;
       float* dst = tile + (oh * OW + sg.s0 - q0) * ldt;
-      if (rem >= 4) {
-        dwp33_rows<4, T>(P, in, oh, sg.s0, sg.s1, dst, ldt, Cp, zeros);
-        r0 += 4;
-      } else if (rem >= 2) {
-        dwp33_rows<2, T>(P, in, oh, sg.s0, sg.s1, dst, ldt, Cp, zeros);
-        r0 += 2;
-      } else {
-        dwp33_rows<1, T>(P, in, oh, sg.s0, sg.s1, dst, ldt, Cp, zeros);
-        r0 += 1;
+      const int64_t ih0 = oh - p.pad_t;
+      const T* rowp[6];
+      for (int i = 0; i < R + 2; ++i) {
+        const int64_t ih = ih0 + i;
+        rowp[i] = ih >= 0 && ih < p.H ? in + ih * p.in_sh : zero_row;
       }
+      // Channel vectors outermost within the row group: each pass walks R + 2 input rows once.
+      for (int64_t c0 = 0; c0 < p.C; c0 += L) {
+        const typename V::M m = V::range_mask(0, p.C - c0);
+        const float* wt = P.packed_dw + c0;
+        const float* bias = P.packed_dw_b + c0;
+        float* d = dst + c0;
+        const int64_t dr = OW * ldt;
+#define DSCONV_DWS(RR)                                                                                     \
+  {                                                                                                        \
+    const T* const rows[RR + 2] = DSCONV_DWS_ROWS_##RR;                                                    \
+    dws33_rows<RR, ACT, T>(rows, p.in_sw, p.W, x0, ncols, m, wt, Cp, bias, d, dr, ldt);                    \
+  }
+#define DSCONV_DWS_ROWS_4 {rowp[0] + c0, rowp[1] + c0, rowp[2] + c0, rowp[3] + c0, rowp[4] + c0, rowp[5] + c0}
+#define DSCONV_DWS_ROWS_3 {rowp[0] + c0, rowp[1] + c0, rowp[2] + c0, rowp[3] + c0, rowp[4] + c0}
+#define DSCONV_DWS_ROWS_2 {rowp[0] + c0, rowp[1] + c0, rowp[2] + c0, rowp[3] + c0}
+#define DSCONV_DWS_ROWS_1 {rowp[0] + c0, rowp[1] + c0, rowp[2] + c0}
+        switch (R) {
+          case 4: DSCONV_DWS(4); break;
+          case 3: DSCONV_DWS(3); break;
+          case 2: DSCONV_DWS(2); break;
+          default: DSCONV_DWS(1); break;
+        }
+#undef DSCONV_DWS
+#undef DSCONV_DWS_ROWS_4
+#undef DSCONV_DWS_ROWS_3
+#undef DSCONV_DWS_ROWS_2
+#undef DSCONV_DWS_ROWS_1
+      }
+      r0 += R;
     }
   }
 }
@@ -1266,15 +1271,25 @@ void dw_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
   const int64_t taps = p.KH * p.KW;
   int64_t* offs = new int64_t[2 * taps];
   int64_t* idx = offs + taps;
-  // 3x3, stride 1, unit dilation (the common MobileNet case): R x PB register blocks.
-  const bool k33 = kDwPixels33 && p.KH == 3 && p.KW == 3 && p.stride_h == 1 && p.stride_w == 1 && p.dil_h == 1 &&
-                   p.dil_w == 1;
+  // 3x3, stride 1, unit dilation (the common MobileNet case): the sliding window of dws33_band.
+  const bool k33 = pixels_k33(p);
   // Grouped fast path: unit column dilation, column stride 1 or 2, 3/5/7 taps per row.
   const bool grouped = p.dil_w == 1 && (p.stride_w == 1 || p.stride_w == 2) &&
                        (p.KW == 3 || p.KW == 5 || p.KW == 7);
+  bool act_done = false;  // applied while the values were in registers or in L1
   if (k33) {
-    // zeros for the window positions outside the image (dwp33_block_tab)
-    dwp33_band<T>(P, in, q0, q1, tile, ldt, reinterpret_cast<const T*>(P.zeros));
+    // the zero row read for window rows outside the image
+    const T* zeros = reinterpret_cast<const T*>(P.zeros);
+    act_done = true;
+    switch (P.act) {
+      case kActNone: dws33_band<kActNone, T>(P, in, q0, q1, tile, ldt, zeros); break;
+      case kActRelu: dws33_band<kActRelu, T>(P, in, q0, q1, tile, ldt, zeros); break;
+      case kActRelu6: dws33_band<kActRelu6, T>(P, in, q0, q1, tile, ldt, zeros); break;
+      case kActHardswish: dws33_band<kActHardswish, T>(P, in, q0, q1, tile, ldt, zeros); break;
+      default:  // SiLU, GELU: long inline code, not worth a copy per row-block shape; the pass below
+        dws33_band<kActNone, T>(P, in, q0, q1, tile, ldt, zeros);
+        act_done = false;
+    }
   } else if (!grouped) {
     for (int64_t q = q0; q < q1; ++q)
       dw_pixel_all<T>(P, in, q / p.OW, q % p.OW, offs, idx, tile + (q - q0) * ldt, ldt);
@@ -1301,10 +1316,14 @@ void dw_band_pixels(const Problem& P, int64_t n, int64_t q0, int64_t q1, float* 
           case 29: dw_row_groups<7, 1, T>(P, in, oh, s0, s1, kh_lo, kh_hi, trow, ldt, cb, ce); break;
           default: dw_row_groups<7, 2, T>(P, in, oh, s0, s1, kh_lo, kh_hi, trow, ldt, cb, ce); break;
         }
+        // The pixels just written (s1 - s0 x 64 channels) are still in L1.
+        for (int64_t q = 0; q < s1 - s0; ++q) act_inplace(trow + q * ldt + cb, ce - cb, P.act);
       }
     }
+    act_done = true;
   }
-  for (int64_t q = q0; q < q1; ++q) act_inplace(tile + (q - q0) * ldt, p.C, P.act);
+  if (!act_done)
+    for (int64_t q = q0; q < q1; ++q) act_inplace(tile + (q - q0) * ldt, p.C, P.act);
   delete[] offs;
 }
 
@@ -1386,7 +1405,7 @@ int64_t workspace_size(const Problem& P) {
   const int64_t C = P.p.C, Cout = P.Cout;
   if (!P.pixels) return round_up(Cout, kPlanesMR) * C + (planes_has_tail(P) ? round_up(Cout, 2 * L) * C : 0);
   const int64_t NR = pixels_nv(Cout) * L, Cp = round_up(C, L);
-  return round_up(Cout, NR) * C + round_up(Cout, NR) + P.p.KH * P.p.KW * Cp + Cp + Cp + 2 * L;
+  return round_up(Cout, NR) * C + round_up(Cout, NR) + P.p.KH * P.p.KW * Cp + Cp + pixels_zeros_size(P.p);
 }
 
 // Channels [c0, c0 + nc) of pointwise weight row co (nc <= L; zeros past nc and for co >= Cout).
@@ -1487,7 +1506,7 @@ void prepare(Problem& P, float* ws) {
   float* dwb = dw + taps * Cp;
   for (int64_t c = 0; c < Cp; ++c) dwb[c] = (P.dw_b && c < C) ? P.dw_b[c] : 0.f;
   float* zeros = dwb + Cp;
-  zero_fill(zeros, Cp + 2 * L);
+  zero_fill(zeros, pixels_zeros_size(P.p));
   P.zeros = zeros;
   P.packed_pw = pw;
   P.packed_pw_b = P.pw_b ? pwb : nullptr;
