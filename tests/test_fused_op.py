@@ -172,7 +172,7 @@ def test_float32_mobilenet_shapes(isa):
 
 
 def test_float32_planes_one_band_per_image(isa):
-    # NCHW images whose tile (C x H*W floats) fits in 4x the tile budget run as one band per image
+    # NCHW images whose tile (C x H*W floats) fits in 2x the tile budget run as one band per image
     # once there are enough images for the threads (fused_cpu.cpp plan_band): batches on both sides
     # of that threshold, odd sizes, H*W not a multiple of the vector length.
     for (N, C, Cout, H, W) in [(8, 576, 96, 14, 14), (9, 960, 160, 7, 7), (6, 40, 9, 13, 11), (1, 64, 16, 14, 14)]:
