@@ -5,7 +5,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <cstdlib>
 #include <type_traits>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

@@ -1123,7 +1123,7 @@ inline int64_t pixels_zeros_size(const DwParams& p) {
 // kw = 1 to column j - 1 and kw = 2 to column j - 2 (then stored). PH = j % 3 at compile time, so
 // the sets stay in registers. FULL: every part present and the column inside the image.
 template <int R, int PH, bool FULL, int ACT, class T>
-__attribute__((always_inline)) inline void dws33_step(vec (&a)[3][R], const T* const (&rows)[R + 2], int64_t xoff,
+__attribute__((always_inline)) inline void dws33_step(vec (&a)[3][R], const T* const* rows, int64_t xoff,
                                                       bool inside, bool has_new, bool has_mid, bool has_old,
                                                       typename V::M m, const vec (&w)[9], vec b, float* dst_old,
                                                       int64_t dst_row) {
@@ -1159,7 +1159,7 @@ __attribute__((always_inline)) inline void dws33_step(vec (&a)[3][R], const T* c
 // column 0's tap kw = 0 is x0; rows[i] points at window row i's column 0, channel c0 (the zero row
 // where the row is outside the image); dst at output (row 0, column 0, channel c0) of the tile.
 template <int R, int ACT, class T>
-inline void dws33_rows(const T* const (&rows)[R + 2], int64_t in_sw, int64_t W, int64_t x0, int64_t ncols,
+inline void dws33_rows(const T* const* rows, int64_t in_sw, int64_t W, int64_t x0, int64_t ncols,
                        typename V::M m, const float* wt, int64_t Cp, const float* bias, float* dst, int64_t dst_row,
                        int64_t ldt) {
   vec w[9];
@@ -1238,26 +1238,14 @@ void dws33_band(const Problem& P, const T* in, int64_t q0, int64_t q1, float* ti
         const float* bias = P.packed_dw_b + c0;
         float* d = dst + c0;
         const int64_t dr = OW * ldt;
-#define DSCONV_DWS(RR)                                                                                     \
-  {                                                                                                        \
-    const T* const rows[RR + 2] = DSCONV_DWS_ROWS_##RR;                                                    \
-    dws33_rows<RR, ACT, T>(rows, p.in_sw, p.W, x0, ncols, m, wt, Cp, bias, d, dr, ldt);                    \
-  }
-#define DSCONV_DWS_ROWS_4 {rowp[0] + c0, rowp[1] + c0, rowp[2] + c0, rowp[3] + c0, rowp[4] + c0, rowp[5] + c0}
-#define DSCONV_DWS_ROWS_3 {rowp[0] + c0, rowp[1] + c0, rowp[2] + c0, rowp[3] + c0, rowp[4] + c0}
-#define DSCONV_DWS_ROWS_2 {rowp[0] + c0, rowp[1] + c0, rowp[2] + c0, rowp[3] + c0}
-#define DSCONV_DWS_ROWS_1 {rowp[0] + c0, rowp[1] + c0, rowp[2] + c0}
+        const T* rows[6];
+        for (int i = 0; i < R + 2; ++i) rows[i] = rowp[i] + c0;
         switch (R) {
-          case 4: DSCONV_DWS(4); break;
-          case 3: DSCONV_DWS(3); break;
-          case 2: DSCONV_DWS(2); break;
-          default: DSCONV_DWS(1); break;
+          case 4: dws33_rows<4, ACT, T>(rows, p.in_sw, p.W, x0, ncols, m, wt, Cp, bias, d, dr, ldt); break;
+          case 3: dws33_rows<3, ACT, T>(rows, p.in_sw, p.W, x0, ncols, m, wt, Cp, bias, d, dr, ldt); break;
+          case 2: dws33_rows<2, ACT, T>(rows, p.in_sw, p.W, x0, ncols, m, wt, Cp, bias, d, dr, ldt); break;
+          default: dws33_rows<1, ACT, T>(rows, p.in_sw, p.W, x0, ncols, m, wt, Cp, bias, d, dr, ldt); break;
         }
-#undef DSCONV_DWS
-#undef DSCONV_DWS_ROWS_4
-#undef DSCONV_DWS_ROWS_3
-#undef DSCONV_DWS_ROWS_2
-#undef DSCONV_DWS_ROWS_1
       }
       r0 += R;
     }
