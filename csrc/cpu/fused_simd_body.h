@@ -1231,7 +1231,7 @@ void dws33_band(const Problem& P, const T* in, int64_t q0, int64_t q1, float* ti
         const int64_t ih = ih0 + i;
         rowp[i] = ih >= 0 && ih < p.H ? in + ih * p.in_sh : zero_row;
       }
-      // Channel vectors outermost within the row group: each pass walks R + 2 input rows once.
+      // One channel vector at a time over the whole row group: each pass walks its R + 2 input rows once.
       for (int64_t c0 = 0; c0 < p.C; c0 += L) {
         const typename V::M m = V::range_mask(0, p.C - c0);
         const float* wt = P.packed_dw + c0;
