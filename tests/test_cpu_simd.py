@@ -51,6 +51,18 @@ def _layout(t, layout):
         v = base[:, ::2, ::2, 1 : W + 1]
         v.copy_(t)
         return v
+    if layout == "chan":  # every other channel of a contiguous tensor: planes 2*H*W apart, rows unit
+        N, C, H, W = t.shape
+        base = torch.zeros(N, 2 * C, H, W, dtype=t.dtype)
+        v = base[:, ::2]
+        v.copy_(t)
+        return v
+    if layout == "batch":  # every other image of a contiguous tensor
+        N, C, H, W = t.shape
+        base = torch.zeros(2 * N, C, H, W, dtype=t.dtype)
+        v = base[::2]
+        v.copy_(t)
+        return v
     if layout == "cl_slice":  # channels_last channel slice: pixel stride 2C, channels contiguous
         N, C, H, W = t.shape
         base = torch.zeros(N, 2 * C, H, W, dtype=t.dtype).contiguous(memory_format=torch.channels_last)
@@ -250,6 +262,19 @@ def test_narrow_images_under_wide_kernels(isa):
     problems += [(1, 37, 14, 14, 13, 1, 6, 1, 1), (1, 40, 14, 14, 7, 1, 3, 1, 1), (1, 18, 12, 15, 11, 1, 5, 1, 1)]
     problems += [(1, 33, 8, 8, 15, 1, 7, 1, 1), (1, 16, 5, 5, 5, 1, 2, 1, 1), (1, 20, 2, 4, 13, 1, 6, 1, 1)]
     assert_ok(check(problems, layouts=("nchw", "cl", "step")))
+
+
+def test_nchw_flat_planes(isa):
+    # NCHW 7x7 / 14x14 maps under "same" 3x3 / 5x5 / 7x7 kernels at stride 1: each plane held in
+    # registers as one flat vector stream (dw_simd_flat.h, AVX-512; the other ISAs run their usual
+    # routes on the same problems). Every kernel size on both maps, multiplier 2 (forward; grad
+    # input keeps its route), a channel tail, bias; channel- and batch-strided views keep unit rows
+    # and take the path, the row-strided "step" view does not. Then near misses that must not take
+    # it: 8x8 and 13x13 maps, padding 0, stride 2, dilation 2, a 7x14 map.
+    problems = [(2, 19, H, H, k, 1, k // 2, 1, M) for H in (7, 14) for k in (3, 5, 7) for M in (1, 2)]
+    problems += [(1, 5, 8, 8, 3, 1, 1, 1, 1), (1, 5, 13, 13, 5, 1, 2, 1, 1), (1, 5, 7, 7, 3, 1, 0, 1, 1),
+                 (1, 5, 14, 14, 3, 2, 1, 1, 1), (1, 5, 7, 7, 3, 1, 2, 2, 1), (1, 5, 7, 14, 3, 1, 1, 1, 1)]
+    assert_ok(check(problems, layouts=("nchw", "chan", "batch", "step")))
 
 
 # --- runtime-size kernels: any size, stride, dilation, padding, multiplier ------------------

@@ -57,6 +57,10 @@
 //   of channels of one image, transposes it into an L2-resident pixel-major buffer, runs the
 //   pixels kernels there and transposes the result back (forward, grad input; grad weight on
 //   7-wide rows and stride-2 14-wide rows, per-image sums added in image order).
+// * NCHW 7x7 / 14x14 maps under "same" 3x3 / 5x5 / 7x7 kernels at stride 1 (AVX-512; forward, and
+//   grad input at multiplier 1), planes with unit-stride rows: dw_simd_flat.h holds each plane in
+//   registers as ceil(H*W / 16) full vectors and forms every tap's input with a lane shift across
+//   two of them (ahead of the two routes above and below for those problems).
 // * narrow images under wide kernels (stride 1, same width <= 15 (AVX2: 7), kernel at least 7
 //   wide or as wide as the image: RepLKNet 13x13 / ConvNeXt 7x7 on 7x7 and 14x14 maps): the
 //   row's input pixels and a tile of 7 outputs in registers, accumulated by diagonals (one weight
@@ -3739,6 +3743,14 @@ inline bool gw_nchw_takes_pixels(const DwParams& p) {
 
 #include "dw_simd_bwd_one_pass.h"
 
+#if defined(DSCONV_VEC512)
+#include "dw_simd_flat.h"
+#else
+inline bool flat_ok(const DwParams&, bool) { return false; }
+template <class T>
+bool flat_planes(const DwParams&, bool, const T*, const float*, const float*, T*) { return false; }
+#endif
+
 // ---------------------------------------------------------------------------------------------
 // Entry points
 
@@ -3773,6 +3785,13 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
     return true;
   }
   if (p.out_sw != 1) return false;
+  if (flat_ok(p, false)) {  // 7x7 / 14x14 maps, "same" 3x3 / 5x5 / 7x7 at stride 1 (AVX-512)
+    Buf w32(OC * taps * 4), b32(OC * 4);
+    for (int64_t i = 0; i < OC * taps; ++i) w32.as<float>()[i] = to_f32(w[i]);
+    if (b)
+      for (int64_t i = 0; i < OC; ++i) b32.as<float>()[i] = to_f32(b[i]);
+    return flat_planes<T>(p, false, in, w32.as<float>(), b ? b32.as<float>() : nullptr, out);
+  }
   // Tried 2026-11-26 for 5x5 / 7x7 "same" stride 1 on planes 14-64 wide: each plane as one flat
   // vector stream (output pixel q reads q + (kh - pad_t) * W + kw - pad_l, column wrap masked per
   // tap, planes copied between zero rows, same-phase vectors sharing masks): every lane used, but
@@ -3821,6 +3840,11 @@ bool backward_input_t(const DwParams& p, const T* gout, const T* w, T* gin) {
     return true;
   }
   if (p.in_sw != 1) return false;
+  if (flat_ok(p, true)) {
+    Buf wf(OC * taps * 4);
+    flip_weights(w, OC, taps, wf.as<float>());
+    return flat_planes<T>(p, true, gout, wf.as<float>(), nullptr, gin);
+  }
   if (gi_nchw_takes_pixels<T>(p)) return gi_nchw_pixels<T>(p, gout, w, gin);
   Buf wf(OC * taps * 4);
   flip_weights(w, OC, taps, wf.as<float>());
