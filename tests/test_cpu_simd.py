@@ -267,14 +267,30 @@ def test_narrow_images_under_wide_kernels(isa):
 def test_nchw_flat_planes(isa):
     # NCHW 7x7 / 14x14 maps under "same" 3x3 / 5x5 / 7x7 kernels at stride 1: each plane held in
     # registers as one flat vector stream (dw_simd_flat.h, AVX-512; the other ISAs run their usual
-    # routes on the same problems). Every kernel size on both maps, multiplier 2 (forward; grad
-    # input keeps its route), a channel tail, bias; channel- and batch-strided views keep unit rows
+    # routes on the same problems); grad weight + bias too for 3x3 / 5x5. Every kernel size on
+    # both maps, multiplier 2 (forward; the gradients keep their routes), a channel tail, bias; channel- and batch-strided views keep unit rows
     # and take the path, the row-strided "step" view does not. Then near misses that must not take
     # it: 8x8 and 13x13 maps, padding 0, stride 2, dilation 2, a 7x14 map.
     problems = [(2, 19, H, H, k, 1, k // 2, 1, M) for H in (7, 14) for k in (3, 5, 7) for M in (1, 2)]
     problems += [(1, 5, 8, 8, 3, 1, 1, 1, 1), (1, 5, 13, 13, 5, 1, 2, 1, 1), (1, 5, 7, 7, 3, 1, 0, 1, 1),
                  (1, 5, 14, 14, 3, 2, 1, 1, 1), (1, 5, 7, 7, 3, 1, 2, 2, 1), (1, 5, 7, 14, 3, 1, 1, 1, 1)]
-    assert_ok(check(problems, layouts=("nchw", "chan", "batch", "step")))
+    fails = check(problems, layouts=("nchw", "chan", "batch", "step"))
+    # grad weight alone and grad bias alone (the other output not asked for)
+    for k, H in ((3, 7), (5, 14)):
+        x = torch.randn(3, 21, H, H, dtype=torch.float64)
+        w = torch.randn(21, 1, k, k, dtype=torch.float64)
+        go = torch.randn(3, 21, H, H, dtype=torch.float64)
+        ops = torch.ops.dsconv.depthwise_conv2d_backward
+        xr, wr, br = (t.clone().requires_grad_() for t in (x, w, torch.zeros(21, dtype=torch.float64)))
+        F.conv2d(xr, wr, br, 1, k // 2, 1, 21).backward(go)
+        pad = [k // 2] * 4
+        _, gw, _ = ops(go.float(), x.float(), w.float(), [1, 1], pad, [1, 1], [False, True, False])
+        _, _, gb = ops(go.float(), x.float(), w.float(), [1, 1], pad, [1, 1], [False, False, True])
+        for name, got, want in (("grad weight alone", gw, wr.grad), ("grad bias alone", gb, br.grad)):
+            e = _rel_err(got, want)
+            if not e <= TOL_GRADW[torch.float32]:
+                fails.append(f"{H}x{H} k{k} {name}: err {e:.2e}")
+    assert_ok(fails)
 
 
 # --- runtime-size kernels: any size, stride, dilation, padding, multiplier ------------------

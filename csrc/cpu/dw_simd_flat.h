@@ -22,7 +22,8 @@
 // times in 16, about one per 2 cycles; see forward_t.)
 //
 // Also grad input for multiplier 1: with stride 1 and "same" padding it is the same correlation
-// of grad_output with the flipped weights.
+// of grad_output with the flipped weights. And grad weight + bias (3x3 / 5x5, multiplier 1):
+// grad_output vectors times the same shifted input vectors, one accumulator vector per tap.
 
 constexpr int flat_floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
@@ -167,6 +168,99 @@ bool flat_planes(const DwParams& p, bool gi, const T* src, const float* w32, con
     case 143: flat_planes_t<T, 14, 3>(p.N, OC, M, src, s_sn, s_sc, w32, b32, dst, d_sn, d_sc); break;
     case 145: flat_planes_t<T, 14, 5>(p.N, OC, M, src, s_sn, s_sc, w32, b32, dst, d_sn, d_sc); break;
     case 147: flat_planes_t<T, 14, 7>(p.N, OC, M, src, s_sn, s_sc, w32, b32, dst, d_sn, d_sc); break;
+    default: return false;
+  }
+  return true;
+}
+
+// --- grad weight + bias (multiplier 1) --------------------------------------------------------
+// Per channel, over the images in order: each grad_output vector times the tap-shifted input
+// vectors (the forward's shifts and column masks), summed into one accumulator vector per tap,
+// reduced across lanes at the end; the bias sums the grad_output vectors. A fixed order for any
+// thread count (one task per channel). Taps in groups of at most kFlatGwGroup accumulators so
+// that they, the grad_output vector and the input window fit the registers; each group reads the
+// channel's planes again (from L2: N planes of a 7x7 / 14x14 map).
+constexpr int kFlatGwGroup = 13;
+
+template <class T, int W, int K, int T0, int NT, bool BIAS>
+__attribute__((always_inline)) inline void flat_gw_plane(const T* go, const T* in, V (&acc)[kFlatGwGroup],
+                                                         V& accb) {
+  using G = FlatGeom<W, W, K>;
+  constexpr int NV = G::NV, LO = G::LO, HI = G::HI, R = G::R;
+  for_each_ic(
+      [&](auto vi) __attribute__((always_inline)) {
+        constexpr int v = decltype(vi)::value;
+        const V g = v == NV - 1 ? Vec::load(go + v * L, Mask(G::tail)) : Vec::load(go + v * L);
+        if constexpr (BIAS) accb = Vec::add(accb, g);
+        V x[HI - LO + 1];  // plane vectors v + LO .. v + HI, zeros outside
+        for_each_ic(
+            [&](auto i) __attribute__((always_inline)) {
+              constexpr int u = v + LO + decltype(i)::value;
+              if constexpr (u < 0 || u >= NV) x[decltype(i)::value] = Vec::zero();
+              else if constexpr (u == NV - 1) x[decltype(i)::value] = Vec::load(in + u * L, Mask(G::tail));
+              else x[decltype(i)::value] = Vec::load(in + u * L);
+            },
+            std::make_integer_sequence<int, HI - LO + 1>());
+        for_each_ic(
+            [&](auto j) __attribute__((always_inline)) {
+              constexpr int jj = decltype(j)::value, t = T0 + jj, kh = t / K, kw = t % K;
+              constexpr int s = (kh - R) * W + (kw - R), f = flat_floor_div(s, L), r = s - f * L;
+              constexpr uint32_t m = G::colmask(v, kw - R);
+              if constexpr (m != 0 && !G::all_outside(v, s)) {
+                const V xs = flat_align<r>(x[f - LO], x[f + 1 - LO]);
+                if constexpr (m == 0xFFFFu) acc[jj] = Vec::fmadd(g, xs, acc[jj]);
+                else acc[jj] = _mm512_mask3_fmadd_ps(g, xs, acc[jj], Mask(m));
+              }
+            },
+            std::make_integer_sequence<int, NT>());
+      },
+      std::make_integer_sequence<int, NV>());
+}
+
+// 3x3 and 5x5 (7x7 keeps its diagonal kernels: 49 taps would take four passes here).
+inline bool flat_gw_ok(const DwParams& p) { return p.M == 1 && p.KH <= 5 && flat_ok(p, false); }
+
+template <class T, int W, int K>
+void flat_gw_t(const DwParams& p, const T* go, const T* in, T* gw, T* gb) {
+  constexpr int TAPS = K * K, NG = (TAPS + kFlatGwGroup - 1) / kFlatGwGroup, GS = (TAPS + NG - 1) / NG;
+  constexpr int64_t plane_bytes = W * W * static_cast<int64_t>(sizeof(T));
+  at::parallel_for(0, p.C, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      float sums[TAPS + 1];
+      for_each_ic(
+          [&](auto grp) __attribute__((always_inline)) {
+            constexpr int g0 = decltype(grp)::value * GS, nt = TAPS - g0 < GS ? TAPS - g0 : GS;
+            constexpr bool bias = decltype(grp)::value == 0;
+            V acc[kFlatGwGroup], accb = Vec::zero();
+            for (int j = 0; j < kFlatGwGroup; ++j) acc[j] = Vec::zero();
+            for (int64_t n = 0; n < p.N; ++n) {
+              const T* gp = go + n * p.out_sn + c * p.out_sc;
+              const T* ip = in + n * p.in_sn + c * p.in_sc;
+              // planes N * C * H * W elements apart: too far for the hardware prefetchers
+              if (n + 2 < p.N) {
+                prefetch_bytes(gp + 2 * p.out_sn, plane_bytes);
+                prefetch_bytes(ip + 2 * p.in_sn, plane_bytes);
+              }
+              flat_gw_plane<T, W, K, g0, nt, bias>(gp, ip, acc, accb);
+            }
+            for (int j = 0; j < nt; ++j) sums[g0 + j] = Vec::hsum(acc[j]);
+            if constexpr (bias) sums[TAPS] = Vec::hsum(accb);
+          },
+          std::make_integer_sequence<int, NG>());
+      if (gw)
+        for (int t = 0; t < TAPS; ++t) store_scalar(gw + c * TAPS + t, sums[t]);
+      if (gb) store_scalar(gb + c, sums[TAPS]);
+    }
+  });
+}
+
+template <class T>
+bool flat_gw(const DwParams& p, const T* go, const T* in, T* gw, T* gb) {
+  switch (p.W * 10 + p.KH) {
+    case 73: flat_gw_t<T, 7, 3>(p, go, in, gw, gb); break;
+    case 75: flat_gw_t<T, 7, 5>(p, go, in, gw, gb); break;
+    case 143: flat_gw_t<T, 14, 3>(p, go, in, gw, gb); break;
+    case 145: flat_gw_t<T, 14, 5>(p, go, in, gw, gb); break;
     default: return false;
   }
   return true;

@@ -58,9 +58,10 @@
 //   pixels kernels there and transposes the result back (forward, grad input; grad weight on
 //   7-wide rows and stride-2 14-wide rows, per-image sums added in image order).
 // * NCHW 7x7 / 14x14 maps under "same" 3x3 / 5x5 / 7x7 kernels at stride 1 (AVX-512; forward, and
-//   grad input at multiplier 1), planes with unit-stride rows: dw_simd_flat.h holds each plane in
-//   registers as ceil(H*W / 16) full vectors and forms every tap's input with a lane shift across
-//   two of them (ahead of the two routes above and below for those problems).
+//   grad input at multiplier 1; grad weight + bias for 3x3 / 5x5 at multiplier 1), planes with
+//   unit-stride rows: dw_simd_flat.h holds each plane in registers as ceil(H*W / 16) full vectors
+//   and forms every tap's input with a lane shift across two of them (ahead of the two routes
+//   above and below for those problems).
 // * narrow images under wide kernels (stride 1, same width <= 15 (AVX2: 7), kernel at least 7
 //   wide or as wide as the image: RepLKNet 13x13 / ConvNeXt 7x7 on 7x7 and 14x14 maps): the
 //   row's input pixels and a tile of 7 outputs in registers, accumulated by diagonals (one weight
@@ -3749,6 +3750,9 @@ inline bool gw_nchw_takes_pixels(const DwParams& p) {
 inline bool flat_ok(const DwParams&, bool) { return false; }
 template <class T>
 bool flat_planes(const DwParams&, bool, const T*, const float*, const float*, T*) { return false; }
+inline bool flat_gw_ok(const DwParams&) { return false; }
+template <class T>
+bool flat_gw(const DwParams&, const T*, const T*, T*, T*) { return false; }
 #endif
 
 // ---------------------------------------------------------------------------------------------
@@ -3864,6 +3868,7 @@ bool backward_weight_bias_t(const DwParams& p, const T* gout, const T* in, T* gw
     return gw_pixels<T>(p, gout, in, gw, gb);
   }
   if (p.out_sw != 1) return false;
+  if (flat_gw_ok(p)) return flat_gw<T>(p, gout, in, gw, gb);  // 7x7 / 14x14 maps, "same" 3x3 / 5x5
   if (gw_nchw_takes_pixels<T>(p)) return gw_nchw_pixels<T>(p, gout, in, gw, gb);
   // large kernels: the pixel-vector tiles on transposed rows (31x31 1.37x, 13x13 on 14x14 1.21x,
   // 9x9 / 11x11 on 21-28 wide maps 1.04-1.11x against gw_planes; in-process A/B, Intel Xeon VM)
