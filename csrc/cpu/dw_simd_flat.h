@@ -29,7 +29,7 @@ constexpr int flat_floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b -
 
 template <int W, int H, int K>
 struct FlatGeom {
-  static constexpr int HW = W * H, NV = (HW + L - 1) / L, R = K / 2;
+  static constexpr int width = W, HW = W * H, NV = (HW + L - 1) / L, R = K / 2;
   // Plane vectors a tap can reach from output vector v: v + LO .. v + HI (shift +-(R*W + R)).
   static constexpr int LO = flat_floor_div(-R * W - R, L), HI = flat_floor_div(R * W + R, L) + 1;
   // Output vectors per block: independent accumulator chains (at most 7, so the block's plane
@@ -60,13 +60,40 @@ __attribute__((always_inline)) inline V flat_align(V lo, V hi) {
         _mm512_maskz_alignr_epi32(Mask(0xFFFF), _mm512_castps_si512(hi), _mm512_castps_si512(lo), r));
 }
 
+// x[i] = plane vector FIRST + i of src for i < N: zeros outside the plane, the last vector's lanes
+// past H*W zero (masked load).
+template <class G, int FIRST, int N, class T, int XN>
+__attribute__((always_inline)) inline void flat_window(const T* src, V (&x)[XN]) {
+  for_each_ic(
+      [&](auto i) __attribute__((always_inline)) {
+        constexpr int v = FIRST + decltype(i)::value;
+        if constexpr (v < 0 || v >= G::NV) x[decltype(i)::value] = Vec::zero();
+        else if constexpr (v == G::NV - 1) x[decltype(i)::value] = Vec::load(src + v * L, Mask(G::tail));
+        else x[decltype(i)::value] = Vec::load(src + v * L);
+      },
+      std::make_integer_sequence<int, N>());
+}
+
+// acc += a * (tap (KH, KW)'s input for output vector VO) on the lanes whose column stays inside
+// the row; x[i] holds plane vector FIRST + i. Nothing when no lane takes part.
+template <class G, int VO, int KH, int KW, int FIRST, int XN>
+__attribute__((always_inline)) inline void flat_tap(V& acc, V a, const V (&x)[XN]) {
+  constexpr int s = (KH - G::R) * G::width + (KW - G::R), f = flat_floor_div(s, L), r = s - f * L;
+  constexpr uint32_t m = G::colmask(VO, KW - G::R);
+  if constexpr (m != 0 && !G::all_outside(VO, s)) {
+    const V xs = flat_align<r>(x[VO + f - FIRST], x[VO + f + 1 - FIRST]);
+    if constexpr (m == 0xFFFFu) acc = Vec::fmadd(a, xs, acc);
+    else acc = _mm512_mask3_fmadd_ps(a, xs, acc, Mask(m));
+  }
+}
+
 // One plane: dst[o] = bias + sum over taps of wk[t] * src[o + shift(t)], o < H*W (src, dst contiguous).
 // (Every lambda always_inline: GCC outlined the block lambda otherwise, and the plane vectors
 // went to the stack.)
 template <class T, int W, int H, int K>
 __attribute__((always_inline)) inline void flat_plane(const T* src, const float* wk, float bias, T* dst) {
   using G = FlatGeom<W, H, K>;
-  constexpr int NV = G::NV, LO = G::LO, HI = G::HI, VB = G::VB, R = G::R;
+  constexpr int NV = G::NV, LO = G::LO, HI = G::HI, VB = G::VB;
   const V b = Vec::set1(bias);
   for_each_ic(
       [&](auto blk) __attribute__((always_inline)) {
@@ -76,14 +103,7 @@ __attribute__((always_inline)) inline void flat_plane(const T* src, const float*
         // plane); loaded per block, not per plane, so the registers suffice (the whole 14x14 plane
         // and 7 accumulators spilled).
         V x[VB + HI - LO];
-        for_each_ic(
-            [&](auto i) __attribute__((always_inline)) {
-              constexpr int v = v0 + LO + decltype(i)::value;
-              if constexpr (v < 0 || v >= NV) x[decltype(i)::value] = Vec::zero();
-              else if constexpr (v == NV - 1) x[decltype(i)::value] = Vec::load(src + v * L, Mask(G::tail));
-              else x[decltype(i)::value] = Vec::load(src + v * L);
-            },
-            std::make_integer_sequence<int, nb + HI - LO>());
+        flat_window<G, v0 + LO, nb + HI - LO>(src, x);
         V acc[VB];
         for_each_ic([&](auto j) __attribute__((always_inline)) { acc[decltype(j)::value] = b; },
                     std::make_integer_sequence<int, nb>());
@@ -92,17 +112,11 @@ __attribute__((always_inline)) inline void flat_plane(const T* src, const float*
         for_each_ic(
             [&](auto t) __attribute__((always_inline)) {
               constexpr int kw = decltype(t)::value / K, kh = decltype(t)::value % K;
-              constexpr int s = (kh - R) * W + (kw - R), f = flat_floor_div(s, L), r = s - f * L;
               const V wv = Vec::set1(wk[kh * K + kw]);
               for_each_ic(
                   [&](auto j) __attribute__((always_inline)) {
-                    constexpr int jj = decltype(j)::value, v = v0 + jj;
-                    constexpr uint32_t m = G::colmask(v, kw - R);
-                    if constexpr (m != 0 && !G::all_outside(v, s)) {
-                      const V in = flat_align<r>(x[jj + f - LO], x[jj + f + 1 - LO]);
-                      if constexpr (m == 0xFFFFu) acc[jj] = Vec::fmadd(in, wv, acc[jj]);
-                      else acc[jj] = _mm512_mask3_fmadd_ps(in, wv, acc[jj], Mask(m));
-                    }
+                    constexpr int jj = decltype(j)::value;
+                    flat_tap<G, v0 + jj, kh, kw, v0 + LO>(acc[jj], wv, x);
                   },
                   std::make_integer_sequence<int, nb>());
             },
@@ -186,31 +200,18 @@ template <class T, int W, int K, int T0, int NT, bool BIAS>
 __attribute__((always_inline)) inline void flat_gw_plane(const T* go, const T* in, V (&acc)[kFlatGwGroup],
                                                          V& accb) {
   using G = FlatGeom<W, W, K>;
-  constexpr int NV = G::NV, LO = G::LO, HI = G::HI, R = G::R;
+  constexpr int NV = G::NV, LO = G::LO, HI = G::HI;
   for_each_ic(
       [&](auto vi) __attribute__((always_inline)) {
         constexpr int v = decltype(vi)::value;
         const V g = v == NV - 1 ? Vec::load(go + v * L, Mask(G::tail)) : Vec::load(go + v * L);
         if constexpr (BIAS) accb = Vec::add(accb, g);
-        V x[HI - LO + 1];  // plane vectors v + LO .. v + HI, zeros outside
-        for_each_ic(
-            [&](auto i) __attribute__((always_inline)) {
-              constexpr int u = v + LO + decltype(i)::value;
-              if constexpr (u < 0 || u >= NV) x[decltype(i)::value] = Vec::zero();
-              else if constexpr (u == NV - 1) x[decltype(i)::value] = Vec::load(in + u * L, Mask(G::tail));
-              else x[decltype(i)::value] = Vec::load(in + u * L);
-            },
-            std::make_integer_sequence<int, HI - LO + 1>());
+        V x[HI - LO + 1];  // plane vectors v + LO .. v + HI
+        flat_window<G, v + LO, HI - LO + 1>(in, x);
         for_each_ic(
             [&](auto j) __attribute__((always_inline)) {
-              constexpr int jj = decltype(j)::value, t = T0 + jj, kh = t / K, kw = t % K;
-              constexpr int s = (kh - R) * W + (kw - R), f = flat_floor_div(s, L), r = s - f * L;
-              constexpr uint32_t m = G::colmask(v, kw - R);
-              if constexpr (m != 0 && !G::all_outside(v, s)) {
-                const V xs = flat_align<r>(x[f - LO], x[f + 1 - LO]);
-                if constexpr (m == 0xFFFFu) acc[jj] = Vec::fmadd(g, xs, acc[jj]);
-                else acc[jj] = _mm512_mask3_fmadd_ps(g, xs, acc[jj], Mask(m));
-              }
+              constexpr int jj = decltype(j)::value, t = T0 + jj;
+              flat_tap<G, v, t / K, t % K, v + LO>(acc[jj], g, x);
             },
             std::make_integer_sequence<int, NT>());
       },
