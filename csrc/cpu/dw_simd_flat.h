@@ -237,7 +237,7 @@ void flat_gw_t(const DwParams& p, const T* go, const T* in, T* gw, T* gb) {
             for (int64_t n = 0; n < p.N; ++n) {
               const T* gp = go + n * p.out_sn + c * p.out_sc;
               const T* ip = in + n * p.in_sn + c * p.in_sc;
-              // planes N * C * H * W elements apart: too far for the hardware prefetchers
+              // a channel's planes lie C * H * W elements apart: too far for the hardware prefetchers
               if (n + 2 < p.N) {
                 prefetch_bytes(gp + 2 * p.out_sn, plane_bytes);
                 prefetch_bytes(ip + 2 * p.in_sn, plane_bytes);
