@@ -3758,6 +3758,21 @@ bool flat_gw(const DwParams&, const T*, const T*, T*, T*) { return false; }
 // ---------------------------------------------------------------------------------------------
 // Entry points
 
+// The forward's weights (OC x taps) and bias (OC, or none) as float, for the kernels that take
+// float32 weights whatever the tensors' dtype.
+struct WeightsF32 {
+  Buf wb, bb;
+  bool has_b;
+  template <class T>
+  WeightsF32(const T* w, const T* b, int64_t OC, int64_t taps) : wb(OC * taps * 4), bb(OC * 4), has_b(b != nullptr) {
+    for (int64_t i = 0; i < OC * taps; ++i) wb.as<float>()[i] = to_f32(w[i]);
+    if (b)
+      for (int64_t i = 0; i < OC; ++i) bb.as<float>()[i] = to_f32(b[i]);
+  }
+  const float* w() const { return wb.as<float>(); }
+  const float* b() const { return has_b ? bb.as<float>() : nullptr; }
+};
+
 template <class T>
 bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
   const int64_t OC = p.OC(), taps = p.taps();
@@ -3766,11 +3781,8 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
     if (p.in_sc != 1 || p.M != 1) return false;
     if (small_ok(p, false)) return small_cl<T>(p, false, in, w, b, out);
     if (cl_use_planes(taps, p.OH, p.OW)) {
-      Buf w32(OC * taps * 4), b32(OC * 4);
-      for (int64_t i = 0; i < OC * taps; ++i) w32.as<float>()[i] = to_f32(w[i]);
-      if (b)
-        for (int64_t i = 0; i < OC; ++i) b32.as<float>()[i] = to_f32(b[i]);
-      return cl_planes<T, false>(p, in, w32.as<float>(), b ? b32.as<float>() : nullptr, out);
+      const WeightsF32 wf(w, b, OC, taps);
+      return cl_planes<T, false>(p, in, wf.w(), wf.b(), out);
     }
     const PixGeom g = pix_geom(p.KH, p.KW, p.stride_w, p.dil_w, OC, p.out_sw, out,
                                p.N * OC * p.OH * p.OW * static_cast<int64_t>(sizeof(T)));
@@ -3790,11 +3802,8 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
   }
   if (p.out_sw != 1) return false;
   if (flat_ok(p, false)) {  // 7x7 / 14x14 maps, "same" 3x3 / 5x5 / 7x7 at stride 1 (AVX-512)
-    Buf w32(OC * taps * 4), b32(OC * 4);
-    for (int64_t i = 0; i < OC * taps; ++i) w32.as<float>()[i] = to_f32(w[i]);
-    if (b)
-      for (int64_t i = 0; i < OC; ++i) b32.as<float>()[i] = to_f32(b[i]);
-    return flat_planes<T>(p, false, in, w32.as<float>(), b ? b32.as<float>() : nullptr, out);
+    const WeightsF32 wf(w, b, OC, taps);
+    return flat_planes<T>(p, false, in, wf.w(), wf.b(), out);
   }
   // Tried 2026-11-26 for 5x5 / 7x7 "same" stride 1 on planes 14-64 wide: each plane as one flat
   // vector stream (output pixel q reads q + (kh - pad_t) * W + kw - pad_l, column wrap masked per
@@ -3813,11 +3822,8 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
   const int64_t width_sw = sizeof(T) == 4 ? p.stride_w : 1;
   if (p.M == 1 && OC > 1 && nchw_pix_fwd_width(p.OW, width_sw) && !cl_use_planes(taps, p.OH, p.OW) && !direct14)
     return fwd_nchw_pixels<T>(p, in, w, b, out);
-  Buf w32(OC * taps * 4), b32(OC * 4);
-  for (int64_t i = 0; i < OC * taps; ++i) w32.as<float>()[i] = to_f32(w[i]);
-  if (b)
-    for (int64_t i = 0; i < OC; ++i) b32.as<float>()[i] = to_f32(b[i]);
-  return fwd_planes<T>(p, in, w32.as<float>(), b ? b32.as<float>() : nullptr, out);
+  const WeightsF32 wf(w, b, OC, taps);
+  return fwd_planes<T>(p, in, wf.w(), wf.b(), out);
 }
 
 template <class T>
