@@ -182,6 +182,25 @@ def test_pixel_chunks_and_7_pixel_tiles(isa):
     assert_ok(check(problems, layouts=("cl",)))
 
 
+def test_channels_last_grad_weight_kernel_row_ranges(isa):
+    # channels_last grad weight of 3/5/7-wide kernels: output rows whose kernel reaches into the
+    # padding run the fixed kernels on the rows inside the input only (blocks of up to 3 or 4
+    # kernel rows, split evenly): top and bottom rows on maps shorter than the kernel, row
+    # dilation, tall kernels whose valid rows span several blocks, rows with no valid kernel row
+    # (bias alone), padding wider than the kernel's reach, channel tails
+    problems = [
+        (2, 40, 7, 7, 3, 1, 1, 1, 1),
+        (1, 33, 7, 9, 5, 1, 2, 1, 1),
+        (1, 17, 4, 9, 7, 1, 3, 1, 1),
+        (1, 20, 9, 8, (3, 3), 1, 2, (2, 1), 1),
+        (1, 18, 11, 10, (11, 5), 1, (5, 2), 1, 1),
+        (1, 16, 6, 12, (3, 3), 2, (4, 1), 1, 1),
+        (2, 24, 5, 11, (3, 7), 1, (3, 3), 1, 1),
+        (1, 16, 6, 12, (7, 3), 2, (6, 1), 1, 1),
+    ]
+    assert_ok(check(problems, layouts=("cl", "cl_slice")))
+
+
 def test_large_kernels_channels_last_both_engines(isa):
     # >= 9x9 kernels in channels_last: planes of up to 16x16 pixels (grad weight: 10x10) run the
     # pixel kernels, larger ones the transposed planes kernels; both sides of the thresholds, with
