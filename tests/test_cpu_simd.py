@@ -201,6 +201,36 @@ def test_channels_last_grad_weight_kernel_row_ranges(isa):
     assert_ok(check(problems, layouts=("cl", "cl_slice")))
 
 
+@pytest.mark.parametrize("mode", ["0", "1"])
+def test_channels_last_grad_weight_prefetch_switch(isa, mode, monkeypatch):
+    # channels_last grad weight prefetches the next output row's rows only at stride 2 on inputs
+    # wider than 64 by default; DSCONV_GW_PF=0 / 1 forces it off / on (read on every call). A
+    # prefetch never changes the sums: the same bits either way, on both sides of the default's
+    # rule (stride 1 and 2, 64 and 65 columns), through the weight gradient alone and through the
+    # one-pass backward, with a channel tail
+    x = torch.randn(2, 20, 9, 65).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(20, 1, 3, 3)
+    ops = torch.ops.dsconv
+    for xs in (x, x[..., :64]):
+        for s in (1, 2):
+            go = torch.randn_like(dsconv_ext.depthwise_conv2d(xs, w, None, s, 1)).contiguous(
+                memory_format=torch.channels_last)
+            conv = ([s, s], [1, 1, 1, 1], [1, 1])
+            monkeypatch.delenv("DSCONV_GW_PF", raising=False)
+            want = [ops.depthwise_conv2d_backward(go, xs, w, *conv, m) for m in ([False, True, True], [True, True, True])]
+            monkeypatch.setenv("DSCONV_GW_PF", mode)
+            got = [ops.depthwise_conv2d_backward(go, xs, w, *conv, m) for m in ([False, True, True], [True, True, True])]
+            for a, b in zip(got, want):
+                for u, v in zip(a, b):
+                    assert (u is None) == (v is None)
+                    if u is not None:
+                        assert torch.equal(u, v)
+            ref = torch.ops.aten.convolution_backward(go, xs, w, [20], [s, s], [1, 1], [1, 1], False, [0, 0], 20,
+                                                      [True, True, True])
+            for u, v in zip(got[1], ref):
+                torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-4)
+
+
 def test_large_kernels_channels_last_both_engines(isa):
     # >= 9x9 kernels in channels_last: planes of up to 16x16 pixels (grad weight: 10x10) run the
     # pixel kernels, larger ones the transposed planes kernels; both sides of the thresholds, with

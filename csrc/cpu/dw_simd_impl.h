@@ -248,6 +248,14 @@ inline int pix_prefetch_mode() {
   return m;
 }
 
+// Software prefetch of the next output row's rows in the channels_last weight gradient
+// (gw_pix_row): -1 automatic (the default), 0 never, 1 always (into L1). DSCONV_GW_PF=0|1
+// overrides; read on every call (once per op), so that one process can A/B it.
+inline int gw_prefetch_mode() {
+  const char* e = std::getenv("DSCONV_GW_PF");
+  return (e && *e) ? std::atoi(e) : -1;
+}
+
 // Outputs of at least this many bytes are written with non-temporal stores (they can't stay in
 // the L3). DSCONV_STREAM_MB overrides the 16 MiB, and the pixels engine's 8 MiB below (A/B
 // measurements). Measured on an Intel Xeon VM whose L3 ran no faster than its memory (2026-11-26,
@@ -2497,6 +2505,7 @@ struct GwPixPlan {
   int ctail, kind;
   Mask cm;
   bool fixed;
+  bool pf_next_row;  // software-prefetch what the next output row adds (gw_pix_row)
 };
 
 template <class T>
@@ -2529,6 +2538,17 @@ GwPixPlan gw_pix_plan(const DwParams& p, int64_t max_groups) {
   // contiguous pixel rows (channels_last with no gaps) are prefetched a row ahead
   q.in_row_bytes = p.in_sw == q.C ? p.W * q.C * static_cast<int64_t>(sizeof(T)) : 0;
   q.g_row_bytes = p.out_sw == q.C ? p.OW * q.C * static_cast<int64_t>(sizeof(T)) : 0;
+  // Each thread walks its rows of grad_output and input as forward streams, which the hardware
+  // prefetchers follow; the software prefetch of the next row mostly cost issue slots and fill
+  // buffers (perf: a third of gw_pix_row's own samples on its prefetcht0 loop). In-process A/B
+  // (Intel Xeon VM, 2 threads, batch 32, 2026-11-28, three rounds): without it grad weight
+  // 1.01-1.28x and the one-pass backward 0.98-1.17x on 3x3 layers on 7x7..112x112 maps at
+  // stride 1 and 28x28 / 56x56 at stride 2, 5x5 on 28x28 and 7x7 on 56x56; slower (0.86-0.97x)
+  // only at stride 2 on 112-wide inputs (64 / 96 channels), which keep it. (On 2026-11-27 a run
+  // had measured 28x28 maps 0.78-0.80x without it: on this VM such results move with the host's
+  // memory load; DSCONV_GW_PF=1 turns it back on for comparisons.)
+  const int pfm = gw_prefetch_mode();
+  q.pf_next_row = pfm == 1 || (pfm < 0 && p.stride_h > 1 && p.W > 64);
   return q;
 }
 
@@ -2578,7 +2598,7 @@ void gw_pix_row(const DwParams& p, const GwPixPlan& q, GwPixScratch<T>& s, const
   // what the next row needs and this one does not (its grad_output row, its new input
   // rows): prefetched a share per channel block, a row's distance ahead
   int npf = 0;
-  if (r + 1 < q.NR) {
+  if (q.pf_next_row && r + 1 < q.NR) {
     const int64_t n1 = (r + 1) / p.OH, o1 = (r + 1) % p.OH;
     if (q.g_row_bytes > 0)
       pf[npf++] = {reinterpret_cast<const char*>(gout + n1 * p.out_sn + o1 * p.out_sh), q.g_row_bytes, 0};
