@@ -2535,18 +2535,18 @@ GwPixPlan gw_pix_plan(const DwParams& p, int64_t max_groups) {
              : (q.kind == kX5s1 || q.kind == kX5s2 ? gw_fix_khb(5) : gw_fix_khb(7));
   q.owlo = imin(p.OW, cdiv(p.pad_l, p.stride_w));
   q.owhi = imax(q.owlo, imin(p.OW, p.W - p.KW + p.pad_l >= 0 ? (p.W - p.KW + p.pad_l) / p.stride_w + 1 : 0));
-  // contiguous pixel rows (channels_last with no gaps) are prefetched a row ahead
+  // contiguous pixel rows (channels_last with no gaps): what the next-row prefetch may fetch
   q.in_row_bytes = p.in_sw == q.C ? p.W * q.C * static_cast<int64_t>(sizeof(T)) : 0;
   q.g_row_bytes = p.out_sw == q.C ? p.OW * q.C * static_cast<int64_t>(sizeof(T)) : 0;
   // Each thread walks its rows of grad_output and input as forward streams, which the hardware
   // prefetchers follow; the software prefetch of the next row mostly cost issue slots and fill
   // buffers (perf: a third of gw_pix_row's own samples on its prefetcht0 loop). In-process A/B
   // (Intel Xeon VM, 2 threads, batch 32, 2026-11-28, three rounds): without it grad weight
-  // 1.01-1.28x and the one-pass backward 0.98-1.17x on 3x3 layers on 7x7..112x112 maps at
-  // stride 1 and 28x28 / 56x56 at stride 2, 5x5 on 28x28 and 7x7 on 56x56; slower (0.86-0.97x)
-  // only at stride 2 on 112-wide inputs (64 / 96 channels), which keep it. (On 2026-11-27 a run
-  // had measured 28x28 maps 0.78-0.80x without it: on this VM such results move with the host's
-  // memory load; DSCONV_GW_PF=1 turns it back on for comparisons.)
+  // 1.01-1.30x and the one-pass backward 0.98-1.17x on 3x3 layers on 7x7..112x112 maps at
+  // stride 1 and 14x14-56x56 at stride 2, 5x5 on 7x7 / 28x28; 7x7 kernels 0.91-1.09x (mixed);
+  // slower (0.86-0.97x) at stride 2 on 112-wide inputs (64 / 96 channels), which keep it.
+  // (On 2026-11-27 a run had measured 28x28 maps 0.78-0.80x without it: on this VM such results
+  // move with the host's memory load; DSCONV_GW_PF=1 turns it back on for comparisons.)
   const int pfm = gw_prefetch_mode();
   q.pf_next_row = pfm == 1 || (pfm < 0 && p.stride_h > 1 && p.W > 64);
   return q;
