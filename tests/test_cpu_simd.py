@@ -231,6 +231,47 @@ def test_channels_last_grad_weight_prefetch_switch(isa, mode, monkeypatch):
                 torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("rows", ["2", "3", "4", "16"])
+def test_channels_last_grad_weight_row_chunks(isa, rows, monkeypatch):
+    # channels_last grad weight takes output rows in chunks, each channel block's accumulators in
+    # registers over the chunk (3x3 stride 1 on maps up to 28 wide by default, 4 rows);
+    # DSCONV_GW_ROWS=n forces n rows per chunk, 1 the row-by-row loop. Same sums in the same
+    # order: the same bits for every n, weight gradient alone and one-pass backward, with the
+    # bias, channel tails, chunks across images, kernels split into several row blocks (5x5,
+    # 7x7, 7x3), stride 2, and padding taller than the kernel (rows with no kernel row inside)
+    problems = [
+        (3, 20, 5, 9, (3, 3), 1, (1, 1)),
+        (2, 33, 7, 7, (3, 3), 1, (1, 1)),
+        (2, 20, 6, 10, (5, 5), 1, (2, 2)),
+        (2, 20, 9, 12, (7, 7), 2, (3, 3)),
+        (2, 20, 8, 9, (7, 3), 1, (3, 1)),
+        (2, 20, 4, 9, (3, 3), 1, (4, 1)),
+        (2, 16, 6, 11, (3, 3), 2, (1, 1)),
+    ]
+    ops = torch.ops.dsconv
+    for n, c, h, wd, k, s, pad in problems:
+        x = torch.randn(n, c, h, wd).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(c, 1, *k)
+        go = torch.randn_like(dsconv_ext.depthwise_conv2d(x, w, None, s, pad)).contiguous(
+            memory_format=torch.channels_last)
+        conv = ([s, s], [pad[0], pad[0], pad[1], pad[1]], [1, 1])
+        masks = ([False, True, True], [True, True, True])
+        monkeypatch.setenv("DSCONV_GW_ROWS", "1")
+        want = [ops.depthwise_conv2d_backward(go, x, w, *conv, m) for m in masks]
+        for mode in (rows, ""):
+            monkeypatch.setenv("DSCONV_GW_ROWS", mode)
+            got = [ops.depthwise_conv2d_backward(go, x, w, *conv, m) for m in masks]
+            for a, b in zip(got, want):
+                for u, v in zip(a, b):
+                    assert (u is None) == (v is None)
+                    if u is not None:
+                        assert torch.equal(u, v), (n, c, h, wd, k, s, pad, mode)
+        ref = torch.ops.aten.convolution_backward(go, x, w, [c], [s, s], list(pad), [1, 1], False, [0, 0], c,
+                                                  [True, True, True])
+        for u, v in zip(got[1], ref):
+            torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-4)
+
+
 def test_large_kernels_channels_last_both_engines(isa):
     # >= 9x9 kernels in channels_last: planes of up to 16x16 pixels (grad weight: 10x10) run the
     # pixel kernels, larger ones the transposed planes kernels; both sides of the thresholds, with

@@ -66,27 +66,31 @@ bool bwd_cl_fused(const DwParams& pi, const DwParams& pw, const T* gout, const T
     for (int64_t grp = begin; grp < end; ++grp) {
       float* acc = pt + grp * q.per_group;
       for (int64_t i = 0; i < q.per_group; ++i) acc[i] = 0.f;
-      for (int64_t r = grp * q.GR; r < imin(q.NR, (grp + 1) * q.GR); ++r) {
-        gw_pix_row<T>(pw, q, s, gout, in, zero.get(), r, acc, gb != nullptr);
-        const int64_t n = r / pi.OH, o = r % pi.OH;
-        const int64_t i0 = gi_row_start(pi, o), i1 = gi_row_start(pi, o + 1);
-        if (i1 <= i0) continue;
-        const T* sp = gout + n * pi.out_sn;
-        for (int64_t i = i0; i < i1; ++i)
-          nkhs[i - i0] = pix_row_table(g, rows, i, pi.dil_h, sp, pi.out_sh, coloff, zero.get(),
-                                       ptrs + (i - i0) * g.KH * g.ncols, khs + (i - i0) * g.KH);
-        auto rows_tab = [&](int64_t k, const T* const** ptab, const int** kp, int* nk, T** orow) {
-          *ptab = ptrs + k * g.KH * g.ncols;
-          *kp = khs + k * g.KH;
-          *nk = nkhs[k];
-          *orow = gin + n * pi.in_sn + (i0 + k) * pi.in_sh;
-        };
-        // no prefetch: the grad_output rows these read were just read by the weight rows. Tried
-        // 2026-11-26: prefetching grad_output / input rows 2-3 rows ahead from these tiles, so
-        // that loads stay in flight while grad input computes: within this VM's noise (+-10%)
-        // over 3-5 alternating runs on 144x56x56, 128x56x56, 96x56x56 k7 and 240x28x28 k5.
-        pix_band_dispatch<T>(kind, g, i1 - i0, pi.W, wpk.as<float>(), nullptr, rows_tab,
-                             [](int64_t, int64_t, int64_t) {});
+      const int64_t rend = imin(q.NR, (grp + 1) * q.GR);
+      for (int64_t r0 = grp * q.GR; r0 < rend; r0 += q.rows) {
+        const int64_t r1 = imin(rend, r0 + q.rows);
+        gw_pix_rows<T>(pw, q, s, gout, in, zero.get(), r0, r1, acc, gb != nullptr);
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t n = r / pi.OH, o = r % pi.OH;
+          const int64_t i0 = gi_row_start(pi, o), i1 = gi_row_start(pi, o + 1);
+          if (i1 <= i0) continue;
+          const T* sp = gout + n * pi.out_sn;
+          for (int64_t i = i0; i < i1; ++i)
+            nkhs[i - i0] = pix_row_table(g, rows, i, pi.dil_h, sp, pi.out_sh, coloff, zero.get(),
+                                         ptrs + (i - i0) * g.KH * g.ncols, khs + (i - i0) * g.KH);
+          auto rows_tab = [&](int64_t k, const T* const** ptab, const int** kp, int* nk, T** orow) {
+            *ptab = ptrs + k * g.KH * g.ncols;
+            *kp = khs + k * g.KH;
+            *nk = nkhs[k];
+            *orow = gin + n * pi.in_sn + (i0 + k) * pi.in_sh;
+          };
+          // no prefetch: the grad_output rows these read were just read by the weight rows. Tried
+          // 2026-11-26: prefetching grad_output / input rows 2-3 rows ahead from these tiles, so
+          // that loads stay in flight while grad input computes: within this VM's noise (+-10%)
+          // over 3-5 alternating runs on 144x56x56, 128x56x56, 96x56x56 k7 and 240x28x28 k5.
+          pix_band_dispatch<T>(kind, g, i1 - i0, pi.W, wpk.as<float>(), nullptr, rows_tab,
+                               [](int64_t, int64_t, int64_t) {});
+        }
       }
     }
     if (g.nt) _mm_sfence();

@@ -256,6 +256,14 @@ inline int gw_prefetch_mode() {
   return (e && *e) ? std::atoi(e) : -1;
 }
 
+// Output rows per chunk of the channels_last weight gradient (gw_pix_rows): 0 automatic (the
+// default), n >= 1 forces n (1: one row at a time, each channel block's accumulators loaded and
+// stored per row). DSCONV_GW_ROWS overrides; read on every call, for in-process A/B.
+inline int64_t gw_rows_override() {
+  const char* e = std::getenv("DSCONV_GW_ROWS");
+  return (e && *e) ? imax(0, static_cast<int64_t>(std::atoll(e))) : 0;
+}
+
 // Outputs of at least this many bytes are written with non-temporal stores (they can't stay in
 // the L3). DSCONV_STREAM_MB overrides the 16 MiB, and the pixels engine's 8 MiB below (A/B
 // measurements). Measured on an Intel Xeon VM whose L3 ran no faster than its memory (2026-11-26,
@@ -2423,22 +2431,19 @@ __attribute__((always_inline)) inline void gw_pix_run(const T* (&xb)[KHB], const
   for (int b = 0; b < KHB; ++b) xb[b] += P * SW_ * in_sw;
 }
 
-// One row, kernel rows [kh0, kh0 + KHB) all inside the input: pixels [0, owlo) and [owhi, OW)
-// through the tap pointer table tp (columns in the padding read the zero buffer), the interior
-// [owlo, owhi) by direct addressing (5x5 / 7x7: in runs of kGwRun, then 4, then 1 pixels); the
-// block's accumulators stay in registers for the row.
+// One row, kernel rows [kh0, kh0 + KHB) all inside the input, into the block's accumulators
+// (registers): pixels [0, owlo) and [owhi, OW) through the tap pointer table tp (columns in the
+// padding read the zero buffer), the interior [owlo, owhi) by direct addressing (5x5 / 7x7: in
+// runs of kGwRun, then 4, then 1 pixels).
 constexpr int kGwRun = 8;
 template <class T, int KHB, int KW_, int SW_, bool MSK>
-void gw_pix_fixed(const T* const* rb, const T* const* const* tp, int64_t in_sw, int64_t pad_l, const T* g,
-                  int64_t gsw, int64_t owlo, int64_t owhi, int64_t OW, int64_t c0, Mask cm, float* accp, float* bp) {
-  V acc[KHB][KW_];
-#pragma GCC unroll 8
-  for (int b = 0; b < KHB; ++b)
-#pragma GCC unroll 8
-    for (int k = 0; k < KW_; ++k) acc[b][k] = Vec::load(accp + (b * KW_ + k) * L);
-  V bacc = bp ? Vec::load(bp) : Vec::zero();
+__attribute__((always_inline)) inline void gw_pix_fixed_body(V (&acc)[KHB][KW_], V& bacc, bool bias,
+                                                             const T* const* rb, const T* const* const* tp,
+                                                             int64_t in_sw, int64_t pad_l, const T* g, int64_t gsw,
+                                                             int64_t owlo, int64_t owhi, int64_t OW, int64_t c0,
+                                                             Mask cm) {
   for (int64_t ow = 0; ow < owlo; ++ow)
-    gw_pix_border_px<T, KHB, KW_, SW_, MSK>(tp, SW_, g + ow * gsw + c0, ow, c0, cm, acc, bacc, bp != nullptr);
+    gw_pix_border_px<T, KHB, KW_, SW_, MSK>(tp, SW_, g + ow * gsw + c0, ow, c0, cm, acc, bacc, bias);
   const T* xb[KHB];
 #pragma GCC unroll 8
   for (int b = 0; b < KHB; ++b) xb[b] = rb[b] + (owlo * SW_ - pad_l) * in_sw + c0;
@@ -2446,21 +2451,45 @@ void gw_pix_fixed(const T* const* rb, const T* const* const* tp, int64_t in_sw, 
   int64_t ow = owlo;
   if constexpr (KW_ >= 5) {
     for (; ow + kGwRun <= owhi; ow += kGwRun)
-      gw_pix_run<T, kGwRun, KHB, KW_, SW_, MSK>(xb, gp, in_sw, gsw, cm, acc, bacc, bp != nullptr);
+      gw_pix_run<T, kGwRun, KHB, KW_, SW_, MSK>(xb, gp, in_sw, gsw, cm, acc, bacc, bias);
     if (ow + 4 <= owhi) {
-      gw_pix_run<T, 4, KHB, KW_, SW_, MSK>(xb, gp, in_sw, gsw, cm, acc, bacc, bp != nullptr);
+      gw_pix_run<T, 4, KHB, KW_, SW_, MSK>(xb, gp, in_sw, gsw, cm, acc, bacc, bias);
       ow += 4;
     }
   }
-  for (; ow < owhi; ++ow)
-    gw_pix_run<T, 1, KHB, KW_, SW_, MSK>(xb, gp, in_sw, gsw, cm, acc, bacc, bp != nullptr);
+  for (; ow < owhi; ++ow) gw_pix_run<T, 1, KHB, KW_, SW_, MSK>(xb, gp, in_sw, gsw, cm, acc, bacc, bias);
   for (int64_t ow = owhi; ow < OW; ++ow)
-    gw_pix_border_px<T, KHB, KW_, SW_, MSK>(tp, SW_, g + ow * gsw + c0, ow, c0, cm, acc, bacc, bp != nullptr);
+    gw_pix_border_px<T, KHB, KW_, SW_, MSK>(tp, SW_, g + ow * gsw + c0, ow, c0, cm, acc, bacc, bias);
+}
+
+template <class T, int KHB, int KW_>
+__attribute__((always_inline)) inline void gw_acc_load(V (&acc)[KHB][KW_], V& bacc, const float* accp,
+                                                       const float* bp) {
+#pragma GCC unroll 8
+  for (int b = 0; b < KHB; ++b)
+#pragma GCC unroll 8
+    for (int k = 0; k < KW_; ++k) acc[b][k] = Vec::load(accp + (b * KW_ + k) * L);
+  bacc = bp ? Vec::load(bp) : Vec::zero();
+}
+
+template <class T, int KHB, int KW_>
+__attribute__((always_inline)) inline void gw_acc_store(const V (&acc)[KHB][KW_], V bacc, float* accp, float* bp) {
 #pragma GCC unroll 8
   for (int b = 0; b < KHB; ++b)
 #pragma GCC unroll 8
     for (int k = 0; k < KW_; ++k) Vec::store(accp + (b * KW_ + k) * L, acc[b][k]);
   if (bp) Vec::store(bp, bacc);
+}
+
+// One row into the accumulators in memory (accp: the block's taps, bp: the bias or null).
+template <class T, int KHB, int KW_, int SW_, bool MSK>
+void gw_pix_fixed(const T* const* rb, const T* const* const* tp, int64_t in_sw, int64_t pad_l, const T* g,
+                  int64_t gsw, int64_t owlo, int64_t owhi, int64_t OW, int64_t c0, Mask cm, float* accp, float* bp) {
+  V acc[KHB][KW_], bacc;
+  gw_acc_load<T, KHB, KW_>(acc, bacc, accp, bp);
+  gw_pix_fixed_body<T, KHB, KW_, SW_, MSK>(acc, bacc, bp != nullptr, rb, tp, in_sw, pad_l, g, gsw, owlo, owhi, OW, c0,
+                                           cm);
+  gw_acc_store<T, KHB, KW_>(acc, bacc, accp, bp);
 }
 
 // Kernel rows per register block of gw_pix_fixed (accumulators KHB * KW within the register file).
@@ -2479,6 +2508,80 @@ void gw_pix_fixed_dispatch(int khb, const T* const* rb, const T* const* const* t
     default: break;
   }
 #undef DSCONV_GWF
+}
+
+// The rows of a chunk (gw_pix_rows): per row its tables and the kernel rows inside the input.
+template <class T>
+struct GwRowRef {
+  const T* const* rb;         // per kernel row: the input row (clamped into the image)
+  const T* const* const* tp;  // per tap: the pointer table of its input columns
+  const T* g;                 // the grad_output row
+  int64_t kh_lo, kh_hi;       // kernel rows [kh_lo, kh_hi) lie inside the input
+};
+
+// Bias only: the grad_output pixels of a row added in ascending order (a row none of whose
+// kernel rows falls in the block that carries the bias).
+template <class T, bool MSK>
+void gw_bias_row(const T* g, int64_t gsw, int64_t OW, int64_t c0, Mask cm, float* bp) {
+  V bacc = Vec::load(bp);
+  for (int64_t ow = 0; ow < OW; ++ow) bacc = Vec::add(bacc, MSK ? Vec::load(g + ow * gsw + c0, cm) : Vec::load(g + ow * gsw + c0));
+  Vec::store(bp, bacc);
+}
+
+// Rows [0, nrows) of a chunk into the kernel-row block [b0, b0 + KHB) of one channel block, its
+// accumulators in registers across the rows: loaded and stored once per chunk instead of once
+// per row, and each input line is reused from L1 by the next rows. Rows that cover only part of
+// the block (the top and bottom rows of an image) go through memory with gw_pix_fixed. Per
+// accumulator the rows come in ascending order and the pixels of a row in ascending order, as
+// in gw_pix_row: the same bits whatever the chunk size.
+template <class T, int KHB, int KW_, int SW_, bool MSK>
+void gw_pix_fixed_rows(const GwRowRef<T>* rows, int64_t nrows, int64_t b0, int64_t in_sw, int64_t pad_l, int64_t gsw,
+                       int64_t owlo, int64_t owhi, int64_t OW, int64_t c0, Mask cm, float* accp, float* bp) {
+  V acc[KHB][KW_], bacc;
+  gw_acc_load<T, KHB, KW_>(acc, bacc, accp, bp);
+  for (int64_t i = 0; i < nrows; ++i) {
+    const GwRowRef<T>& r = rows[i];
+    if (r.kh_lo <= b0 && r.kh_hi >= b0 + KHB) {
+      gw_pix_fixed_body<T, KHB, KW_, SW_, MSK>(acc, bacc, bp != nullptr, r.rb + b0, r.tp + b0 * KW_, in_sw, pad_l, r.g,
+                                               gsw, owlo, owhi, OW, c0, cm);
+      continue;
+    }
+    const int64_t lo = imax(b0, r.kh_lo), hi = imin(b0 + KHB, r.kh_hi);
+    gw_acc_store<T, KHB, KW_>(acc, bacc, accp, bp);
+    if (lo < hi)
+      gw_pix_fixed_dispatch<T, KW_, SW_, MSK>(static_cast<int>(hi - lo), r.rb + lo, r.tp + lo * KW_, in_sw, pad_l,
+                                              r.g, gsw, owlo, owhi, OW, c0, cm, accp + (lo - b0) * KW_ * L, bp);
+    else if (bp)
+      gw_bias_row<T, MSK>(r.g, gsw, OW, c0, cm, bp);
+    gw_acc_load<T, KHB, KW_>(acc, bacc, accp, bp);
+  }
+  gw_acc_store<T, KHB, KW_>(acc, bacc, accp, bp);
+}
+
+template <class T, bool MSK>
+void gw_pix_rows_kind(int kind, int khb, const GwRowRef<T>* rows, int64_t nrows, int64_t b0, int64_t in_sw,
+                      int64_t pad_l, int64_t gsw, int64_t owlo, int64_t owhi, int64_t OW, int64_t c0, Mask cm,
+                      float* accp, float* bp) {
+#define DSCONV_GWR(n, kw, sw)                                                                                     \
+  case n:                                                                                                          \
+    if constexpr (gw_fix_khb(kw) >= n)                                                                             \
+      gw_pix_fixed_rows<T, n, kw, sw, MSK>(rows, nrows, b0, in_sw, pad_l, gsw, owlo, owhi, OW, c0, cm, accp, bp); \
+    break;
+#define DSCONV_GWRK(kw, sw)                                                                                   \
+  switch (khb) { DSCONV_GWR(1, kw, sw) DSCONV_GWR(2, kw, sw) DSCONV_GWR(3, kw, sw) DSCONV_GWR(4, kw, sw) \
+    default: break; }                                                                                        \
+  break;
+  switch (kind) {
+    case kX3s1: DSCONV_GWRK(3, 1)
+    case kX3s2: DSCONV_GWRK(3, 2)
+    case kX5s1: DSCONV_GWRK(5, 1)
+    case kX5s2: DSCONV_GWRK(5, 2)
+    case kX7s1: DSCONV_GWRK(7, 1)
+    case kX7s2: DSCONV_GWRK(7, 2)
+    default: break;
+  }
+#undef DSCONV_GWRK
+#undef DSCONV_GWR
 }
 
 template <class T, bool MSK>
@@ -2506,6 +2609,7 @@ struct GwPixPlan {
   Mask cm;
   bool fixed;
   bool pf_next_row;  // software-prefetch what the next output row adds (gw_pix_row)
+  int64_t rows;      // output rows per chunk (gw_pix_rows)
 };
 
 template <class T>
@@ -2549,6 +2653,14 @@ GwPixPlan gw_pix_plan(const DwParams& p, int64_t max_groups) {
   // move with the host's memory load; DSCONV_GW_PF=1 turns it back on for comparisons.)
   const int pfm = gw_prefetch_mode();
   q.pf_next_row = pfm == 1 || (pfm < 0 && p.stride_h > 1 && p.W > 64);
+  // Chunks of 4 rows for 3x3 stride 1 (one block of kernel rows) on maps up to 28 wide: in-process
+  // A/B (Intel Xeon VM, 2 threads, batch 32, one-pass backward, 11 rounds, 2026-11-28) against row
+  // by row: 1.03x on 1024x7x7, 0.99x 960x7x7, 1.06x 512x14x14, 1.14x 384x14x14, 1.05x 480x14x14,
+  // 1.06x 256x28x28, 1.08x 192x28x28. Row by row elsewhere: 56x56 maps 0.88-1.02x, stride 2
+  // 0.71-0.96x (no next-row prefetch, and fewer input rows shared), 5x5 / 7x7 (several row
+  // blocks, each walking the chunk again) 0.87-1.05x.
+  const int64_t rows = gw_rows_override();
+  q.rows = rows > 0 ? rows : (q.kind == kX3s1 && p.KH <= q.khbmax && p.OW <= 28 ? 4 : 1);
   return q;
 }
 
@@ -2559,11 +2671,11 @@ struct GwPixScratch {
     const char* p;
     int64_t bytes, step;  // step: bytes prefetched per channel block (whole cache lines)
   };
-  Buf ptrb, colb, tpb, rbb, kbb, pfb;
+  Buf ptrb, colb, tpb, rbb, kbb, pfb, rowb;  // per-row tables: q.rows slots
   GwPixScratch(const DwParams& p, const GwPixPlan& q)
-      : ptrb(p.KH * q.ncols * 8 + 64), colb(q.ncols * 8 + 64), tpb(q.taps * 8 + 64), rbb(p.KH * 8 + 64),
-        kbb((p.KH + 1) * 8 + 64),
-        pfb((p.KH + 1) * sizeof(PfRange) + 64) {
+      : ptrb(q.rows * p.KH * q.ncols * 8 + 64), colb(q.ncols * 8 + 64), tpb(q.rows * q.taps * 8 + 64),
+        rbb(q.rows * p.KH * 8 + 64), kbb((p.KH + 1) * 8 + 64), pfb((p.KH + 1) * sizeof(PfRange) + 64),
+        rowb(q.rows * sizeof(GwRowRef<T>) + 64) {
     for (int64_t j = 0; j < q.ncols; ++j) {
       const int64_t iw = j - p.pad_l;
       colb.as<int64_t>()[j] = (iw >= 0 && iw < p.W) ? iw * p.in_sw : -1;
@@ -2571,18 +2683,15 @@ struct GwPixScratch {
   }
 };
 
-// Adds flattened output row r (image r / OH, row r % OH) to the group's partial sums acc (per
-// channel block: taps + 1 vectors, the last one the bias), prefetching what row r + 1 needs.
+// Fills slot `slot` of s's tables for flattened output row r (image r / OH, row r % OH).
 template <class T>
-void gw_pix_row(const DwParams& p, const GwPixPlan& q, GwPixScratch<T>& s, const T* gout, const T* in, const T* zero,
-                int64_t r, float* acc, bool bias) {
-  using PfRange = typename GwPixScratch<T>::PfRange;
-  const T** ptrs = s.ptrb.template as<const T*>();
-  const T** rb = s.rbb.template as<const T*>();
+GwRowRef<T> gw_pix_tables(const DwParams& p, const GwPixPlan& q, GwPixScratch<T>& s, const T* gout, const T* in,
+                          const T* zero, int64_t r, int64_t slot) {
+  const T** ptrs = s.ptrb.template as<const T*>() + slot * p.KH * q.ncols;
+  const T** rb = s.rbb.template as<const T*>() + slot * p.KH;
+  const T* const** tp = s.tpb.template as<const T* const*>() + slot * q.taps;
   const int64_t* coloff = s.colb.template as<int64_t>();
-  const T* const** tp = s.tpb.template as<const T* const*>();
-  PfRange* pf = s.pfb.template as<PfRange>();
-  const int64_t n = r / p.OH, o = r % p.OH, taps = q.taps, ncols = q.ncols;
+  const int64_t n = r / p.OH, o = r % p.OH, ncols = q.ncols;
   for (int64_t kh = 0; kh < p.KH; ++kh) {
     const int64_t ih = o * p.stride_h - p.pad_t + kh * p.dil_h;
     const T** pr = ptrs + kh * ncols;
@@ -2593,8 +2702,36 @@ void gw_pix_row(const DwParams& p, const GwPixPlan& q, GwPixScratch<T>& s, const
       for (int64_t j = 0; j < ncols; ++j) pr[j] = coloff[j] >= 0 ? rp + coloff[j] : zero;
     }
   }
-  for (int64_t t = 0; t < taps; ++t) tp[t] = ptrs + (t / p.KW) * ncols + (t % p.KW) * p.dil_w;
-  const T* g = gout + n * p.out_sn + o * p.out_sh;
+  for (int64_t t = 0; t < q.taps; ++t) tp[t] = ptrs + (t / p.KW) * ncols + (t % p.KW) * p.dil_w;
+  // Kernel rows [kh_lo, kh_hi) of this output row lie inside the input; the others (padding)
+  // add nothing, and the fixed kernels skip them. (They took the pointer-table loop of
+  // gw_pix_row whenever a kernel row fell outside: the top and bottom output rows, 2 of 7 on a
+  // 7x7 map; 32x1024x7x7 3x3 1.19x faster, 32x1152x7x7 5x5 1.13x; the skipped products were zeros.)
+  int64_t kh_lo = p.KH, kh_hi = 0;
+  for (int64_t kh = 0; kh < p.KH; ++kh) {
+    const int64_t ih = o * p.stride_h - p.pad_t + kh * p.dil_h;
+    if (ih >= 0 && ih < p.H) {
+      kh_lo = imin(kh_lo, kh);
+      kh_hi = kh + 1;
+    }
+    rb[kh] = in + n * p.in_sn + imin(imax(ih, 0), p.H - 1) * p.in_sh;
+  }
+  return {rb, tp, gout + n * p.out_sn + o * p.out_sh, kh_lo, kh_hi};
+}
+
+// Adds flattened output row r to the group's partial sums acc (per channel block: taps + 1
+// vectors, the last one the bias), channel block by channel block, prefetching what row r + 1
+// needs where q.pf_next_row.
+template <class T>
+void gw_pix_row(const DwParams& p, const GwPixPlan& q, GwPixScratch<T>& s, const T* gout, const T* in, const T* zero,
+                int64_t r, float* acc, bool bias) {
+  using PfRange = typename GwPixScratch<T>::PfRange;
+  PfRange* pf = s.pfb.template as<PfRange>();
+  const GwRowRef<T> row = gw_pix_tables<T>(p, q, s, gout, in, zero, r, 0);
+  const T* const* rb = row.rb;
+  const T* const* const* tp = row.tp;
+  const int64_t n = r / p.OH, o = r % p.OH, taps = q.taps;
+  const T* g = row.g;
   // what the next row needs and this one does not (its grad_output row, its new input
   // rows): prefetched a share per channel block, a row's distance ahead
   int npf = 0;
@@ -2622,19 +2759,7 @@ void gw_pix_row(const DwParams& p, const GwPixPlan& q, GwPixScratch<T>& s, const
       if (b0 < pf[i].bytes) prefetch_bytes(pf[i].p + b0, imin(pf[i].step, pf[i].bytes - b0));
     }
   };
-  // Kernel rows [kh_lo, kh_hi) of this output row lie inside the input; the others (padding)
-  // add nothing, and the fixed kernels skip them. (They took the pointer-table loop below
-  // whenever a kernel row fell outside: the top and bottom output rows, 2 of 7 on a 7x7 map;
-  // 32x1024x7x7 3x3 1.19x faster, 32x1152x7x7 5x5 1.13x; the skipped products were zeros.)
-  int64_t kh_lo = p.KH, kh_hi = 0;
-  for (int64_t kh = 0; kh < p.KH; ++kh) {
-    const int64_t ih = o * p.stride_h - p.pad_t + kh * p.dil_h;
-    if (ih >= 0 && ih < p.H) {
-      kh_lo = imin(kh_lo, kh);
-      kh_hi = kh + 1;
-    }
-    rb[kh] = in + n * p.in_sn + imin(imax(ih, 0), p.H - 1) * p.in_sh;
-  }
+  const int64_t kh_lo = row.kh_lo, kh_hi = row.kh_hi;
   // kernel-row blocks of at most khbmax rows: block bh is rows [kb[bh], kb[bh + 1])
   const int64_t nkh = imax(0, kh_hi - kh_lo), nkb = cdiv(nkh, q.khbmax);
   int64_t* kb = s.kbb.template as<int64_t>();
@@ -2665,6 +2790,41 @@ void gw_pix_row(const DwParams& p, const GwPixPlan& q, GwPixScratch<T>& s, const
         gw_pix_dispatch<T, true>(nt, tp + t0, p.stride_w, g, p.out_sw, 0, p.OW, cb * L, q.cm, a + t0 * L, bp);
       else
         gw_pix_dispatch<T, false>(nt, tp + t0, p.stride_w, g, p.out_sw, 0, p.OW, cb * L, q.cm, a + t0 * L, bp);
+    }
+  }
+}
+
+// Output rows [r0, r1) of one group: with the fixed kernels, channel block by channel block,
+// each block's accumulators held in registers over all the rows (gw_pix_fixed_rows); otherwise
+// (or where a row has no kernel row inside the input) row by row with gw_pix_row. Same sums in
+// the same order either way.
+template <class T>
+void gw_pix_rows(const DwParams& p, const GwPixPlan& q, GwPixScratch<T>& s, const T* gout, const T* in, const T* zero,
+                 int64_t r0, int64_t r1, float* acc, bool bias) {
+  const int64_t nr = r1 - r0;
+  GwRowRef<T>* rr = s.rowb.template as<GwRowRef<T>>();
+  bool rows_ok = q.fixed && nr > 1;
+  for (int64_t i = 0; rows_ok && i < nr; ++i) {
+    rr[i] = gw_pix_tables<T>(p, q, s, gout, in, zero, r0 + i, i);
+    rows_ok = rr[i].kh_hi > rr[i].kh_lo;
+  }
+  if (!rows_ok) {
+    for (int64_t r = r0; r < r1; ++r) gw_pix_row<T>(p, q, s, gout, in, zero, r, acc, bias);
+    return;
+  }
+  const int64_t taps = q.taps, nkb = cdiv(p.KH, q.khbmax);
+  for (int64_t cb = 0; cb < q.CB; ++cb) {
+    float* a = acc + cb * (taps + 1) * L;
+    const bool msk = cb == q.CB - 1 && q.ctail < L;
+    for (int64_t bh = 0; bh < nkb; ++bh) {
+      const int64_t b0 = bh * p.KH / nkb, khb = (bh + 1) * p.KH / nkb - b0;
+      float* bp = (bias && bh == 0) ? a + taps * L : nullptr;
+      if (msk)
+        gw_pix_rows_kind<T, true>(q.kind, static_cast<int>(khb), rr, nr, b0, p.in_sw, p.pad_l, p.out_sw, q.owlo,
+                                  q.owhi, p.OW, cb * L, q.cm, a + b0 * p.KW * L, bp);
+      else
+        gw_pix_rows_kind<T, false>(q.kind, static_cast<int>(khb), rr, nr, b0, p.in_sw, p.pad_l, p.out_sw, q.owlo,
+                                   q.owhi, p.OW, cb * L, q.cm, a + b0 * p.KW * L, bp);
     }
   }
 }
@@ -2711,8 +2871,9 @@ bool gw_pixels(const DwParams& p, const T* gout, const T* in, T* gw, T* gb, int6
     for (int64_t grp = begin; grp < end; ++grp) {
       float* acc = pt + grp * q.per_group;
       for (int64_t i = 0; i < q.per_group; ++i) acc[i] = 0.f;
-      for (int64_t r = grp * q.GR; r < imin(q.NR, (grp + 1) * q.GR); ++r)
-        gw_pix_row<T>(p, q, s, gout, in, zero.get(), r, acc, gb != nullptr);
+      const int64_t rend = imin(q.NR, (grp + 1) * q.GR);
+      for (int64_t r0 = grp * q.GR; r0 < rend; r0 += q.rows)
+        gw_pix_rows<T>(p, q, s, gout, in, zero.get(), r0, imin(rend, r0 + q.rows), acc, gb != nullptr);
     }
   });
   gw_pix_reduce<T>(q, pt, gw, gb);
