@@ -383,6 +383,35 @@ def test_nchw_flat_planes(isa):
     assert_ok(fails)
 
 
+def test_nchw_packed_strided(isa):
+    # NCHW forward at stride >= 2 on narrow planes (dw_simd_packed.h, AVX-512; the other ISAs run
+    # their usual routes on the same problems): two planes per vector for output rows of <= 8 from
+    # input rows of <= 16 columns (kernels up to 3 wide; 5 wide from 14 columns), one plane for
+    # <= 16 from 29-32 (3 wide). Widths on both sides of each limit, an odd channel count (the last
+    # pair half empty), multipliers 2 and 3, dilation 2, strides (2, 2), (1, 2), (3, 3), (2, 3),
+    # 1x1, 3x3, 5x5 and non-square kernels (the runtime-size loop), padding past the kernel's
+    # half, bias; views with unit rows (channel- and batch-strided) and the row-strided "step"
+    # view; near misses (7x7 and 5x5 on 12x12 at stride 2) that keep their routes.
+    problems = [(2, 7, 3 + W % 5, W, 3, 2, 1, 1, 1) for W in (5, 8, 13, 14, 15, 16, 17, 27, 28, 29, 31, 32, 33)]
+    problems += [
+        (2, 5, 14, 14, 5, 2, 2, 1, 1),
+        (1, 5, 15, 16, 5, 2, 2, 1, 1),
+        (1, 3, 32, 32, 3, 2, 1, 1, 2),
+        (1, 3, 14, 14, 3, 2, 1, 1, 3),
+        (1, 5, 14, 14, 3, 2, 2, 2, 1),
+        (1, 5, 12, 16, 3, (1, 2), 1, 1, 1),
+        (1, 5, 20, 30, 3, 3, 1, 1, 1),
+        (1, 5, 11, 13, (2, 3), (2, 3), (1, 1), 1, 1),
+        (1, 5, 14, 14, (5, 3), 2, (2, 1), 1, 1),
+        (1, 5, 14, 15, (1, 2), 2, 0, 1, 1),
+        (1, 6, 9, 9, 1, 2, 0, 1, 1),
+        (1, 5, 14, 14, 3, 2, 3, 1, 1),
+        (1, 9, 14, 14, 7, 2, 3, 1, 1),
+        (1, 5, 12, 12, 5, 2, 2, 1, 1),
+    ]
+    assert_ok(check(problems, layouts=("nchw", "chan", "batch", "step")))
+
+
 # --- runtime-size kernels: any size, stride, dilation, padding, multiplier ------------------
 
 def test_general_kernels(isa):

@@ -3953,6 +3953,15 @@ template <class T>
 bool flat_gw(const DwParams&, const T*, const T*, T*, T*) { return false; }
 #endif
 
+#if defined(DSCONV_VEC512)
+#include "dw_simd_packed.h"
+#else
+template <class T>
+inline bool packed_fwd_ok(const DwParams&) { return false; }
+template <class T>
+bool packed_fwd(const DwParams&, const T*, const float*, const float*, T*) { return false; }
+#endif
+
 // ---------------------------------------------------------------------------------------------
 // Entry points
 
@@ -3999,6 +4008,10 @@ bool forward_t(const DwParams& p, const T* in, const T* w, const T* b, T* out) {
     return true;
   }
   if (p.out_sw != 1) return false;
+  if (packed_fwd_ok<T>(p)) {  // stride 2 on narrow planes (AVX-512): 14x14 -> 7x7, 28x28 -> 14x14
+    const WeightsF32 wf(w, b, OC, taps);
+    return packed_fwd<T>(p, in, wf.w(), wf.b(), out);
+  }
   if (flat_ok(p, false)) {  // 7x7 / 14x14 maps, "same" 3x3 / 5x5 / 7x7 at stride 1 (AVX-512)
     const WeightsF32 wf(w, b, OC, taps);
     return flat_planes<T>(p, false, in, wf.w(), wf.b(), out);
