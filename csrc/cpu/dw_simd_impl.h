@@ -2524,7 +2524,10 @@ struct GwRowRef {
 template <class T, bool MSK>
 void gw_bias_row(const T* g, int64_t gsw, int64_t OW, int64_t c0, Mask cm, float* bp) {
   V bacc = Vec::load(bp);
-  for (int64_t ow = 0; ow < OW; ++ow) bacc = Vec::add(bacc, MSK ? Vec::load(g + ow * gsw + c0, cm) : Vec::load(g + ow * gsw + c0));
+  for (int64_t ow = 0; ow < OW; ++ow) {
+    const T* gp = g + ow * gsw + c0;
+    bacc = Vec::add(bacc, MSK ? Vec::load(gp, cm) : Vec::load(gp));
+  }
   Vec::store(bp, bacc);
 }
 
@@ -2659,8 +2662,9 @@ GwPixPlan gw_pix_plan(const DwParams& p, int64_t max_groups) {
   // 1.06x 256x28x28, 1.08x 192x28x28. Row by row elsewhere: 56x56 maps 0.88-1.02x, stride 2
   // 0.71-0.96x (no next-row prefetch, and fewer input rows shared), 5x5 / 7x7 (several row
   // blocks, each walking the chunk again) 0.87-1.05x.
+  // (at most a group's rows: a chunk never crosses a group, and the per-row tables are sized by it)
   const int64_t rows = gw_rows_override();
-  q.rows = rows > 0 ? rows : (q.kind == kX3s1 && p.KH <= q.khbmax && p.OW <= 28 ? 4 : 1);
+  q.rows = imin(q.GR, rows > 0 ? rows : (q.kind == kX3s1 && p.KH <= q.khbmax && p.OW <= 28 ? 4 : 1));
   return q;
 }
 
